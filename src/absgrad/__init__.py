@@ -1,0 +1,27 @@
+"""absgrad: gradient saliency maps that localise (Guided AbsoluteGrad) and the metrics to measure it.
+
+Quick use::
+
+    import absgrad
+    maps = absgrad.explain(model, images, target, "gag")   # (B, H, W) in [0, 1]
+    scores = absgrad.metrics.rcap(model, images, target, maps)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["explain", "reverse", "METHODS", "metrics", "cases", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy imports keep `import absgrad` and the CLI start-up fast.
+    if name in ("explain", "reverse", "METHODS"):
+        from absgrad import methods
+
+        return getattr(methods, name)
+    if name in ("metrics", "cases", "methods", "protocol"):
+        import importlib
+
+        return importlib.import_module(f"absgrad.{name}")
+    raise AttributeError(f"module 'absgrad' has no attribute {name!r}")
