@@ -11,12 +11,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["explain", "reverse", "METHODS", "metrics", "cases", "__version__"]
+__all__ = ["explain", "explain_many", "attribute", "reverse", "METHODS", "metrics", "cases", "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy imports keep `import absgrad` and the CLI start-up fast.
-    if name in ("explain", "reverse", "METHODS"):
+    if name in ("explain", "explain_many", "attribute", "reverse", "METHODS"):
         from absgrad import methods
 
         return getattr(methods, name)

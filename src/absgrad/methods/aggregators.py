@@ -1,0 +1,130 @@
+"""Aggregators: how N per-sample attributions become one (SPEC §2.3).
+
+Samples are never stacked: :class:`SampleStats` keeps, per processing, a running sum and a
+running (Welford/Chan) mean and sum of squared deviations, per image. Memory is independent of N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from absgrad.methods.processing import PROCESSINGS, check_processing
+
+AGGREGATIONS = ("mean", "var", "guided")
+
+
+class SampleStats:
+    """Running statistics of samples ``a_i`` of shape ``(B, C, H, W)`` for several processings.
+
+    ``add(samples, images)`` takes ``{processing: (k, b, C, H, W)}``: k new samples for the images
+    ``images`` (a slice of the batch). Counts are kept per image so chunks may split the batch.
+    """
+
+    def __init__(self, processings: Iterable[str], variance_source: str = "processed") -> None:
+        self.processings = tuple(dict.fromkeys(check_processing(p) for p in processings))
+        if variance_source not in ("raw", "processed"):
+            raise ValueError("variance_source must be 'raw' or 'processed'")
+        self.variance_source = variance_source
+        self.count: Tensor | None = None
+        self.sum: dict[str, Tensor] = {}
+        self.mean: dict[str, Tensor] = {}
+        self.m2: dict[str, Tensor] = {}
+
+    def _init(self, like: Tensor, batch: int) -> None:
+        shape = (batch, *like.shape[2:])
+        z = dict(dtype=like.dtype, device=like.device)
+        self.count = torch.zeros(batch, dtype=like.dtype, device=like.device)
+        for p in self.processings:
+            self.sum[p] = torch.zeros(shape, **z)
+            self.mean[p] = torch.zeros(shape, **z)
+            self.m2[p] = torch.zeros(shape, **z)
+
+    def add(self, samples: dict[str, Tensor], images: slice, batch: int) -> None:
+        """Fold ``k`` samples ``(k, b, C, H, W)`` per processing into the statistics of ``images``."""
+        first = next(iter(samples.values()))
+        if self.count is None:
+            self._init(first, batch)
+        k = first.shape[0]
+        n_a = self.count[images]
+        n = n_a + k
+        bshape = (-1,) + (1,) * (first.dim() - 2)
+        for p in self.processings:
+            s = samples[p]
+            mean_b = s.mean(dim=0)
+            m2_b = ((s - mean_b) ** 2).sum(dim=0) if k > 1 else torch.zeros_like(mean_b)
+            delta = mean_b - self.mean[p][images]
+            self.mean[p][images] += delta * (k / n).view(bshape)
+            self.m2[p][images] += m2_b + delta**2 * (n_a * k / n).view(bshape)
+            self.sum[p][images] += s.sum(dim=0)
+        self.count[images] = n
+
+    @property
+    def n(self) -> int:
+        if self.count is None:
+            return 0
+        return int(self.count.min())
+
+    def variance(self, processing: str) -> Tensor:
+        """Unbiased elementwise variance over samples ``(B, C, H, W)``."""
+        if self.n < 2:
+            raise ValueError(f"a variance needs at least 2 samples, got n_samples = {self.n}")
+        return self.m2[processing] / (self.count - 1).view((-1,) + (1,) * (self.m2[processing].dim() - 1))
+
+
+def variance_guide(v: Tensor, percentile: float) -> Tensor:
+    """The guide ``G``: 1 where ``V`` exceeds its per-image, per-channel ``percentile``-quantile, else ``V``."""
+    if percentile == 0:
+        return torch.ones_like(v)
+    flat = v.flatten(2)
+    q = linear_quantile(flat, percentile)
+    return torch.where(flat > q, torch.ones_like(flat), flat).view_as(v)
+
+
+def linear_quantile(flat: Tensor, q: float) -> Tensor:
+    """``q``-quantile along the last dim with linear interpolation (like ``torch.quantile``,
+    without its input-size limit). Returns shape ``(..., 1)``."""
+    s = flat.sort(dim=-1).values
+    pos = q * (s.shape[-1] - 1)
+    lo = int(pos)
+    hi = min(lo + 1, s.shape[-1] - 1)
+    frac = pos - lo
+    return (s[..., lo] + (s[..., hi] - s[..., lo]) * frac).unsqueeze(-1)
+
+
+def check_percentile(p: float) -> float:
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not (0 <= p < 1):
+        raise ValueError(f"percentile must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def aggregate(stats: SampleStats, processing: str, aggregation: str, percentile: float = 0.85) -> Tensor:
+    """One attribution ``(B, C, H, W)`` from the statistics (SPEC §2.3).
+
+    ``mean``: mean of processed samples. ``var``: their unbiased variance. ``guided(p)``:
+    ``G * sum_i a_i`` with ``G`` from the variance of the raw (noise sampler) or processed
+    (path samplers) samples.
+    """
+    check_processing(processing)
+    if aggregation == "mean":
+        return stats.sum[processing] / stats.count.view((-1,) + (1,) * (stats.sum[processing].dim() - 1))
+    if aggregation == "var":
+        return stats.variance(processing)
+    if aggregation == "guided":
+        source = "raw" if stats.variance_source == "raw" else processing
+        guide = variance_guide(stats.variance(source), check_percentile(percentile))
+        return guide * stats.sum[processing]
+    raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
+
+
+def needed_processings(processing: str, aggregation: str, variance_source: str) -> set[str]:
+    """Which processings a (processing, aggregation) pair needs the sampler to track."""
+    need = {processing}
+    if aggregation == "guided" and variance_source == "raw":
+        need.add("raw")
+    return need
+
+
+__all__ = ["AGGREGATIONS", "PROCESSINGS", "SampleStats", "aggregate", "variance_guide"]

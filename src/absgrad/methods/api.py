@@ -1,0 +1,184 @@
+"""``explain``/``attribute``: one method on a batch; ``explain_many``: many methods, each sampler once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from absgrad.methods.aggregators import (
+    AGGREGATIONS,
+    SampleStats,
+    aggregate,
+    check_percentile,
+    needed_processings,
+)
+from absgrad.methods.chunking import check_batch_size
+from absgrad.methods.gradcam import gradcam
+from absgrad.methods.gradients import OBJECTIVES, frozen_eval, predict
+from absgrad.methods.processing import check_processing
+from absgrad.methods.registry import MethodDef, get_method, resolve_params
+from absgrad.methods.samplers import GradContext, Sampler
+from absgrad.utils.maps import to_map
+from absgrad.utils.validation import check_images, resolve_target
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated method call: the method, its sampler (or None) and its parameters."""
+
+    method: MethodDef
+    params: dict[str, Any]
+    sampler: Sampler | None
+
+    @property
+    def group_key(self) -> tuple:
+        """Requests with equal keys share one sampler run."""
+        if self.sampler is None:
+            return ("gradcam", str(self.params["layer"]), self.params["objective"])
+        return (self.sampler.key(), self.params["objective"], self.params["batch_size"])
+
+
+def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
+    """Validate ``params`` for ``method`` (errors name the bad parameter) and build its sampler."""
+    m = method if isinstance(method, MethodDef) else get_method(method)
+    p = resolve_params(m, dict(params))
+    check_processing(p["processing"])
+    if p["aggregation"] not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {p['aggregation']!r}; choose one of {AGGREGATIONS}")
+    if p["objective"] not in OBJECTIVES:
+        raise ValueError(f"unknown objective {p['objective']!r}; choose one of {OBJECTIVES}")
+    check_percentile(p["percentile"])
+    check_batch_size(p["batch_size"])
+    n = p.get("n_samples", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n!r}")
+    if p["aggregation"] in ("var", "guided") and n < 2:
+        raise ValueError(
+            f"aggregation {p['aggregation']!r} needs a variance over samples: n_samples must be >= 2"
+            + ("" if "n_samples" in p else f" and method {m.name!r} takes a single sample")
+        )
+    if m.sampler is None:
+        return Request(m, p, None)
+    sampler = m.sampler(**{k: p[k] for k in m.sampler_params})
+    return Request(m, p, sampler)
+
+
+def _prepare(model: object, inputs: object, target: object) -> tuple[nn.Module, Tensor, Tensor | None]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = check_images(inputs)
+    return model, x, resolve_target(target, x.shape[0])
+
+
+def _target_or_prediction(model: nn.Module, x: Tensor, t: Tensor | None) -> Tensor:
+    if t is not None:
+        return t.to(x.device)
+    return predict(model, x).argmax(dim=1)
+
+
+def _run_group(
+    reqs: list[Request], model: nn.Module, x: Tensor, t: Tensor, generator: torch.Generator | None
+) -> list[Tensor]:
+    """Run the shared sampler of ``reqs`` once; return each request's attribution."""
+    first = reqs[0]
+    if first.sampler is None:
+        p = first.params
+        return [gradcam(model, x, t, p["layer"], p["objective"], p["batch_size"])] * len(reqs)
+    source = first.sampler.variance_source
+    procs: set[str] = set()
+    for r in reqs:
+        procs |= needed_processings(r.params["processing"], r.params["aggregation"], source)
+    stats = SampleStats(sorted(procs), source)
+    ctx = GradContext(model, x, t, first.params["objective"], first.params["batch_size"], generator)
+    first.sampler.run(ctx, stats)
+    return [
+        aggregate(stats, r.params["processing"], r.params["aggregation"], r.params["percentile"])
+        for r in reqs
+    ]
+
+
+def attribute(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | None,
+    method: str,
+    *,
+    generator: torch.Generator | None = None,
+    **params: Any,
+) -> Tensor:
+    """The attribution ``(B, C, H, W)`` (Grad-CAM: ``(B, 1, H, W)``) before the map step."""
+    req = make_request(method, params)
+    model, x, t = _prepare(model, inputs, target)
+    with frozen_eval(model):
+        t = _target_or_prediction(model, x, t)
+        return _run_group([req], model, x, t, generator)[0].detach()
+
+
+def explain(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | None,
+    method: str,
+    *,
+    generator: torch.Generator | None = None,
+    **params: Any,
+) -> Tensor:
+    """Saliency maps ``(B, H, W)`` in [0, 1] (per-image min-max) for ``inputs (B, C, H, W)``.
+
+    Args:
+        model: a classifier returning ``(B, K)`` logits; its mode and ``requires_grad`` flags
+            are restored afterwards.
+        inputs: normalised model inputs ``(B, C, H, W)``.
+        target: class per image: an int, a ``(B,)`` tensor, or None for the predicted class.
+        method: one of ``absgrad.METHODS`` (``"gag"``, ``"sg"``, ``"vargrad"``, ``"ig"``, ...).
+        generator: a CPU ``torch.Generator`` for the random draws (noise, baselines).
+        **params: ``n_samples``, ``spread``, ``percentile``, ``processing``, ``aggregation``,
+            ``objective``, ``batch_size``, ... (``absgrad.METHODS[method].defaults``).
+    """
+    return to_map(attribute(model, inputs, target, method, generator=generator, **params))
+
+
+def explain_many(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | None,
+    requests: Mapping[str, tuple[str, Mapping[str, Any]]],
+    *,
+    seed: int | None = None,
+    on_group: Any = None,
+) -> dict[str, Tensor]:
+    """Maps for many methods at once; every distinct sampler runs once and serves all its methods.
+
+    ``requests``: ``{label: (method, params)}``. With ``seed``, each sampler run gets a fresh
+    ``torch.Generator`` seeded with it, so every map equals ``explain(..., generator=
+    torch.Generator().manual_seed(seed), **params)``. ``on_group(n_methods)`` is called after
+    each sampler run (progress). Returns ``{label: (B, H, W)}``.
+    """
+    built = {label: make_request(m, p) for label, (m, p) in requests.items()}
+    model, x, t = _prepare(model, inputs, target)
+    groups: dict[tuple, list[str]] = {}
+    for label, req in built.items():
+        groups.setdefault(req.group_key, []).append(label)
+    out: dict[str, Tensor] = {}
+    with frozen_eval(model):
+        t = _target_or_prediction(model, x, t)
+        for labels in groups.values():
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            attrs = _run_group([built[lb] for lb in labels], model, x, t, gen)
+            for lb, a in zip(labels, attrs, strict=True):
+                out[lb] = to_map(a.detach())
+            if on_group is not None:
+                on_group(len(labels))
+    return {lb: out[lb] for lb in requests}
+
+
+def sampler_groups(requests: Mapping[str, tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
+    """How ``explain_many`` would group ``requests`` (labels sharing one sampler run)."""
+    groups: dict[tuple, list[str]] = {}
+    for label, (m, p) in requests.items():
+        groups.setdefault(make_request(m, p).group_key, []).append(label)
+    return list(groups.values())

@@ -1,0 +1,69 @@
+"""Gradients of a class objective with respect to the inputs, in chunks, with the model restored."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from absgrad.utils.validation import check_logits
+
+OBJECTIVES = ("logit", "log_softmax", "nll")
+
+
+def class_scores(logits: Tensor, target: Tensor, objective: str) -> Tensor:
+    """The per-image objective ``(B,)`` whose input gradient is taken.
+
+    ``logit``: the target logit (the paper's gradient). ``log_softmax``: log-probability of the
+    target. ``nll``: negative log-likelihood (the reference IG code's choice; flips the sign).
+    """
+    if objective == "logit":
+        return logits.gather(1, target[:, None])[:, 0]
+    logp = torch.log_softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
+    if objective == "log_softmax":
+        return logp
+    if objective == "nll":
+        return -logp
+    raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+
+
+def check_target_range(logits: Tensor, target: Tensor) -> None:
+    k = logits.shape[1]
+    if int(target.max()) >= k or int(target.min()) < 0:
+        raise ValueError(f"target {target.tolist()} out of range for a model with {k} classes")
+
+
+def input_gradient(model: nn.Module, x: Tensor, target: Tensor, objective: str = "logit") -> Tensor:
+    """``d objective(model(x))_target / d x`` for a batch ``x (n, C, H, W)``, ``target (n,)``."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        logits = check_logits(model(xg), xg.shape[0])
+        check_target_range(logits, target)
+        score = class_scores(logits, target, objective).sum()
+        (grad,) = torch.autograd.grad(score, xg)
+    return grad
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 16) -> Tensor:
+    """Logits ``(B, K)`` of the model on ``x``, in chunks, without autograd."""
+    outs = [check_logits(model(x[i : i + batch_size]), len(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    return torch.cat(outs)
+
+
+@contextlib.contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Put the model in eval mode with parameters not requiring grad; restore both afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)

@@ -1,0 +1,86 @@
+"""Guided backpropagation: ReLU modules pass back a filtered gradient (SPEC §2.1, §2.2)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from absgrad.methods.aggregators import SampleStats
+from absgrad.methods.chunking import image_slices
+from absgrad.methods.samplers import GradContext, Sampler, _processed
+
+HOOKS: dict[str, Callable[[Tensor], Tensor]] = {
+    "positive": lambda g: g.clamp(min=0),  # the original guided backprop
+    "negative": lambda g: g.clamp(max=0),
+    "both": lambda g: g,  # the plain gradient
+    "abs": lambda g: g.abs(),
+}
+
+
+class _GuidedReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, upper: float | None, rule: str) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.upper, ctx.rule = upper, rule
+        return x.clamp(min=0) if upper is None else x.clamp(0, upper)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        passing = x > 0 if ctx.upper is None else (x > 0) & (x < ctx.upper)
+        return HOOKS[ctx.rule](grad * passing), None, None
+
+
+def _activations(model: nn.Module) -> list[tuple[nn.Module, float | None]]:
+    found = []
+    for m in model.modules():
+        if isinstance(m, nn.ReLU6):
+            found.append((m, 6.0))
+        elif isinstance(m, nn.ReLU):
+            found.append((m, None))
+    return found
+
+
+@contextlib.contextmanager
+def guided_relus(model: nn.Module, rule: str = "positive") -> Iterator[int]:
+    """Within the block, every ``nn.ReLU``/``nn.ReLU6`` of ``model`` back-propagates
+    ``HOOKS[rule]`` of its gradient. The original modules are restored on exit, even on error.
+
+    Yields the number of patched modules. Functional ReLUs (``F.relu`` in ``forward``) cannot be
+    reached and keep their plain gradient.
+    """
+    if rule not in HOOKS:
+        raise ValueError(f"unknown guided-backprop hook {rule!r}; choose one of {tuple(HOOKS)}")
+    acts = _activations(model)
+    if not acts:
+        raise ValueError("guided backprop needs nn.ReLU or nn.ReLU6 modules, and the model has none")
+    saved = [(m, m.__dict__.get("forward")) for m, _ in acts]
+    try:
+        for m, upper in acts:
+            m.forward = lambda x, _u=upper: _GuidedReLU.apply(x, _u, rule)  # type: ignore[method-assign]
+        yield len(acts)
+    finally:
+        for m, old in saved:
+            if old is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = old  # type: ignore[method-assign]
+
+
+@dataclass
+class GuidedBackpropSampler(Sampler):
+    """One backward pass with guided ReLUs; ``hook``: positive (GB), negative, both, abs."""
+
+    name: ClassVar[str] = "guided_backprop"
+    hook: str = "positive"
+
+    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+        with guided_relus(ctx.model, self.hook):
+            for imgs in image_slices(ctx.batch, ctx.batch_size):
+                g = ctx.grad(ctx.x[imgs].unsqueeze(0), imgs)
+                stats.add(_processed(g, stats.processings), imgs, ctx.batch)
