@@ -1,0 +1,53 @@
+"""Metrics for saliency maps (SPEC §3): RCAP, deletion/insertion AUC, segmentation metrics,
+pointing game and the model-randomisation sanity check, as functions and as Quantus-style
+objects.
+
+Maps are ``(B, H, W)``; ``inputs`` are normalised model inputs ``(B, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+from absgrad.metrics._perturb import IMAGENET, SYMMETRIC, gaussian_blur
+from absgrad.metrics.auc import AUCResult, auc, blurred, deletion_insertion, target_probs
+from absgrad.metrics.quantus_api import (
+    DAUC,
+    IAUC,
+    MAE,
+    RCAP,
+    LcDice,
+    MAESqrtPaper,
+    ModelParameterRandomisation,
+    PointingGame,
+)
+from absgrad.metrics.rcap import RCAPResult, rcap, rcap_percentiles
+from absgrad.metrics.sanity import SanityResult, sanity_check, spearman
+from absgrad.metrics.segmentation import lc_dice, mae, mae_sqrt_paper, pointing_game
+
+__all__ = [
+    "IMAGENET",
+    "SYMMETRIC",
+    "rcap",
+    "rcap_percentiles",
+    "RCAPResult",
+    "deletion_insertion",
+    "AUCResult",
+    "auc",
+    "blurred",
+    "target_probs",
+    "gaussian_blur",
+    "lc_dice",
+    "mae",
+    "mae_sqrt_paper",
+    "pointing_game",
+    "sanity_check",
+    "SanityResult",
+    "spearman",
+    "RCAP",
+    "DAUC",
+    "IAUC",
+    "LcDice",
+    "MAE",
+    "MAESqrtPaper",
+    "PointingGame",
+    "ModelParameterRandomisation",
+]

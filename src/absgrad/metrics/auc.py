@@ -1,0 +1,182 @@
+"""Deletion / insertion curves and their areas (DAUC, IAUC; Petsiuk et al. 2018), SPEC §3.2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from absgrad.metrics._perturb import (
+    DEFAULT_BATCH_SIZE,
+    IMAGENET,
+    Normalization,
+    above,
+    check_batch_size,
+    check_images,
+    check_model,
+    check_normalization,
+    check_probs,
+    eval_mode,
+    forward_probs,
+    gather_target,
+    gaussian_blur,
+    prepare,
+    resolve_or_predict,
+    thresholds,
+)
+
+BLUR_KERNEL = 33
+BLUR_SIGMA = 16.0
+
+
+@dataclass(frozen=True)
+class AUCResult:
+    """Deletion and insertion curves ``(B, steps)`` (target probability at ``r = k / steps``)
+    and the dataset-level areas: ``dauc``/``iauc`` = :func:`auc` of the mean curve over images."""
+
+    deletion: Tensor
+    insertion: Tensor
+    dauc: float
+    iauc: float
+    fractions: tuple[float, ...]
+
+    @property
+    def dauc_per_image(self) -> Tensor:
+        """``(B,)`` area under each image's deletion curve (lower is better)."""
+        return auc(self.deletion)
+
+    @property
+    def iauc_per_image(self) -> Tensor:
+        """``(B,)`` area under each image's insertion curve (higher is better)."""
+        return auc(self.insertion)
+
+
+def auc(curve: Tensor) -> Tensor:
+    """Trapezoid area of ``curve (..., steps)`` with spacing ``1 / steps`` (the last dim).
+
+    The paper's convention: the ``steps`` points are integrated against ``x = 1/steps ... 1``,
+    so a curve stuck at 1 scores ``(steps - 1) / steps`` (0.9 for 10 points), not 1.
+    """
+    if not isinstance(curve, Tensor):
+        curve = torch.as_tensor(curve, dtype=torch.float64)
+    if curve.dim() == 0 or curve.shape[-1] < 1:
+        raise ValueError(
+            f"curve must have at least one point on its last dim, got {tuple(curve.shape)}"
+        )
+    steps = curve.shape[-1]
+    if steps == 1:
+        return torch.zeros(curve.shape[:-1], dtype=curve.dtype, device=curve.device)
+    return (curve[..., 1:] + curve[..., :-1]).sum(dim=-1) / (2.0 * steps)
+
+
+def _check_steps(steps: object) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    return steps
+
+
+def target_probs(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | list[int] | None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Tensor:
+    """Softmax probability ``(B,)`` of the target class on ``inputs (B, C, H, W)``.
+
+    Compute it once per image for the clean and for the blurred image (:func:`blurred`) and pass
+    both to :func:`deletion_insertion` to skip its ``r = 0`` forward passes across many maps.
+    """
+    model = check_model(model)
+    batch_size = check_batch_size(batch_size)
+    x = check_images(inputs)
+    with eval_mode(model), torch.inference_mode():
+        t, probs = resolve_or_predict(model, x, target, batch_size)
+        if probs is None:
+            probs = forward_probs(model, x, batch_size)
+        return gather_target(probs, t, x.shape[0], 1)[:, 0]
+
+
+def blurred(inputs: Tensor, *, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA) -> Tensor:
+    """The insertion start image: Gaussian blur (kernel 33, sigma 16, reflect padding) of
+    normalised ``inputs (B, C, H, W)``."""
+    return gaussian_blur(check_images(inputs), kernel_size, sigma)
+
+
+def deletion_insertion(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | list[int] | None,
+    maps: Tensor,
+    *,
+    steps: int = 10,
+    normalization: Normalization = IMAGENET,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    clean_probs: Tensor | None = None,
+    blurred_probs: Tensor | None = None,
+    blur_kernel: int = BLUR_KERNEL,
+    blur_sigma: float = BLUR_SIGMA,
+) -> AUCResult:
+    """Deletion and insertion curves of saliency maps.
+
+    Args:
+        model: classifier returning ``(N, K)`` logits (evaluated in eval mode, flags restored).
+        inputs: normalised model inputs ``(B, C, H, W)``.
+        target: class per image; ``None`` = top-1 class on ``inputs``.
+        maps: ``(B, H, W)`` or ``(B, 1, H, W)``; only the ranking of values matters.
+        steps: curve points at ``r = 0, 1/steps, ..., (steps-1)/steps``.
+        normalization: ``(mean, std)`` of ``inputs``; checked only (deletion writes 0 in
+            normalised space, i.e. the dataset mean colour).
+        batch_size: perturbed images per forward pass.
+        clean_probs, blurred_probs: ``(B,)`` target probabilities on ``inputs`` and on
+            :func:`blurred` ``(inputs)`` (see :func:`target_probs`); when given, the ``r = 0``
+            passes are skipped.
+
+    At fraction ``r`` the selected pixels are those strictly above the map value at sorted
+    position ``floor(H*W*(1-r)) - 1`` (as in RCAP), so ``r = 0`` changes nothing. Deletion sets
+    them to 0 in all channels; insertion starts from the blurred image and restores them.
+    """
+    model = check_model(model)
+    batch_size = check_batch_size(batch_size)
+    steps = _check_steps(steps)
+    x, m = prepare(inputs, maps)
+    b, c, h, w = x.shape
+    check_normalization(normalization, c)
+    if clean_probs is not None:
+        clean_probs = check_probs(clean_probs, b, "clean_probs", x.device)
+    if blurred_probs is not None:
+        blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
+
+    fractions = tuple(k / steps for k in range(steps))
+    # sorted position floor(H*W*(1 - k/steps)) - 1, in exact integer arithmetic
+    positions = [(h * w * (steps - k)) // steps - 1 for k in range(steps)]
+    sel = above(m, thresholds(m, positions))[:, :, None]  # (B, steps, 1, H, W)
+    base = gaussian_blur(x, blur_kernel, blur_sigma)
+
+    # r = 0 is the clean (deletion) / blurred (insertion) image: skip it when given.
+    first_del = 0 if clean_probs is None else 1
+    first_ins = 0 if blurred_probs is None else 1
+    deleted = torch.where(sel[:, first_del:], torch.zeros((), dtype=x.dtype), x[:, None])
+    inserted = torch.where(sel[:, first_ins:], x[:, None], base[:, None])
+    n_del, n_ins = steps - first_del, steps - first_ins
+    images = torch.cat([deleted, inserted], dim=1).reshape(b * (n_del + n_ins), c, h, w)
+
+    with eval_mode(model), torch.inference_mode():
+        t, _ = resolve_or_predict(model, x, target, batch_size)
+        if images.shape[0] > 0:
+            probs = gather_target(forward_probs(model, images, batch_size), t, b, n_del + n_ins)
+        else:
+            probs = torch.zeros(b, 0, device=x.device)
+    del_curve, ins_curve = probs[:, :n_del], probs[:, n_del:]
+    if clean_probs is not None:
+        del_curve = torch.cat([clean_probs[:, None].to(probs.dtype), del_curve], dim=1)
+    if blurred_probs is not None:
+        ins_curve = torch.cat([blurred_probs[:, None].to(probs.dtype), ins_curve], dim=1)
+    return AUCResult(
+        deletion=del_curve,
+        insertion=ins_curve,
+        dauc=float(auc(del_curve.mean(dim=0))),
+        iauc=float(auc(ins_curve.mean(dim=0))),
+        fractions=fractions,
+    )

@@ -1,0 +1,127 @@
+"""RCAP (ReCover And Predict), SPEC §3.1: higher is better."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from absgrad.metrics._perturb import (
+    DEFAULT_BATCH_SIZE,
+    IMAGENET,
+    Normalization,
+    above,
+    check_batch_size,
+    check_model,
+    check_normalization,
+    eval_mode,
+    forward_probs,
+    fraction_positions,
+    gather_target,
+    prepare,
+    resolve_or_predict,
+    thresholds,
+)
+
+
+@dataclass(frozen=True)
+class RCAPResult:
+    """Per-image RCAP.
+
+    ``score (B,)``: mean over the valid percentiles of ``hit * prob`` (0 if none is valid).
+    ``hit (B, P)``: share of the map's mass in the recovered region. ``prob (B, P)``: softmax
+    probability of the target on the recovered image. ``valid (B, P)``: the percentile selected
+    at least one pixel. ``percentiles``: the ``P`` percentiles used.
+    """
+
+    score: Tensor
+    hit: Tensor
+    prob: Tensor
+    valid: Tensor
+    percentiles: tuple[float, ...]
+
+    def mean(self) -> float:
+        """Dataset-level RCAP: the mean score over images."""
+        return float(self.score.mean())
+
+
+def rcap_percentiles(lower_bound: float = 0.5, interval: float = 0.1) -> tuple[float, ...]:
+    """``(lower_bound, lower_bound + interval, ...)`` below 1, rounded to 10 decimals."""
+    for name, v in (("lower_bound", lower_bound), ("interval", interval)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise TypeError(f"{name} must be a finite number, got {v!r}")
+    if not 0 <= lower_bound < 1:
+        raise ValueError(f"lower_bound={lower_bound} gives no percentile: it must lie in [0, 1)")
+    if interval <= 0:
+        raise ValueError(f"interval={interval} gives no percentile list: it must be > 0")
+    if interval < 1e-6:
+        raise ValueError(f"interval={interval} is too small (< 1e-6): too many percentiles")
+    out: list[float] = []
+    k = 0
+    while (p := round(lower_bound + k * interval, 10)) < 1:
+        out.append(p)
+        k += 1
+    return tuple(out)
+
+
+def rcap(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Tensor | list[int] | None,
+    maps: Tensor,
+    *,
+    lower_bound: float = 0.5,
+    interval: float = 0.1,
+    normalization: Normalization = IMAGENET,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> RCAPResult:
+    """RCAP of saliency maps.
+
+    Args:
+        model: classifier returning ``(N, K)`` logits; evaluated in eval mode, its train/eval
+            flags are restored afterwards.
+        inputs: normalised model inputs ``(B, C, H, W)``.
+        target: class per image (int, sequence or ``(B,)`` tensor); ``None`` = top-1 class.
+        maps: ``(B, H, W)`` or ``(B, 1, H, W)``, non-negative (min-max scaled maps are).
+        lower_bound, interval: percentiles ``P = {lower_bound, lower_bound + interval, ...} < 1``.
+        normalization: ``(mean, std)`` that produced ``inputs``; black is ``(0 - mean) / std``.
+        batch_size: how many recovered images go through the model at once.
+
+    For each ``p``, ``q_p`` is the map value at ascending sorted position ``floor(H*W*p) - 1``.
+    The recovered image keeps the input where ``map > q_p`` and is black (pixel value 0) elsewhere
+    (de-normalise, black out, normalise again: done as one ``where`` in normalised space).
+    ``hit_p = sum(map[map > q_p]) / sum(map)``, ``prob_p = softmax(f(recovered))[target]`` and the
+    score is the mean of ``hit_p * prob_p`` over the percentiles.
+
+    Ties (differs from the reference code): when 10% or more of the pixels share the maximum,
+    ``map > q_p`` can select nothing. Such percentiles are left out of the mean (``valid`` is
+    False; all left out gives score 0; never NaN). The reference's cumulative loop recovers the
+    whole image for them instead; for maps without such a flat top both agree exactly.
+    """
+    model = check_model(model)
+    batch_size = check_batch_size(batch_size)
+    percentiles = rcap_percentiles(lower_bound, interval)
+    x, m = prepare(inputs, maps, nonnegative=True)
+    b, c, h, w = x.shape
+    mean, std = check_normalization(normalization, c)
+    black = ((0.0 - mean) / std).to(device=x.device, dtype=x.dtype)  # (C, 1, 1)
+
+    sel = above(m, thresholds(m, fraction_positions(h * w, percentiles)))  # (B, P, H, W)
+    valid = sel.flatten(2).any(dim=2)
+    mass = m.sum(dim=(1, 2))
+    kept = (m[:, None] * sel).sum(dim=(2, 3))
+    hit = torch.where(mass[:, None] > 0, kept / mass.clamp_min(1e-30)[:, None], 0.0)
+    recovered = torch.where(sel[:, :, None], x[:, None], black)  # (B, P, C, H, W)
+
+    n_p = len(percentiles)
+    with eval_mode(model), torch.inference_mode():
+        t, _ = resolve_or_predict(model, x, target, batch_size)
+        probs = forward_probs(model, recovered.reshape(b * n_p, c, h, w), batch_size)
+        prob = gather_target(probs, t, b, n_p)
+
+    hit = hit.to(prob.dtype)
+    contrib = torch.where(valid, hit * prob, 0.0)
+    score = contrib.sum(dim=1) / valid.sum(dim=1).clamp_min(1).to(prob.dtype)
+    return RCAPResult(score=score, hit=hit, prob=prob, valid=valid, percentiles=percentiles)
