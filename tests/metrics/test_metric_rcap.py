@@ -60,7 +60,9 @@ def test_batch_size_does_not_change_result(tiny_model, tiny_inputs):
     a = rcap(tiny_model, tiny_inputs, [0, 4], maps, batch_size=1)
     b = rcap(tiny_model, tiny_inputs, [0, 4], maps, batch_size=3)
     c = rcap(tiny_model, tiny_inputs, [0, 4], maps)
-    assert torch.allclose(a.score, b.score, atol=1e-6) and torch.allclose(b.score, c.score, atol=1e-6)
+    assert torch.allclose(a.score, b.score, atol=1e-6) and torch.allclose(
+        b.score, c.score, atol=1e-6
+    )
 
 
 def test_forward_passes_are_batched(tiny_model, tiny_inputs):
