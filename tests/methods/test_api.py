@@ -1,0 +1,94 @@
+"""explain_many shares samplers; Captum-style classes; the registry; reversed maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import absgrad
+from absgrad.methods import CLASSES, METHODS, explain_many, sampler_groups
+
+
+class Counting(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.images = inner, 0
+
+    def forward(self, x):
+        self.images += x.shape[0]
+        return self.inner(x)
+
+
+NOISE_FAMILY = {
+    "SG": ("sg", {}),
+    "VarGrad": ("vargrad", {}),
+    "SG+": ("sg", {"processing": "pos"}),
+    "SG-": ("sg", {"processing": "neg"}),
+    "GAG-0": ("gag", {"percentile": 0.0}),
+    "SG-G": ("sg", {"aggregation": "guided"}),
+    **{f"GAG-{int(p * 100)}": ("gag", {"percentile": p}) for p in (0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)},
+}
+
+
+def test_noise_family_is_one_sampler_run_and_equals_separate_calls(tiny_model, tiny_inputs):
+    params = {k: (m, {**p, "n_samples": 5}) for k, (m, p) in NOISE_FAMILY.items()}
+    assert len(sampler_groups(params)) == 1
+    counting = Counting(tiny_model)
+    maps = explain_many(counting, tiny_inputs, [0, 1], params, seed=3)
+    assert counting.images == 5 * 2  # N samples x B images, once for all 14 maps
+    for label, (m, p) in params.items():
+        sep = absgrad.explain(tiny_model, tiny_inputs, [0, 1], m, generator=torch.Generator().manual_seed(3), **p)
+        assert torch.equal(maps[label], sep), label
+
+
+def test_groups_split_by_sampler_parameters():
+    reqs = {"a": ("sg", {}), "b": ("sg", {"spread": 0.2}), "c": ("ig", {}), "d": ("ig", {"processing": "abs"}),
+            "e": ("gb", {}), "f": ("gb", {"hook": "abs"}), "g": ("gradcam", {}), "h": ("gag", {})}
+    groups = sampler_groups(reqs)
+    assert sorted(map(sorted, groups)) == [["a", "h"], ["b"], ["c", "d"], ["e"], ["f"], ["g"]]
+
+
+def test_registry_lists_every_method_with_defaults():
+    assert set(METHODS) == {"vg", "sg", "vargrad", "ig", "blurig", "guidedig", "gb", "gradcam", "gag"}
+    assert METHODS["gag"].defaults["percentile"] == 0.85 and METHODS["gag"].defaults["processing"] == "abs"
+    assert METHODS["sg"].defaults["n_samples"] == 20 and METHODS["sg"].defaults["spread"] == 0.15
+    assert METHODS["ig"].defaults["steps"] == 5 and METHODS["ig"].defaults["n_samples"] == 2
+
+
+@pytest.mark.parametrize("method", sorted(CLASSES))
+def test_captum_style_classes(tiny_model, tiny_inputs, method):
+    params = {"n_samples": 3} if "n_samples" in METHODS[method].defaults else {}
+    obj = CLASSES[method](tiny_model)
+    a = obj.attribute(tiny_inputs, target=1, generator=torch.Generator().manual_seed(0), **params)
+    ref = absgrad.attribute(tiny_model, tiny_inputs, 1, method, generator=torch.Generator().manual_seed(0), **params)
+    assert torch.equal(a, ref)
+    assert a.shape[0] == 2 and a.shape[-2:] == (16, 16)
+    m = obj.explain(tiny_inputs, target=1, generator=torch.Generator().manual_seed(0), **params)
+    assert m.shape == (2, 16, 16)
+
+
+def test_target_none_uses_prediction(tiny_model, tiny_inputs):
+    pred = tiny_model(tiny_inputs).argmax(1)
+    torch.testing.assert_close(absgrad.explain(tiny_model, tiny_inputs, None, "vg"),
+                               absgrad.explain(tiny_model, tiny_inputs, pred, "vg"))
+
+
+def test_reverse_swaps_high_and_low_values():
+    maps = torch.rand(3, 20, 10, generator=torch.Generator().manual_seed(0))
+    rev = absgrad.reverse(maps, remain=0.07, mis=0.10, generator=torch.Generator().manual_seed(1))
+    n = 200
+    for m, r in zip(maps, rev, strict=True):
+        f, g = m.flatten(), r.flatten()
+        order = f.argsort(descending=True)
+        top, high, low, mid = order[:14], order[14:34], order[n - 20 :], order[34 : n - 20]
+        assert torch.equal(g[top], f[top]) and torch.equal(g[mid], f[mid])
+        assert torch.equal(g[high].sort().values, f[low].sort().values)
+        assert torch.equal(g[low].sort().values, f[high].sort().values)
+        assert torch.equal(g.sort().values, f.sort().values)
+
+
+def test_reverse_errors():
+    with pytest.raises(ValueError, match="remain"):
+        absgrad.reverse(torch.rand(1, 4, 4), remain=0.9, mis=0.1)
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        absgrad.reverse(torch.rand(4, 4), remain=0.1, mis=0.1)

@@ -1,0 +1,169 @@
+"""Each sampler against an independent computation written here, on a tiny double-precision model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+import absgrad
+from absgrad.methods.blur import gaussian_blur
+
+
+def _grad(model, x, target):
+    x = x.detach().clone().requires_grad_(True)
+    model(x).gather(1, target[:, None]).sum().backward()
+    return x.grad.detach()
+
+
+@pytest.fixture
+def dmodel(tiny_model):
+    return tiny_model.double()
+
+
+@pytest.fixture
+def x(tiny_inputs):
+    return tiny_inputs.double()
+
+
+T = torch.tensor([1, 3])
+
+
+def test_vg_is_the_input_gradient(dmodel, x):
+    a = absgrad.attribute(dmodel, x, T, "vg")
+    torch.testing.assert_close(a, _grad(dmodel, x, T))
+
+
+def test_sg_with_explicit_noise_is_mean_of_separate_gradients(dmodel, x):
+    noise = torch.randn(6, *x.shape, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+    grads = torch.stack([_grad(dmodel, x + noise[i], T) for i in range(6)])
+    for bs in (1, 3, 64):  # chunking must not change the result
+        a = absgrad.attribute(dmodel, x, T, "sg", n_samples=6, noise=noise, batch_size=bs)
+        torch.testing.assert_close(a, grads.mean(0))
+    v = absgrad.attribute(dmodel, x, T, "vargrad", n_samples=6, noise=noise)
+    torch.testing.assert_close(v, grads.var(0))
+    q = torch.quantile(grads.var(0).flatten(2), 0.85, dim=2)[..., None, None]
+    guide = torch.where(grads.var(0) > q, 1.0, grads.var(0))
+    gag = absgrad.attribute(dmodel, x, T, "gag", n_samples=6, noise=noise, batch_size=5)
+    torch.testing.assert_close(gag, guide * grads.abs().sum(0))
+
+
+def test_noise_scale_is_spread_times_batch_range(dmodel, x):
+    # With the same generator, the drawn noise is randn * spread * (max - min).
+    n = 4
+    gen = torch.Generator().manual_seed(11)
+    draws = torch.stack([torch.randn(x.shape, generator=gen, dtype=x.dtype) for _ in range(n)])
+    noise = draws * 0.2 * (x.max() - x.min())
+    expected = absgrad.attribute(dmodel, x, T, "sg", n_samples=n, noise=noise)
+    got = absgrad.attribute(dmodel, x, T, "sg", n_samples=n, spread=0.2, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("processing", ["raw", "pos", "neg", "abs"])
+def test_ig_random_baselines_equals_explicit_trials(dmodel, x, processing):
+    m, trials = 5, 3
+    proc = absgrad.methods.PROCESSINGS[processing]
+    gen = torch.Generator().manual_seed(2)
+    lo, hi = x.min(), x.max()
+    samples = []
+    for _ in range(trials):
+        b = lo + (hi - lo) * torch.rand(x.shape, generator=gen, dtype=x.dtype)
+        gs = [proc(_grad(dmodel, b + (k / (m - 1)) * (x - b), T)) for k in range(m)]
+        samples.append((x - b) * torch.stack(gs).mean(0))
+    samples = torch.stack(samples)
+    got = absgrad.attribute(
+        dmodel, x, T, "ig", n_samples=trials, steps=m, processing=processing,
+        generator=torch.Generator().manual_seed(2), batch_size=3,
+    )
+    torch.testing.assert_close(got, samples.mean(0))
+    guided = absgrad.attribute(
+        dmodel, x, T, "ig", n_samples=trials, steps=m, processing=processing, aggregation="guided",
+        percentile=0.5, generator=torch.Generator().manual_seed(2),
+    )
+    v = samples.var(0)
+    q = torch.quantile(v.flatten(2), 0.5, dim=2)[..., None, None]
+    torch.testing.assert_close(guided, torch.where(v > q, 1.0, v) * samples.sum(0))
+
+
+def _scipy_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
+    if sigma == 0:
+        return x
+    arr = ndimage.gaussian_filter(
+        x.numpy(), sigma=(0, 0, sigma, sigma), mode="mirror", radius=(0, 0, radius, radius)
+    )
+    return torch.from_numpy(arr)
+
+
+def test_blur_matches_scipy_mirror():
+    x = torch.rand(2, 3, 48, 50, dtype=torch.float64)
+    for s in (0.5, 3.0, 50.0):
+        torch.testing.assert_close(gaussian_blur(x, s, 41), _scipy_blur(x, s, 20))
+
+
+def test_blurig_equals_explicit_path(dmodel):
+    x = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    n, max_sigma, d = 6, 10.0, 0.01
+    sig = [k * max_sigma / n for k in range(n + 1)]
+    samples = []
+    for k in range(n):
+        xb = _scipy_blur(x, sig[k], 20)
+        deriv = (_scipy_blur(x, sig[k] + d, 20) - xb) / d
+        samples.append((sig[k + 1] - sig[k]) * _grad(dmodel, xb, T).clamp(min=0) * deriv)
+    got = absgrad.attribute(dmodel, x, T, "blurig", n_samples=n, max_sigma=max_sigma, processing="pos", batch_size=4)
+    torch.testing.assert_close(got, torch.stack(samples).mean(0))
+
+
+def test_guided_ig_matches_pair_saliency(dmodel, x, monkeypatch):
+    saliency = pytest.importorskip("saliency.core")
+    # PAIR's saliency 0.2.1 calls np.quantile(..., interpolation=) which numpy 2 renamed to method=
+    quantile = np.quantile
+    monkeypatch.setattr(
+        np, "quantile", lambda a, q, interpolation="linear", **kw: quantile(a, q, method=interpolation, **kw)
+    )
+
+    def call_model(xs, call_model_args=None, expected_keys=None):
+        xt = torch.from_numpy(np.asarray(xs)).double()
+        t = torch.full((xt.shape[0],), call_model_args, dtype=torch.long)
+        return {saliency.base.INPUT_OUTPUT_GRADIENTS: _grad(dmodel, xt, t).numpy()}
+
+    steps = 8
+    got = absgrad.attribute(dmodel, x, T, "guidedig", n_samples=steps, fraction=0.25, max_dist=0.1)
+    for i in range(x.shape[0]):
+        ref = saliency.GuidedIG().GetMask(
+            x[i].numpy(), call_model, call_model_args=int(T[i]), x_baseline=np.zeros(x[i].shape),
+            x_steps=steps, fraction=0.25, max_dist=0.1,
+        )
+        np.testing.assert_allclose((got[i] * steps).numpy(), ref, rtol=1e-6, atol=1e-9)
+
+
+def test_guided_ig_is_batched_not_per_image(dmodel, x):
+    # one gradient evaluation per step for the whole batch
+    calls = []
+    handle = dmodel.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        absgrad.attribute(dmodel, x, T, "guidedig", n_samples=5, batch_size=8)
+    finally:
+        handle.remove()
+    assert calls == [2] * 5
+
+
+def test_gradcam_equals_explicit_formula(dmodel, x):
+    feats = {}
+    h = dmodel.features.register_forward_hook(lambda m, i, o: feats.__setitem__("a", o))
+    xr = x.clone().requires_grad_(True)
+    out = dmodel(xr)
+    h.remove()
+    a = feats["a"]
+    (g,) = torch.autograd.grad(out.gather(1, T[:, None]).sum(), a)
+    cam = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
+    got = absgrad.attribute(dmodel, x, T, "gradcam", layer="features")
+    torch.testing.assert_close(got, cam.detach())  # same size: no upsampling needed here
+
+
+def test_objectives_flip_and_scale(dmodel, x):
+    logit = absgrad.attribute(dmodel, x, T, "vg", objective="logit")
+    nll = absgrad.attribute(dmodel, x, T, "vg", objective="nll")
+    lsm = absgrad.attribute(dmodel, x, T, "vg", objective="log_softmax")
+    torch.testing.assert_close(nll, -lsm)
+    assert not torch.allclose(logit, lsm)
