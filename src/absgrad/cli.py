@@ -1,0 +1,419 @@
+"""The ``absgrad`` command: ``demo``, ``run``, ``explain``, ``report`` and ``list``.
+
+User errors (bad names, invalid configs, incompatible output directories, missing files) print
+one line ``absgrad: error: ...`` and exit with status 2; set ``ABSGRAD_DEBUG=1`` for tracebacks.
+An interrupted run exits with 130 and resumes when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error caused by the command line or its inputs (reported without a traceback)."""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
+    if with_case:
+        p.add_argument(
+            "--config",
+            metavar="FILE",
+            help="experiment YAML (a path, or a shipped name: imagenet-s, isic, places365, demo, synthetic)",
+        )
+        p.add_argument(
+            "--case",
+            help="case name (demo, synthetic, imagenet-sample, imagenet-s, isic, places365)",
+        )
+        p.add_argument("--data", metavar="PATH", help="the case's dataset folder")
+        p.add_argument("--weights", metavar="PATH", help="the case's model weights file")
+        p.add_argument(
+            "--tables",
+            type=_int_list,
+            metavar="1,2,3",
+            help="which tables to compute (default: all three)",
+        )
+        p.add_argument(
+            "--methods",
+            type=_names,
+            metavar="LABELS",
+            help="only these maps, e.g. gag-85,sg,ig-r (see `absgrad list maps`)",
+        )
+        p.add_argument(
+            "--metrics",
+            type=_names,
+            metavar="NAMES",
+            help="only these metrics, e.g. rcap,dauc,iauc (see `absgrad list metrics`)",
+        )
+        p.add_argument(
+            "--batch-size",
+            type=int,
+            metavar="N",
+            help="images per work unit and per gradient chunk (default 4)",
+        )
+        p.add_argument(
+            "--eval-batch-size",
+            type=int,
+            metavar="N",
+            help="perturbed images per forward pass (default 16)",
+        )
+        p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+        p.add_argument(
+            "--n-samples", type=int, metavar="N", help="samples per sampled method (paper: 20)"
+        )
+        p.add_argument(
+            "--threshold",
+            type=float,
+            metavar="T",
+            help="selection: keep images whose true-class probability exceeds T",
+        )
+        p.add_argument(
+            "--no-select", action="store_true", help="keep every image (no selection rule)"
+        )
+        p.add_argument("--executor", default="local", help="how units are run (default: local)")
+    p.add_argument(
+        "--out", metavar="DIR", help="output directory (results, tables, figures, report.html)"
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="use only the first N selected images")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars or console log (the log file is still written)",
+    )
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=None,
+        help="require an existing compatible run in --out and resume it (the default when there is one)",
+    )
+    resume.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="refuse to touch an existing run in --out",
+    )
+    p.add_argument(
+        "--compare-paper",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CASE",
+        help="show the paper's numbers beside ours (for imagenet-s, isic, places365; or name one)",
+    )
+    p.add_argument(
+        "--no-report", action="store_true", help="skip the tables, figures and report.html"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from absgrad import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="absgrad",
+        description="Gradient saliency maps (Guided AbsoluteGrad) and their evaluation: run the paper's "
+        "protocol (Tables 1-3) on a case and get tables, figures and an HTML report.",
+        epilog="Examples:\n  absgrad demo\n  absgrad run --case synthetic --limit 8 --out runs/syn\n"
+        "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights resnet50.pth --out runs/ins\n"
+        "  absgrad report runs/syn --compare-paper imagenet-s\n  absgrad explain photo.jpg --method gag --out map.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"absgrad {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo", help="the whole protocol on the built-in demo case (a few minutes on a CPU)"
+    )
+    _add_run_options(p, with_case=False)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="the protocol on any case, or from a --config file")
+    _add_run_options(p, with_case=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("explain", help="a saliency map of one image: overlay PNG and .npy")
+    p.add_argument("image", help="image file (any format Pillow reads)")
+    p.add_argument(
+        "--model",
+        default="demo",
+        help="the case whose model to use (default: demo = EfficientNet-Lite0, ImageNet)",
+    )
+    p.add_argument("--weights", metavar="PATH", help="weights file for the model")
+    p.add_argument(
+        "--method", default="gag", help="saliency method (default: gag); see `absgrad list methods`"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method parameter, e.g. --param n_samples=50 (repeatable)",
+    )
+    p.add_argument("--target", type=int, help="class index (default: the predicted class)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="MAP.png",
+        help="output overlay PNG; the map is also saved as MAP.npy",
+    )
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "report", help="rebuild tables, figures and report.html from a run directory"
+    )
+    p.add_argument("dir", help="a run's output directory")
+    p.add_argument("--tables", type=_int_list, metavar="1,2,3")
+    p.add_argument("--compare-paper", nargs="?", const=True, default=None, metavar="CASE")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
+    p.add_argument("what", choices=["cases", "methods", "maps", "metrics", "configs"])
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+# -- run / demo ---------------------------------------------------------------------------------
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    out = {
+        "case": get("case"),
+        "data": get("data"),
+        "weights": get("weights"),
+        "tables": get("tables"),
+        "maps": get("methods"),
+        "metrics": get("metrics"),
+        "limit": get("limit"),
+        "device": get("device"),
+        "batch_size": get("batch_size"),
+        "eval_batch_size": get("eval_batch_size"),
+        "seed": get("seed"),
+        "n_samples": get("n_samples"),
+        "threshold": get("threshold"),
+    }
+    if get("no_select"):
+        out["select"] = False
+    return out
+
+
+def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int:
+    from absgrad.protocol.config import make_config
+    from absgrad.protocol.executors import get_executor
+    from absgrad.protocol.report import build_report, resolve_compare
+    from absgrad.protocol.runner import run_protocol
+
+    config = make_config(raw, _overrides(args))
+    if args.compare_paper is not None:
+        resolve_compare(config.case, args.compare_paper)  # fail early on a bad name
+    out = Path(args.out or default_out.format(case=config.case))
+    executor = get_executor(getattr(args, "executor", "local"))
+    t0 = time.perf_counter()
+    meta = run_protocol(config, out, resume=args.resume, executor=executor, quiet=args.quiet)
+    wall = time.perf_counter() - t0
+    if not args.no_report:
+        report = build_report(out, compare=args.compare_paper)
+        if not args.quiet:
+            print((out / "tables" / "tables.md").read_text())
+        print(f"report: {report.html.resolve()}")
+    print(
+        f"run {meta['status']}: {meta['done_units']} of {meta['n_units']} units in {out} ({wall:.1f} s)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from absgrad.protocol.config import load_config_file
+
+    if args.config is None and args.case is None:
+        raise UserError("give --case NAME or --config FILE")
+    raw = load_config_file(args.config) if args.config else {}
+    return _run(args, raw, "absgrad-{case}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from absgrad.protocol.config import load_config_file
+
+    return _run(args, load_config_file("demo"), "absgrad-demo")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from absgrad.protocol.report import build_report
+
+    report = build_report(
+        args.dir, compare=args.compare_paper, tables=tuple(args.tables) if args.tables else None
+    )
+    print((Path(args.dir) / "tables" / "tables.md").read_text())
+    if not report.complete:
+        print("note: the run is partial; the tables cover the stored units only", file=sys.stderr)
+    print(f"report: {report.html.resolve()}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods":
+        from absgrad.methods import METHODS
+
+        for name, m in METHODS.items():
+            print(f"{name:10s} {m.title}")
+    elif args.what == "metrics":
+        from absgrad.protocol.scoring import METRICS
+
+        for key, m in METRICS.items():
+            print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
+    elif args.what == "maps":
+        from absgrad.protocol.tables import Sampling, paper_maps
+
+        rev = dict.fromkeys(("sg", "ig", "guidedig", "blurig", "gb"), (0.07, 0.1))
+        for label, s in paper_maps(Sampling(), rev).items():
+            what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
+            print(f"{label:12s} {s.title:12s} {what}")
+    elif args.what == "cases":
+        from absgrad.cases import CASES
+
+        for name in CASES:
+            print(name)
+    else:
+        from absgrad.protocol.config import shipped_configs
+
+        for name in sorted(shipped_configs()):
+            print(name)
+    return 0
+
+
+# -- explain ------------------------------------------------------------------------------------
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--param expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from absgrad.cases import CASES, get_case
+    from absgrad.methods import explain
+
+    src = Path(args.image)
+    if not src.is_file():
+        raise UserError(f"image file not found: {src}")
+    if args.model not in CASES:
+        raise UserError(f"unknown model/case {args.model!r}; choose one of {', '.join(CASES)}")
+    case = get_case(args.model, weights=args.weights)
+    pixels = _load_image(src, case.image_size)
+    model = case.build_model(args.device)
+    x = case.normalize(pixels[None]).to(args.device)
+    with torch.inference_mode():
+        probs = model(x).softmax(dim=1)[0]
+    target = int(probs.argmax()) if args.target is None else args.target
+    if not 0 <= target < probs.shape[0]:
+        raise UserError(
+            f"--target {target} is out of range for a model with {probs.shape[0]} classes"
+        )
+    gen = torch.Generator().manual_seed(args.seed)
+    smap = explain(model, x, target, args.method, generator=gen, **_parse_params(args.param))[
+        0
+    ].cpu()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out.with_suffix(".npy"), smap.numpy())
+    _save_overlay(
+        pixels, smap, out, f"{args.method} (class {target}, p={float(probs[target]):.2f})"
+    )
+    print(
+        f"class {target} (probability {float(probs[target]):.3f}); map: {out} and {out.with_suffix('.npy')}"
+    )
+    return 0
+
+
+def _load_image(path: Path, size: tuple[int, int]):
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+    w, h = im.size
+    s = max(size) / min(w, h)
+    im = im.resize((max(size[1], round(w * s)), max(size[0], round(h * s))), Image.BILINEAR)
+    left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
+    im = im.crop((left, top, left + size[1], top + size[0]))
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _save_overlay(pixels, smap, out: Path, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4))
+    a, b = fig.subplots(1, 2)
+    a.imshow(pixels.permute(1, 2, 0).numpy())
+    a.set_title("image")
+    b.imshow(pixels.permute(1, 2, 0).numpy())
+    b.imshow(smap.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    b.set_title(title)
+    for ax in (a, b):
+        ax.axis("off")
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+
+
+# -- entry point --------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    from absgrad.protocol.config import ConfigError
+    from absgrad.protocol.store import RunDirError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(
+            "absgrad: interrupted; stored units are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except (UserError, ConfigError, RunDirError, FileNotFoundError, ValueError, TypeError) as e:
+        if os.environ.get("ABSGRAD_DEBUG"):
+            raise
+        print(f"absgrad: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

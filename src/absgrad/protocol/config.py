@@ -1,0 +1,294 @@
+"""Run configuration: YAML files and CLI flags -> a validated, hashable :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a protocol run needs; see ``docs/protocol.md`` for each field."""
+
+    case: str
+    data: str | None = None
+    weights: str | None = None
+    tables: tuple[int, ...] = (1, 2, 3)
+    maps: tuple[str, ...] | None = None  # restrict to these map labels
+    metrics: tuple[str, ...] | None = None  # None: the case's default metrics
+    limit: int | None = None
+    select: bool = True
+    threshold: float | None = None  # None: the case's threshold (paper: 0.9)
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 4  # images per work unit and per gradient chunk
+    eval_batch_size: int = 16  # perturbed images per forward pass
+    save_maps: bool | int = True  # True: all, False: none, N: the first N images
+    n_samples: int = 20
+    spread: float = 0.15
+    percentile: float = 0.85
+    ig_trials: int = 2
+    ig_steps: int = 5
+    objective: str = "logit"
+    rcap_lower_bound: float = 0.5
+    rcap_interval: float = 0.1
+    auc_steps: int = 10
+    reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
+    extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        if self.reversal is not None:
+            d["reversal"] = {k: list(v) for k, v in self.reversal.items()}
+        d["extra_maps"] = {k: dict(v) for k, v in self.extra_maps.items()}
+        return d
+
+    def hash_dict(self) -> dict[str, Any]:
+        """The fields that change results (not the device, forward batch size or map saving)."""
+        d = self.to_dict()
+        for k in NOT_HASHED:
+            d.pop(k)
+        return d
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.hash_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+NOT_HASHED = ("device", "eval_batch_size", "save_maps")
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+#: YAML sections whose keys are flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
+SECTIONS = {
+    "rcap": {"lower_bound": "rcap_lower_bound", "interval": "rcap_interval"},
+    "auc": {"steps": "auc_steps"},
+    "ig": {"trials": "ig_trials", "steps": "ig_steps"},
+    "sampling": {
+        "n_samples": "n_samples",
+        "spread": "spread",
+        "percentile": "percentile",
+        "objective": "objective",
+    },
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fail(name: str, msg: str, value: Any) -> ConfigError:
+    return ConfigError(f"config field '{name}': {msg}, got {value!r}")
+
+
+def _check_int(name: str, v: Any, lo: int) -> int:
+    if not _is_int(v) or v < lo:
+        raise _fail(name, f"must be an integer >= {lo}", v)
+    return v
+
+
+def _check_unit(name: str, v: Any, *, upper_open: bool = True, lower_open: bool = False) -> float:
+    ok = _is_num(v) and (v > 0 if lower_open else v >= 0) and (v < 1 if upper_open else v <= 1)
+    if not ok:
+        raise _fail(
+            name,
+            "must be a number in "
+            + ("(" if lower_open else "[")
+            + "0, 1"
+            + (")" if upper_open else "]"),
+            v,
+        )
+    return float(v)
+
+
+def _str_list(name: str, v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [s.strip() for s in v.split(",") if s.strip()]
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(s, str) for s in v):
+        raise _fail(name, "must be a non-empty list of names", v)
+    return tuple(v)
+
+
+def _validate(d: dict[str, Any]) -> dict[str, Any]:
+    """Type- and range-check each field; return cleaned values."""
+    out = dict(d)
+    if not isinstance(d.get("case"), str) or not d["case"]:
+        raise _fail("case", "is required and must be a case name", d.get("case"))
+    for k in ("data", "weights"):
+        if d.get(k) is not None and not isinstance(d[k], (str, Path)):
+            raise _fail(k, "must be a path", d[k])
+        if d.get(k) is not None:
+            out[k] = str(Path(d[k]).expanduser().resolve())
+    if "tables" in d:
+        t = d["tables"]
+        if isinstance(t, (int, str)):
+            t = [t] if _is_int(t) else [s.strip() for s in str(t).split(",") if s.strip()]
+        try:
+            tables = tuple(sorted({int(x) for x in t}))
+        except (TypeError, ValueError):
+            raise _fail("tables", "must be a list of table numbers 1, 2, 3", d["tables"]) from None
+        if not tables or any(x not in (1, 2, 3) for x in tables):
+            raise _fail("tables", "must be a list of table numbers 1, 2, 3", d["tables"])
+        out["tables"] = tables
+    for k in ("maps", "metrics"):
+        if d.get(k) is not None:
+            out[k] = _str_list(k, d[k])
+    if d.get("limit") is not None:
+        _check_int("limit", d["limit"], 1)
+    for k, lo in (("seed", 0), ("batch_size", 1), ("eval_batch_size", 1), ("n_samples", 2)):
+        if k in d:
+            _check_int(k, d[k], lo)
+    for k, lo in (("ig_trials", 1), ("ig_steps", 1), ("auc_steps", 2)):
+        if k in d:
+            _check_int(k, d[k], lo)
+    if "select" in d and not isinstance(d["select"], bool):
+        raise _fail("select", "must be true or false", d["select"])
+    if d.get("threshold") is not None:
+        _check_unit("threshold", d["threshold"])
+    if "percentile" in d:
+        _check_unit("percentile", d["percentile"])
+    if "rcap_lower_bound" in d:
+        _check_unit("rcap.lower_bound", d["rcap_lower_bound"])
+    if "rcap_interval" in d:
+        _check_unit("rcap.interval", d["rcap_interval"], lower_open=True)
+    if "spread" in d and (not _is_num(d["spread"]) or d["spread"] < 0):
+        raise _fail("spread", "must be a number >= 0", d["spread"])
+    if "device" in d and not (
+        isinstance(d["device"], str) and d["device"].split(":")[0] in ("cpu", "cuda", "mps")
+    ):
+        raise _fail("device", "must be cpu, cuda, cuda:N or mps", d["device"])
+    if "objective" in d and d["objective"] not in ("logit", "log_softmax", "nll"):
+        raise _fail("objective", "must be logit, log_softmax or nll", d["objective"])
+    if "save_maps" in d and not (
+        isinstance(d["save_maps"], bool) or (_is_int(d["save_maps"]) and d["save_maps"] >= 0)
+    ):
+        raise _fail("save_maps", "must be true, false or a number of images", d["save_maps"])
+    if d.get("reversal") is not None:
+        out["reversal"] = _check_reversal(d["reversal"])
+    if d.get("extra_maps"):
+        out["extra_maps"] = _check_extra_maps(d["extra_maps"])
+    return out
+
+
+def _check_reversal(rev: Any) -> dict[str, tuple[float, float]]:
+    if not isinstance(rev, Mapping):
+        raise _fail("reversal", "must map a base method to [remain, mis]", rev)
+    out = {}
+    for base, v in rev.items():
+        name = f"reversal.{base}"
+        if base not in ("sg", "ig", "guidedig", "blurig", "gb"):
+            raise _fail(name, "names no base method (sg, ig, guidedig, blurig, gb)", base)
+        if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_num(x) for x in v):
+            raise _fail(name, "must be [remain, mis]", v)
+        remain, mis = float(v[0]), float(v[1])
+        if not (0 <= remain < 1 and 0 < mis < 1 and remain + 2 * mis <= 1):
+            raise _fail(name, "needs 0 <= remain < 1, 0 < mis < 1, remain + 2*mis <= 1", v)
+        out[base] = (remain, mis)
+    return out
+
+
+def _check_extra_maps(extra: Any) -> dict[str, dict[str, Any]]:
+    from absgrad.methods import make_request
+
+    if not isinstance(extra, Mapping):
+        raise _fail("extra_maps", "must map labels to {method: NAME, params: {...}}", extra)
+    out = {}
+    for label, spec in extra.items():
+        name = f"extra_maps.{label}"
+        if not isinstance(label, str) or not label.replace("-", "").replace("_", "").isalnum():
+            raise _fail(name, "label must be letters, digits, '-' or '_'", label)
+        if (
+            not isinstance(spec, Mapping)
+            or "method" not in spec
+            or set(spec) - {"method", "params"}
+        ):
+            raise _fail(name, "must be {method: NAME, params: {...}}", spec)
+        params = dict(spec.get("params") or {})
+        try:
+            make_request(spec["method"], params)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config field '{name}': {e}") from None
+        out[label] = {"method": spec["method"], "params": params}
+    return out
+
+
+def flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """YAML layout -> flat field names; unknown keys raise :class:`ConfigError` naming them."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise _fail(key, f"must be a mapping with keys {', '.join(SECTIONS[key])}", value)
+            for sub, v in value.items():
+                if sub not in SECTIONS[key]:
+                    raise ConfigError(
+                        f"config field '{key}.{sub}': unknown; valid keys are {', '.join(SECTIONS[key])}"
+                    )
+                flat[SECTIONS[key][sub]] = v
+        elif key in FIELDS:
+            flat[key] = value
+        else:
+            valid = sorted([*FIELDS, *SECTIONS])
+            raise ConfigError(
+                f"config field '{key}': unknown field; valid fields are {', '.join(valid)}"
+            )
+    return flat
+
+
+def make_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from a (YAML-layout) mapping and flat ``overrides`` (CLI flags)."""
+    flat = flatten(raw)
+    for k, v in (overrides or {}).items():
+        if k not in FIELDS:
+            raise ConfigError(f"config field '{k}': unknown field")
+        if v is not None:
+            flat[k] = v
+    return RunConfig(**_validate(flat))
+
+
+def shipped_configs() -> dict[str, str]:
+    """The experiment configs shipped with absgrad: ``{name: YAML text}``."""
+    folder = resources.files("absgrad.protocol") / "configs"
+    return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config: a file path, or the name of a shipped config (``imagenet-s``)."""
+    p = Path(path)
+    if p.is_file():
+        text = p.read_text()
+    else:
+        shipped = shipped_configs()
+        if str(path) not in shipped:
+            raise ConfigError(
+                f"config file {str(path)!r} not found (shipped configs: {', '.join(sorted(shipped))})"
+            )
+        text = shipped[str(path)]
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of fields")
+    return raw
+
+
+def to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

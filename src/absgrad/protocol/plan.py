@@ -1,0 +1,148 @@
+"""The plan of a run: which maps (specs), how they share samplers (groups), and the work units.
+
+A work unit is one image batch x one sampler group. Everything a worker needs to compute a unit
+is in ``(RunConfig, Unit)``, so any executor (local, another process, a cluster) reproduces it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from absgrad.protocol.config import ConfigError, RunConfig
+from absgrad.protocol.tables import MapSpec, Sampling, paper_maps, table_labels, with_sources
+
+REVERSAL_KEYS = ("sg", "ig", "guidedig", "blurig", "gb")
+
+
+def sampling_of(config: RunConfig, gradcam_layer: str | None) -> Sampling:
+    return Sampling(
+        n_samples=config.n_samples,
+        spread=config.spread,
+        percentile=config.percentile,
+        ig_trials=config.ig_trials,
+        ig_steps=config.ig_steps,
+        objective=config.objective,
+        batch_size=config.batch_size,
+        gradcam_layer=gradcam_layer,
+    )
+
+
+def resolve_specs(
+    config: RunConfig, case_reversal: Mapping[str, Sequence[float]], gradcam_layer: str | None
+) -> dict[str, MapSpec]:
+    """The maps this run computes: the tables' maps (or ``config.maps``) and ``extra_maps``."""
+    reversal = {k: tuple(v) for k, v in case_reversal.items()}
+    reversal.update(config.reversal or {})
+    missing = [k for k in REVERSAL_KEYS if k not in reversal]
+    if missing:
+        raise ConfigError(
+            f"config field 'reversal': no settings for {', '.join(missing)} (and the case gives none)"
+        )
+    allspecs = paper_maps(sampling_of(config, gradcam_layer), reversal)
+    for label, m in config.extra_maps.items():
+        if label in allspecs:
+            raise ConfigError(f"config field 'extra_maps.{label}': label is already a protocol map")
+        allspecs[label] = MapSpec(label, label, m["method"], dict(m["params"]))
+    if config.maps is not None:
+        unknown = [lb for lb in config.maps if lb not in allspecs]
+        if unknown:
+            raise ConfigError(
+                f"config field 'maps': unknown map/method {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(allspecs)}"
+            )
+        wanted = list(config.maps)
+    else:
+        wanted = [lb for t in config.tables for lb in table_labels(t)] + list(config.extra_maps)
+    return {lb: allspecs[lb] for lb in with_sources(wanted, allspecs)}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Maps computed from one sampler run (``labels``) and the maps reversed from them (``derived``)."""
+
+    name: str
+    labels: tuple[str, ...]
+    derived: tuple[str, ...]
+
+
+def group_specs(specs: Mapping[str, MapSpec]) -> list[Group]:
+    """Group computed maps by shared sampler (``absgrad.methods.sampler_groups``)."""
+    from absgrad.methods import sampler_groups
+
+    requests = {lb: (s.method, s.params) for lb, s in specs.items() if not s.derived}
+    if not requests:
+        raise ConfigError("config field 'maps': nothing to compute")
+    groups = []
+    for labels in sampler_groups(requests):
+        derived = tuple(lb for lb, s in specs.items() if s.derived and s.reverse_of in labels)
+        groups.append(Group(labels[0], tuple(labels), derived))
+    return groups
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One image batch x one sampler group."""
+
+    id: str
+    batch: int
+    group: str
+    indices: tuple[int, ...]  # positions in the case's samples
+    image_ids: tuple[str, ...]
+    labels: tuple[str, ...]
+    derived: tuple[str, ...]
+    seed: int
+    save_maps: bool
+    first_of_batch: bool  # this unit also stores the batch's images (for figures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Unit:
+        tuples = ("indices", "image_ids", "labels", "derived")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of every sampler run on image batch ``batch`` (the same for all its groups)."""
+    return (seed * 1_000_003 + batch * 7919 + 17) % (2**63 - 1)
+
+
+def label_seed(seed: int, label: str) -> int:
+    """A seed for a derived map (reversal shuffle), stable across processes."""
+    return (seed * 31 + zlib.crc32(label.encode())) % (2**63 - 1)
+
+
+def make_plan(
+    config: RunConfig, groups: Sequence[Group], indices: Sequence[int], image_ids: Sequence[str]
+) -> list[Unit]:
+    """Units, batch by batch (so a worker reuses a batch's clean predictions across groups)."""
+    if len(indices) != len(image_ids):
+        raise ValueError("indices and image_ids differ in length")
+    bs = config.batch_size
+    units = []
+    for b, start in enumerate(range(0, len(indices), bs)):
+        idx = tuple(indices[start : start + bs])
+        ids = tuple(image_ids[start : start + bs])
+        keep = config.save_maps is True or (
+            config.save_maps is not False and start + len(idx) <= config.save_maps
+        )
+        for gi, g in enumerate(groups):
+            units.append(
+                Unit(
+                    id=f"b{b:05d}-{g.name}",
+                    batch=b,
+                    group=g.name,
+                    indices=idx,
+                    image_ids=ids,
+                    labels=g.labels,
+                    derived=g.derived,
+                    seed=batch_seed(config.seed, b),
+                    save_maps=bool(keep),
+                    first_of_batch=gi == 0,
+                )
+            )
+    return units

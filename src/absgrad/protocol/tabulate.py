@@ -1,0 +1,264 @@
+"""Build Tables 1-3 from results and render them as CSV, Markdown, LaTeX and HTML."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from absgrad.protocol.results import Results
+from absgrad.protocol.scoring import METRICS, MetricDef
+from absgrad.protocol.tables import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
+
+
+@lru_cache(maxsize=1)
+def paper_numbers() -> dict[str, Any]:
+    """The paper's Tables 1-3 (``protocol/paper/paper_tables.json``)."""
+    text = (resources.files("absgrad.protocol") / "paper" / "paper_tables.json").read_text()
+    return json.loads(text)
+
+
+def paper_case_name(case: str) -> str | None:
+    """The paper's column name for one of its cases (``imagenet-s`` -> ``ImageNet-S``)."""
+    return paper_numbers()["cases"].get(case)
+
+
+@dataclass
+class Row:
+    title: str
+    key: str  # map label, or the variant symbol in Table 3
+    values: dict[str, float | None]
+    paper: dict[str, float] = field(default_factory=dict)
+    n_images: int = 0
+
+
+@dataclass
+class Table:
+    number: int
+    title: str
+    columns: list[MetricDef]
+    rows: list[Row]
+    reference_rows: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    paper_case: str | None = None
+    decimals: int = 4
+
+    def best(self, metric: MetricDef) -> set[int]:
+        """Row indices holding the best value of a column (reference rows excluded)."""
+        vals = [
+            (i, r.values.get(metric.key))
+            for i, r in enumerate(self.rows)
+            if r.key not in self.reference_rows and r.values.get(metric.key) is not None
+        ]
+        if not vals:
+            return set()
+        pick = max if metric.higher_is_better else min
+        target = pick(v for _, v in vals)
+        return {i for i, v in vals if v == target}
+
+    def improves(self, row: Row, metric: MetricDef) -> bool:
+        """Table 3: the ratio shows an improvement over the base method."""
+        v = row.values.get(metric.key)
+        return self.number == 3 and v is not None and (v > 1 if metric.higher_is_better else v < 1)
+
+
+def _columns(results: Results) -> list[MetricDef]:
+    return [METRICS[m] for m in METRICS if m in results.metrics]
+
+
+def _paper_row(table: int, key: str, case: str | None) -> dict[str, float]:
+    if case is None:
+        return {}
+    return dict(paper_numbers()["tables"].get(str(table), {}).get(key, {}).get(case, {}))
+
+
+def build_tables(
+    results: Results, tables: tuple[int, ...] = (1, 2, 3), compare: str | None = None
+) -> list[Table]:
+    """The requested tables; ``compare`` is a paper case name (``ImageNet-S``) to show beside ours."""
+    cols = _columns(results)
+    out = []
+    for n in tables:
+        if n in TABLES:
+            tdef = TABLES[n]
+            rows = [
+                Row(
+                    title,
+                    label,
+                    {m.key: results.value(label, m.key) for m in cols},
+                    _paper_row(n, label, compare),
+                    results.n_images(label),
+                )
+                for title, label in tdef.rows
+            ]
+            t = Table(
+                n, tdef.title, cols, rows, tdef.reference_rows, tdef.groups, paper_case=compare
+            )
+            if n == 2:
+                t.notes.append(
+                    "Best marked among gradient methods (Grad-CAM excluded, as in the paper)."
+                )
+            out.append(t)
+        elif n == 3:
+            out.append(_table3(results, cols, compare))
+    for t in out:
+        missing = [r.title for r in t.rows if all(v is None for v in r.values.values())]
+        if missing:
+            t.notes.append(f"Not computed in this run: {', '.join(missing)}.")
+        if compare and any(m.key == "mae" for m in t.columns):
+            t.notes.append(
+                "The paper's MAE is sqrt(mean|M-S|): compare it with our sqrtMAE column."
+            )
+    return out
+
+
+def _table3(results: Results, cols: list[MetricDef], compare: str | None) -> Table:
+    rows = []
+    used: dict[str, list[str]] = {}
+    for sym in VARIANTS:
+        values: dict[str, float | None] = {}
+        for m in cols:
+            ratios = []
+            for base_name, (base, variants) in TABLE3_VARIANTS.items():
+                b, v = results.value(base, m.key), results.value(variants[sym], m.key)
+                if b is not None and v is not None and b != 0:
+                    ratios.append(v / b)
+                    if base_name not in used.setdefault(sym, []):
+                        used[sym].append(base_name)
+            values[m.key] = sum(ratios) / len(ratios) if ratios else None
+        rows.append(Row(sym, sym, values, _paper_row(3, sym, compare)))
+    t = Table(3, TABLE3_TITLE, cols, rows, paper_case=compare, decimals=2)
+    bases = sorted({b for v in used.values() for b in v})
+    t.notes.append(
+        "Each cell: variant metric / base metric, averaged over "
+        + (", ".join(bases) if bases else "no method (not computed)")
+        + ". GB's variants are backprop hooks over the plain-gradient ('both') hook; its G and GA"
+        " rows use the original hook. Bold: best per column; * marks an improvement over the base."
+    )
+    return t
+
+
+# -- rendering -------------------------------------------------------------------------------
+def _fmt(v: float | None, decimals: int) -> str:
+    return "—" if v is None else f"{v:.{decimals}f}"
+
+
+def _header(t: Table, style: str) -> list[str]:
+    head = ["Method" if t.number != 3 else "Variant"]
+    for m in t.columns:
+        name = m.latex if style == "latex" else m.title
+        head.append(
+            f"{name} {m.arrow}"
+            if style != "latex"
+            else f"{name}$\\{'uparrow' if m.higher_is_better else 'downarrow'}$"
+        )
+        if t.paper_case:
+            head.append(f"paper {m.title if style != 'latex' else name}")
+    return head
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["row", "label", "n_images"]
+    for m in t.columns:
+        head.append(m.key)
+        if t.paper_case:
+            head.append(f"paper_{m.key}")
+    w.writerow(head)
+    for r in t.rows:
+        line: list[Any] = [r.title, r.key, r.n_images]
+        for m in t.columns:
+            v = r.values.get(m.key)
+            line.append("" if v is None else repr(float(v)))
+            if t.paper_case:
+                pv = r.paper.get(m.key)
+                line.append("" if pv is None else pv)
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def _cells(t: Table, style: str) -> list[list[str]]:
+    best = {m.key: t.best(m) for m in t.columns}
+    out = []
+    for i, r in enumerate(t.rows):
+        title = r.title
+        if style == "latex":
+            title = title.replace("^R", "$^R$")
+        elif style == "html":
+            title = html.escape(title).replace("^R", "<sup>R</sup>")
+        line = [title]
+        for m in t.columns:
+            s = _fmt(r.values.get(m.key), t.decimals)
+            if i in best[m.key]:
+                s = {"md": f"**{s}**", "latex": f"\\textbf{{{s}}}", "html": f"<b>{s}</b>"}[style]
+            if t.improves(r, m):
+                s += {"md": "\\*", "latex": "$^*$", "html": "*"}[style]
+            line.append(s)
+            if t.paper_case:
+                pv = r.paper.get(m.key)
+                line.append("—" if pv is None else f"{pv:.{t.decimals}f}")
+        out.append(line)
+    return out
+
+
+def _caption(t: Table) -> str:
+    cap = f"Table {t.number}: {t.title}"
+    if t.paper_case:
+        cap += f" (paper's numbers: {t.paper_case})"
+    return cap
+
+
+def to_markdown(t: Table) -> str:
+    head = _header(t, "md")
+    lines = [
+        f"**{_caption(t)}**",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(c) + " |" for c in _cells(t, "md")]
+    lines += [""] + [f"_{n}_" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(t: Table) -> str:
+    head = _header(t, "latex")
+    lines = [
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
+        "\\hline",
+        " & ".join(head) + " \\\\",
+        "\\hline",
+    ]
+    for i, c in enumerate(_cells(t, "latex")):
+        if i in t.groups:
+            lines.append("\\hline")
+        lines.append(" & ".join(x.replace("—", "--") for x in c) + " \\\\")
+    esc = _caption(t).replace("^R", "$^R$").replace("&", "\\&")
+    lines += ["\\hline", "\\end{tabular}", f"\\caption{{{esc}}}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(t: Table) -> str:
+    head = _header(t, "html")
+    parts = [
+        f'<table class="results" id="table{t.number}">',
+        f"<caption>{html.escape(_caption(t))}</caption>",
+        "<thead><tr>",
+    ]
+    parts += [f"<th>{html.escape(h)}</th>" for h in head]
+    parts.append("</tr></thead><tbody>")
+    for i, c in enumerate(_cells(t, "html")):
+        cls = ' class="group"' if i in t.groups else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td>{x}</td>" for x in c) + "</tr>")
+    parts.append("</tbody></table>")
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in t.notes]
+    return "\n".join(parts)

@@ -1,0 +1,230 @@
+"""The unit worker: ``run_unit(config, unit)`` computes one work unit's maps and scores.
+
+It is a top-level function of picklable arguments, so it runs in this process, another process
+or a cluster worker alike. A per-process :class:`WorkerContext` (case, model, recent batches
+with their clean and blurred predictions) is built once and reused across units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from absgrad.protocol.config import ConfigError, RunConfig
+from absgrad.protocol.plan import Unit, label_seed, resolve_specs
+from absgrad.protocol.scoring import (
+    EvalSettings,
+    check_metrics,
+    clean_and_blurred_probs,
+    default_metrics,
+    score_maps,
+)
+from absgrad.protocol.tables import MapSpec
+
+
+@dataclass
+class BatchData:
+    """One image batch on the device, with what every unit of the batch reuses."""
+
+    x: Tensor
+    target: Tensor
+    masks: Tensor | None
+    pixels: np.ndarray  # (B, H, W, 3) uint8, for figures
+    clean: Tensor | None = None
+    blurred: Tensor | None = None
+
+
+@dataclass
+class WorkerContext:
+    """Per-process state: the case, its model on the device, the resolved maps and metrics."""
+
+    config: RunConfig
+    case: Any
+    model: nn.Module
+    device: torch.device
+    specs: dict[str, MapSpec]
+    metrics: tuple[str, ...]
+    eval: EvalSettings
+    batches: OrderedDict[int, BatchData] = field(default_factory=OrderedDict)
+    stats: dict[str, int] = field(default_factory=lambda: {"batches_loaded": 0, "clean_passes": 0})
+
+    def batch(self, unit: Unit) -> BatchData:
+        """The unit's images (loaded once per batch and kept for the batch's other units)."""
+        if unit.batch in self.batches:
+            self.batches.move_to_end(unit.batch)
+            return self.batches[unit.batch]
+        samples = self.case.samples()
+        items = [samples[i] for i in unit.indices]
+        ids = tuple(s.id for s in items)
+        if ids != unit.image_ids:
+            raise RuntimeError(
+                f"unit {unit.id}: the case's samples at {list(unit.indices)} are {list(ids)}, "
+                f"the plan expects {list(unit.image_ids)}; the data changed since the run started"
+            )
+        pixels = torch.stack([s.image for s in items])
+        masks = None
+        if self.case.has_masks and all(s.mask is not None for s in items):
+            masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+        data = BatchData(
+            x=self.case.normalize(pixels).to(self.device),
+            target=torch.tensor([s.label for s in items], device=self.device),
+            masks=masks,
+            pixels=(pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(),
+        )
+        self.batches[unit.batch] = data
+        self.stats["batches_loaded"] += 1
+        while len(self.batches) > 2:
+            self.batches.popitem(last=False)
+        return data
+
+    def probs(self, data: BatchData) -> tuple[Tensor, Tensor]:
+        """Clean and blurred target probabilities of a batch, computed once."""
+        if data.clean is None or data.blurred is None:
+            data.clean, data.blurred = clean_and_blurred_probs(
+                self.model, data.x, data.target, self.eval
+            )
+            self.stats["clean_passes"] += 1
+        return data.clean, data.blurred
+
+
+def resolve_device(name: str) -> torch.device:
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config field 'device': {name!r} asked but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"config field 'device': {name!r} asked but MPS is not available here")
+    return dev
+
+
+def load_case(config: RunConfig) -> Any:
+    """The config's case object; unknown names raise :class:`ConfigError` listing the cases."""
+    from absgrad.cases import CASES, get_case
+
+    if config.case not in CASES:
+        raise ConfigError(
+            f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
+        )
+    return get_case(config.case, data=config.data, weights=config.weights)
+
+
+def build_context(
+    config: RunConfig,
+    *,
+    case: Any = None,
+    model_wrapper: Callable[[nn.Module], nn.Module] | None = None,
+) -> WorkerContext:
+    """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count)."""
+    case = case if case is not None else load_case(config)
+    device = resolve_device(config.device)
+    metrics = check_metrics(
+        config.metrics or default_metrics(case.has_masks), case.has_masks, config.case
+    )
+    specs = resolve_specs(config, case.reversal, case.gradcam_layer or None)
+    model = case.build_model(device)
+    if model_wrapper is not None:
+        model = model_wrapper(model)
+    settings = EvalSettings(
+        normalization=case.normalization,
+        lower_bound=config.rcap_lower_bound,
+        interval=config.rcap_interval,
+        auc_steps=config.auc_steps,
+        batch_size=config.eval_batch_size,
+    )
+    return WorkerContext(config, case, model.eval(), device, specs, metrics, settings)
+
+
+_CONTEXTS: dict[tuple[str, str], WorkerContext] = {}
+
+
+def get_context(config: RunConfig) -> WorkerContext:
+    """This process's context for ``config`` (built on first use)."""
+    key = (config.config_hash(), config.device)
+    if key not in _CONTEXTS:
+        _CONTEXTS.clear()
+        _CONTEXTS[key] = build_context(config)
+    return _CONTEXTS[key]
+
+
+def set_context(config: RunConfig, context: WorkerContext) -> None:
+    """Install a context for ``config`` in this process (tests, custom models)."""
+    _CONTEXTS.clear()
+    _CONTEXTS[(config.config_hash(), config.device)] = context
+
+
+@dataclass
+class UnitResult:
+    """What a unit produces: per-image scores per map, maps (optional), the batch's images."""
+
+    unit: Unit
+    scores: dict[str, dict[str, Any]]
+    clean_prob: list[float]
+    blurred_prob: list[float]
+    timing: dict[str, float]
+    maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
+    images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready record stored for the unit."""
+        return {
+            "unit": self.unit.to_dict(),
+            "image_ids": list(self.unit.image_ids),
+            "clean_prob": self.clean_prob,
+            "blurred_prob": self.blurred_prob,
+            "scores": self.scores,
+            "timing": self.timing,
+        }
+
+
+def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = None) -> UnitResult:
+    """Compute one unit: its sampler group's maps (one sampler run), their reversed maps, and
+    every metric of the case on every map."""
+    from absgrad.methods import explain_many, reverse
+
+    t0 = time.perf_counter()
+    ctx = context if context is not None else get_context(config)
+    data = ctx.batch(unit)
+    clean, blurred = ctx.probs(data)
+    t1 = time.perf_counter()
+    requests = {lb: (ctx.specs[lb].method, dict(ctx.specs[lb].params)) for lb in unit.labels}
+    maps = explain_many(ctx.model, data.x, data.target, requests, seed=unit.seed)
+    for lb in unit.derived:
+        spec = ctx.specs[lb]
+        remain, mis = spec.reversal or (0.0, 0.0)
+        gen = torch.Generator().manual_seed(label_seed(unit.seed, lb))
+        maps[lb] = reverse(maps[spec.reverse_of].cpu(), remain=remain, mis=mis, generator=gen).to(
+            ctx.device
+        )
+    t2 = time.perf_counter()
+    scores = {
+        lb: score_maps(
+            ctx.model,
+            data.x,
+            data.target,
+            m,
+            ctx.metrics,
+            ctx.eval,
+            masks=data.masks,
+            clean_probs=clean,
+            blurred_probs=blurred,
+        )
+        for lb, m in maps.items()
+    }
+    t3 = time.perf_counter()
+    return UnitResult(
+        unit=unit,
+        scores=scores,
+        clean_prob=clean.double().cpu().tolist(),
+        blurred_prob=blurred.double().cpu().tolist(),
+        timing={"load": t1 - t0, "explain": t2 - t1, "metrics": t3 - t2, "total": t3 - t0},
+        maps={lb: m.detach().cpu().numpy().astype(np.float16) for lb, m in maps.items()}
+        if unit.save_maps
+        else None,
+        images=data.pixels if unit.first_of_batch else None,
+    )
