@@ -91,7 +91,32 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         p.add_argument(
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
-        p.add_argument("--executor", default="local", help="how units are run (default: local)")
+        p.add_argument(
+            "--executor", default="local", help="how units are run: local (default) or ray"
+        )
+        ray = p.add_argument_group("--executor ray (pip install 'absgrad[ray]'; see docs/ray.md)")
+        ray.add_argument(
+            "--address",
+            metavar="ADDR",
+            help="join a Ray cluster: auto or ray://HOST:PORT (default: start a local Ray instance)",
+        )
+        ray.add_argument(
+            "--workers",
+            type=int,
+            metavar="N",
+            help="Ray workers, each loading the model once (default: CPUs, or GPUs / gpus-per-worker)",
+        )
+        ray.add_argument(
+            "--gpus-per-worker",
+            type=float,
+            metavar="F",
+            help="GPUs per Ray worker (with --device cuda)",
+        )
+        ray.add_argument(
+            "--worker-writes",
+            action="store_true",
+            help="Ray workers write results into --out themselves (a filesystem shared with them)",
+        )
     p.add_argument(
         "--out", metavar="DIR", help="output directory (results, tables, figures, report.html)"
     )
@@ -220,6 +245,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _executor_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Options of ``--executor ray`` (which this registers); other executors take none."""
+    flags = {"address": "--address", "workers": "--workers", "gpus_per_worker": "--gpus-per-worker"}
+    opts = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
+    if getattr(args, "worker_writes", False):
+        opts["write_dir"] = out
+        flags["write_dir"] = "--worker-writes"
+    if getattr(args, "executor", "local") == "ray":
+        import absgrad.protocol.ray_executor  # noqa: F401  (registers --executor ray)
+    elif opts:
+        raise UserError(f"{', '.join(flags[k] for k in opts)} only apply with --executor ray")
+    return opts
+
+
 def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int:
     from absgrad.protocol.config import make_config
     from absgrad.protocol.executors import get_executor
@@ -230,7 +269,7 @@ def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int
     if args.compare_paper is not None:
         resolve_compare(config.case, args.compare_paper)  # fail early on a bad name
     out = Path(args.out or default_out.format(case=config.case))
-    executor = get_executor(getattr(args, "executor", "local"))
+    executor = get_executor(getattr(args, "executor", "local"), **_executor_options(args, out))
     t0 = time.perf_counter()
     meta = run_protocol(config, out, resume=args.resume, executor=executor, quiet=args.quiet)
     wall = time.perf_counter() - t0
