@@ -1,0 +1,266 @@
+"""The case contract: ``Sample``, ``Case`` and the lazy, fault-tolerant ``CaseDataset``.
+
+A case bundles a dataset, a model, the preprocessing (input size, normalisation), the Grad-CAM
+layer, the reversal settings and, where it exists, a ground-truth mask per image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+# SPEC section 2.4: (remain, mis) of the reversed maps per base method.
+PAPER_REVERSAL: dict[str, tuple[float, float]] = {
+    "sg": (0.07, 0.10),
+    "ig": (0.07, 0.10),
+    "guidedig": (0.07, 0.10),
+    "blurig": (0.07, 0.10),
+    "gb": (0.03, 0.10),
+}
+
+
+class UnreadableImageError(OSError):
+    """An image (or mask) file exists but cannot be decoded; the message names the file."""
+
+
+@dataclass
+class Sample:
+    """One image of a case.
+
+    ``image``: ``(3, H, W)`` float in [0, 1] pixel space, already at the case's input size;
+    ``mask``: ``(H, W)`` bool foreground with the image's geometry, or None.
+    """
+
+    id: str
+    image: Tensor
+    label: int
+    mask: Tensor | None = None
+
+
+@dataclass
+class Record:
+    """What a dataset knows about one item before reading it: enough to load it lazily."""
+
+    id: str
+    path: Path
+    label: int
+    mask_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CaseDataset(Sequence[Sample]):
+    """A lazy sequence of samples: ``len`` is known up front, images are decoded on access.
+
+    Records whose files are missing or whose headers cannot be read are dropped when the dataset
+    is built, with a warning naming each file. A file that passes the header check but fails to
+    decode raises ``UnreadableImageError`` from ``ds[i]``; iteration (and ``select``) skip it with
+    a warning instead. ``skipped`` lists ``(path, reason)`` of every file skipped so far.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        loader: Callable[[Record], Sample],
+        *,
+        check_headers: bool = True,
+    ) -> None:
+        self.skipped: list[tuple[str, str]] = []
+        self._loader = loader
+        kept = []
+        for r in records:
+            reason = _header_problem(r.path) if check_headers else None
+            if reason is None and check_headers and r.mask_path is not None:
+                reason = _header_problem(r.mask_path)
+                if reason is not None:
+                    self._skip(r.mask_path, reason)
+                    continue
+            if reason is not None:
+                self._skip(r.path, reason)
+                continue
+            kept.append(r)
+        self.records: list[Record] = kept
+
+    def _skip(self, path: Path | str, reason: str) -> None:
+        self.skipped.append((str(path), reason))
+        warnings.warn(f"skipping unreadable file {path}: {reason}", stacklevel=3)
+
+    @property
+    def num_skipped(self) -> int:
+        """How many files were skipped so far (at build time and during iteration)."""
+        return len(self.skipped)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if isinstance(index, slice):
+            raise TypeError("CaseDataset does not support slicing; index one sample at a time")
+        return self._loader(self.records[index])
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            try:
+                yield self[i]
+            except UnreadableImageError as e:
+                self._skip(self.records[i].path, str(e))
+
+    def note_unreadable(self, index: int, error: Exception) -> None:
+        """Record (and warn about) an item that failed to load; used by batch readers."""
+        self._skip(self.records[index].path, str(error))
+
+
+def _header_problem(path: Path) -> str | None:
+    """None when ``path`` is a file whose image header PIL can read, else the reason."""
+    if not path.is_file():
+        return "file not found"
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - touching the header is the check
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+    return None
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """Decode an image file fully as RGB; decoding problems raise ``UnreadableImageError``."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise UnreadableImageError(f"cannot decode image {path}: {e}") from e
+
+
+def read_raw(path: Path) -> Image.Image:
+    """Decode an image file fully without a mode change (masks)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise UnreadableImageError(f"cannot decode mask {path}: {e}") from e
+
+
+def pil_to_tensor(im: Image.Image) -> Tensor:
+    """RGB PIL image -> ``(3, H, W)`` float32 in [0, 1]."""
+    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def resize_center_crop(im: Image.Image, resize: int, crop: int, resample: int) -> Image.Image:
+    """Resize the shorter side to ``resize`` (keeping the aspect), then center-crop ``crop``."""
+    w, h = im.size
+    if w <= h:
+        nw, nh = resize, max(1, round(h * resize / w))
+    else:
+        nw, nh = max(1, round(w * resize / h)), resize
+    im = im.resize((nw, nh), resample)
+    left = int(round((nw - crop) / 2.0))
+    top = int(round((nh - crop) / 2.0))
+    return im.crop((left, top, left + crop, top + crop))
+
+
+def require_dir(path: Path | str | None, what: str, expected: str, source: str) -> Path:
+    """Return ``path`` as a directory or raise ``FileNotFoundError`` saying what belongs there."""
+    if path is None:
+        raise FileNotFoundError(
+            f"no {what} given: pass data=PATH. Expected: {expected}. Source: {source}"
+        )
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"{what} not found at {p}. Expected: {expected}. Source: {source}"
+        )
+    return p
+
+
+def require_file(path: Path | str, what: str, expected: str, source: str) -> Path:
+    """Return ``path`` as a file or raise ``FileNotFoundError`` saying what it is and where from."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{what} not found at {p}. Expected: {expected}. Source: {source}"
+        )
+    return p
+
+
+class Case:
+    """Base class of every case; subclasses set the class attributes and implement the loaders.
+
+    ``normalize`` maps ``(B, 3, H, W)`` pixels in [0, 1] to model inputs, ``denormalize`` back.
+    ``threshold`` is the selection rule's default true-class probability (paper: 0.9).
+    """
+
+    name: ClassVar[str] = ""
+    num_classes: int = 0
+    image_size: tuple[int, int] = (224, 224)
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
+    gradcam_layer: str = ""
+    has_masks: bool = False
+    reversal: dict[str, tuple[float, float]] = PAPER_REVERSAL
+    threshold: float = 0.9
+
+    def __init__(self, *, data: str | Path | None = None, weights: str | Path | None = None) -> None:
+        self.data = Path(data).expanduser() if data is not None else None
+        self.weights = Path(weights).expanduser() if weights is not None else None
+        self._samples: CaseDataset | None = None
+
+    # -- model -----------------------------------------------------------------------------
+    def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The case's classifier in eval mode with its weights loaded from local files."""
+        raise NotImplementedError
+
+    def weights_id(self) -> str:
+        """A string identifying the weights (path), used in selection cache keys."""
+        return str(self.weights.resolve()) if self.weights is not None else "default"
+
+    def data_id(self) -> str:
+        """A string identifying the data (path), used in selection cache keys."""
+        return str(self.data.resolve()) if self.data is not None else "builtin"
+
+    # -- data ------------------------------------------------------------------------------
+    def _build_dataset(self) -> CaseDataset:
+        raise NotImplementedError
+
+    def samples(self) -> CaseDataset:
+        """The lazy dataset of samples (built once per case object)."""
+        if self._samples is None:
+            self._samples = self._build_dataset()
+        return self._samples
+
+    # -- preprocessing ---------------------------------------------------------------------
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mean, std = self.normalization
+        shape = (1, len(mean), 1, 1) if x.dim() == 4 else (len(mean), 1, 1)
+        m = torch.tensor(mean, dtype=x.dtype, device=x.device).reshape(shape)
+        s = torch.tensor(std, dtype=x.dtype, device=x.device).reshape(shape)
+        return m, s
+
+    def normalize(self, pixels: Tensor) -> Tensor:
+        """``(B, 3, H, W)`` (or ``(3, H, W)``) pixels in [0, 1] -> normalised model inputs."""
+        m, s = self._stats(pixels)
+        return (pixels - m) / s
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Normalised model inputs -> pixels in [0, 1] (the inverse of ``normalize``)."""
+        m, s = self._stats(x)
+        return x * s + m
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, data={self.data}, weights={self.weights})"

@@ -1,0 +1,93 @@
+"""The ``imagenet-sample`` case (tests and benchmarks): real ImageNet photos with Lite0, no masks.
+
+Layout of ``data`` (e.g. ``../shared/data/imagenet-sample``): the JPEG photos and ``labels.csv``
+with the columns ``file,wnid,class_index,name`` (``class_index``: the ImageNet-1k index).
+Preprocessing: resize the shorter side to 256, center-crop 224, inputs in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from absgrad.cases.base import (
+    SYMMETRIC,
+    Case,
+    CaseDataset,
+    Record,
+    Sample,
+    pil_to_tensor,
+    read_rgb,
+    require_dir,
+    require_file,
+    resize_center_crop,
+)
+from absgrad.cases.models import lite0_model
+
+LABELS_FILE = "labels.csv"
+COLUMNS = ("file", "wnid", "class_index", "name")
+
+
+def read_labels_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of ``labels.csv``; a missing column is an error that names the file and columns."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("file", "class_index") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the column(s) {missing}: expected a header {','.join(COLUMNS)}, "
+                f"got {reader.fieldnames}"
+            )
+        return list(reader)
+
+
+class ImageNetSampleCase(Case):
+    """The ImageNet sample photos + EfficientNet-Lite0 (224 px, mean = std = 0.5), no masks."""
+
+    name = "imagenet-sample"
+    num_classes = 1000
+    image_size = (224, 224)
+    normalization = SYMMETRIC
+    gradcam_layer = "blocks.6"
+    has_masks = False
+
+    def __init__(self, *, data: str | Path | None = None, weights: str | Path | None = None) -> None:
+        super().__init__(data=data, weights=weights)
+        self.root = require_dir(
+            self.data,
+            "imagenet-sample folder",
+            f"a folder of ImageNet JPEGs with {LABELS_FILE} ({','.join(COLUMNS)})",
+            "../shared/data/imagenet-sample beside the project checkout",
+        )
+        self.labels_path = require_file(
+            self.root / LABELS_FILE,
+            "imagenet-sample label file",
+            f"CSV with header {','.join(COLUMNS)}",
+            "the imagenet-sample folder",
+        )
+
+    def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        return lite0_model(self.weights, device)
+
+    def _build_dataset(self) -> CaseDataset:
+        records = []
+        for row in read_labels_csv(self.labels_path):
+            try:
+                label = int(row["class_index"])
+            except ValueError as e:
+                raise ValueError(
+                    f"{self.labels_path}: class_index {row['class_index']!r} of {row['file']} is not an int"
+                ) from e
+            if not 0 <= label < self.num_classes:
+                raise ValueError(f"{self.labels_path}: class_index {label} of {row['file']} not in [0, 1000)")
+            records.append(Record(Path(row["file"]).stem, self.root / row["file"], label))
+
+        def load(r: Record) -> Sample:
+            im = resize_center_crop(read_rgb(r.path), 256, self.image_size[0], Image.BILINEAR)
+            return Sample(r.id, pil_to_tensor(im), r.label, None)
+
+        return CaseDataset(records, load)
