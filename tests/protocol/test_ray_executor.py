@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -55,7 +54,18 @@ def make_units(n_batches: int, groups: Sequence[str] = ("sg", "ig")) -> list[Uni
         idx = (2 * b, 2 * b + 1)
         for gi, g in enumerate(groups):
             units.append(
-                Unit(f"b{b:05d}-{g}", b, g, idx, tuple(f"img{i}" for i in idx), (g,), (), 10 + b, False, gi == 0)
+                Unit(
+                    f"b{b:05d}-{g}",
+                    b,
+                    g,
+                    idx,
+                    tuple(f"img{i}" for i in idx),
+                    (g,),
+                    (),
+                    10 + b,
+                    False,
+                    gi == 0,
+                )
             )
     return units
 
@@ -84,7 +94,9 @@ def ray_local() -> Iterator[None]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def collect(executor: RayExecutor, units: list[Unit], worker: Callable[[Unit], UnitResult]) -> list[UnitResult]:
+def collect(
+    executor: RayExecutor, units: list[Unit], worker: Callable[[Unit], UnitResult]
+) -> list[UnitResult]:
     results: list[UnitResult] = []
     executor.run(units, worker, results.append)
     return results
@@ -93,8 +105,16 @@ def collect(executor: RayExecutor, units: list[Unit], worker: Callable[[Unit], U
 # -- the Executor contract ----------------------------------------------------------------------
 def test_every_unit_once_on_long_lived_workers(ray_local: None) -> None:
     units = make_units(6)
-    ex = RayExecutor(workers=2)
-    results = collect(ex, units + units[:3], partial(tiny_worker, 0.05, None))  # duplicates given
+    ex = RayExecutor(workers=2, max_in_flight=3)
+    results: list[UnitResult] = []
+    in_flight: list[int] = []
+
+    def on_result(result: UnitResult) -> None:
+        results.append(result)
+        in_flight.append(sum(len(s.in_flight) for s in ex.slots))
+
+    ex.run(units + units[:3], partial(tiny_worker, 0.05, None), on_result)  # duplicates given
+    assert max(in_flight) <= 3 and in_flight[0] >= 1  # units kept flowing, never over the bound
     ids = [r.unit.id for r in results]
     assert sorted(ids) == sorted(u.id for u in units)  # each once, none lost
     for r in results:
@@ -106,21 +126,11 @@ def test_every_unit_once_on_long_lived_workers(ray_local: None) -> None:
     assert ray.is_initialized()  # a Ray session it did not start is left running
 
 
-def test_in_flight_units_are_bounded(ray_local: None) -> None:
-    ex = RayExecutor(workers=2, max_in_flight=3)
-    seen: list[int] = []
-
-    def on_result(result: UnitResult) -> None:
-        seen.append(sum(len(s.in_flight) for s in ex.slots))
-
-    ex.run(make_units(5), partial(tiny_worker, 0.05, None), on_result)
-    assert len(seen) == 10
-    assert max(seen) <= 3 and seen[0] >= 1  # units kept flowing, never more than the bound
-
-
 def test_batches_stay_on_one_worker_when_nothing_fails(ray_local: None) -> None:
     units = make_units(4, groups=("a", "b", "c"))
-    results = collect(RayExecutor(workers=2, max_in_flight=2), units, partial(tiny_worker, 0.05, None))
+    results = collect(
+        RayExecutor(workers=2, max_in_flight=2), units, partial(tiny_worker, 0.05, None)
+    )
     by_batch: dict[int, set[int]] = {}
     for r in results:
         by_batch.setdefault(r.unit.batch, set()).add(r.scores["tiny"]["pid"])
@@ -140,21 +150,24 @@ def test_killed_worker_loses_nothing(ray_local: None) -> None:
     ex = RayExecutor(workers=2, max_in_flight=4, retries=2)
     results: list[UnitResult] = []
     killed: list[int] = []
+    lost: set[str] = set()
 
     def on_result(result: UnitResult) -> None:
         results.append(result)
         if not killed:
-            victim = next(s for s in ex.slots if s.in_flight)  # a worker with units in flight
-            assert victim.pid is not None
+            # the worker that just returned this result: it has just started its next unit
+            victim = next(s for s in ex.slots if s.pid == result.scores["tiny"]["pid"])
+            assert victim.in_flight
+            lost.update(u.id for u in victim.in_flight.values())
             os.kill(victim.pid, signal.SIGKILL)
             killed.append(victim.pid)
 
     ex.run(units, partial(tiny_worker, 0.3, None), on_result)
-    assert killed
+    assert killed and lost
     assert sorted(r.unit.id for r in results) == sorted(u.id for u in units)
     assert all(r.scores["tiny"]["value"] == expected_value(r.unit) for r in results)
-    pids = Counter(r.scores["tiny"]["pid"] for r in results)
-    assert len(pids) >= 2 and sum(pids.values()) == len(units)
+    by_id = {r.unit.id: r.scores["tiny"]["pid"] for r in results}
+    assert all(by_id[uid] != killed[0] for uid in lost)  # the lost units were computed again
 
 
 def test_worker_that_cannot_be_restarted_fails_clearly(ray_local: None) -> None:
@@ -178,7 +191,9 @@ def test_bad_options_are_named() -> None:
 
 
 def test_gpus_asked_but_none_in_the_cluster(ray_local: None) -> None:
-    with pytest.raises(ValueError, match=r"--gpus-per-worker 1 asked but the Ray cluster has 0 GPU"):
+    with pytest.raises(
+        ValueError, match=r"--gpus-per-worker 1 asked but the Ray cluster has 0 GPU"
+    ):
         collect(RayExecutor(gpus_per_worker=1), make_units(1), partial(tiny_worker, 0.0, None))
 
 
@@ -187,19 +202,180 @@ def test_registered_as_ray_executor() -> None:
     assert isinstance(ex, RayExecutor) and ex.describe()["workers"] == 3
 
 
+def test_workers_can_write_results_themselves(ray_local: None, tmp_path: Path) -> None:
+    from absgrad.protocol.store import RunStore
+
+    def with_maps(unit: Unit) -> UnitResult:
+        r = tiny_worker(0.0, None, unit)
+        r.maps = {"tiny": np.full((2, 3, 3), unit.batch, dtype=np.float16)}
+        return r
+
+    units = make_units(3)
+    results = collect(RayExecutor(workers=2, write_dir=tmp_path), units, with_maps)
+    assert all(r.maps is None for r in results)  # arrays stayed on the workers...
+    store = RunStore(tmp_path)
+    assert store.done_ids() == {u.id for u in units}  # ...which stored every unit
+    for u in units:
+        assert (store.load_maps(u.id)["tiny"] == u.batch).all()
+
+
 # -- Ray not installed ------------------------------------------------------------------------
 def test_missing_ray_names_the_extra(tmp_path: Path) -> None:
+    out = tmp_path / "run"
     code = (
         "import sys\n"
         "sys.modules['ray'] = None\n"  # what a missing package looks like to `import ray`
-        "from absgrad.protocol.executors import get_executor\n"
-        "import absgrad.protocol.ray_executor\n"
-        "get_executor('ray')\n"
+        "from absgrad.cli import main\n"
+        f"sys.exit(main(['run', '--case', 'synthetic', '--limit', '2', '--executor', 'ray', "
+        f"'--out', {str(out)!r}]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert "RayUnavailableError" in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "absgrad: error: --executor ray needs Ray" in proc.stderr
     assert "pip install 'absgrad[ray]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()  # refused before anything was written
+
+
+def test_ray_options_without_ray_executor_are_refused(tmp_path: Path) -> None:
+    from absgrad.cli import main
+
+    assert main(["run", "--case", "synthetic", "--workers", "2", "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+# -- the protocol on the synthetic case -------------------------------------------------------
+SYNTH = {"limit": 4, "batch_size": 2}  # 2 image batches x 10 sampler groups = 20 units
+SYNTH_ARGS = ["--limit", "4", "--batch-size", "2"]
+
+
+def synth_config():
+    from absgrad.protocol.config import load_config_file, make_config
+
+    return make_config(load_config_file("synthetic"), SYNTH)
+
+
+@pytest.fixture(scope="module")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private selection cache for this module's runs (in-process and subprocess)."""
+    cache = tmp_path_factory.mktemp("absgrad-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ABSGRAD_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory, synth_cache: Path) -> Path:
+    """The synthetic run with the local executor: what every Ray run must reproduce."""
+    import torch
+
+    from absgrad.protocol.executors import LocalExecutor
+    from absgrad.protocol.runner import run_protocol
+
+    out = tmp_path_factory.mktemp("local") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # fast on a busy 2-core machine; results do not depend on it
+    try:
+        meta = run_protocol(synth_config(), out, executor=LocalExecutor(), quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert meta["status"] == "complete" and meta["n_units"] == 20
+    return out
+
+
+def assert_same_results(run: Path, reference: Path) -> None:
+    scores, ref = _unit_scores(run), _unit_scores(reference)
+    assert len(ref) == 20 and scores.keys() == ref.keys()
+    for uid in ref:
+        assert scores[uid] == ref[uid], uid  # every per-image score, exactly
+    _assert_same_maps(run, reference)
+    images = sorted(p.name for p in (reference / "images").glob("*.npz"))
+    assert images == sorted(p.name for p in (run / "images").glob("*.npz"))
+    meta = _read_json(run / "run.json")
+    assert meta["status"] == "complete" and meta["done_units"] == 20
+    computed = [
+        ln.split("computed unit ")[1].split()[0]
+        for ln in (run / "absgrad.log").read_text().splitlines()
+        if "computed unit " in ln
+    ]
+    assert sorted(computed) == sorted(ref)  # each unit stored once: none twice, none lost
+
+
+def test_cli_ray_run_with_two_local_workers_matches_local_executor(
+    local_run: Path, synth_cache: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "absgrad.cli", "run", "--case", "synthetic", *SYNTH_ARGS]
+    cmd += ["--executor", "ray", "--workers", "2", "--quiet", "--no-report", "--out", str(out)]
+    env = {**os.environ, "ABSGRAD_CACHE": str(synth_cache), "RAY_DISABLE_USAGE_STATS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_results(out, local_run)
+    session = _read_json(out / "run.json")["sessions"][-1]
+    assert session["executor"]["name"] == "ray" and session["executor"]["workers"] == 2
+    assert session["executor"]["address"] == "local"
+
+
+class HookedRayExecutor(RayExecutor):
+    """A Ray executor that calls ``hook(self, result)`` after each stored result."""
+
+    def __init__(self, hook: Callable[[RayExecutor, UnitResult], None], **options) -> None:
+        super().__init__(**options)
+        self.hook = hook
+
+    def run(self, units, worker, on_result) -> None:  # type: ignore[override]
+        def stored(result: UnitResult) -> None:
+            on_result(result)
+            self.hook(self, result)
+
+        super().run(units, worker, stored)
+
+
+def test_killed_worker_during_a_protocol_run(
+    ray_local: None, local_run: Path, tmp_path: Path
+) -> None:
+    from absgrad.protocol.runner import run_protocol
+
+    killed: list[int] = []
+
+    def kill_once(ex: RayExecutor, result: UnitResult) -> None:
+        if not killed:
+            victim = next(s for s in ex.slots if s.in_flight)  # its units are being computed
+            assert victim.pid is not None
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    ex = HookedRayExecutor(kill_once, workers=2, retries=2)
+    out = tmp_path / "ray"
+    run_protocol(synth_config(), out, executor=ex, quiet=True)
+    assert killed
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[0], 0)  # the worker really died
+    assert_same_results(out, local_run)
+
+
+def test_interrupted_driver_resumes_from_the_store(
+    ray_local: None, local_run: Path, tmp_path: Path
+) -> None:
+    from absgrad.protocol.runner import run_protocol
+
+    def interrupt(ex: RayExecutor, result: UnitResult) -> None:
+        if len(list((out / "units").glob("*.json"))) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the driver
+
+    out = tmp_path / "ray"
+    first = HookedRayExecutor(interrupt, workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(synth_config(), out, executor=first, quiet=True)
+    meta = _read_json(out / "run.json")
+    assert meta["status"] == "interrupted" and meta["done_units"] == 3
+    for slot in first.slots:  # the interrupted run's workers were stopped
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(slot.actor.pid.remote(), timeout=60)
+    run_protocol(synth_config(), out, executor=RayExecutor(workers=2), quiet=True)
+    session = _read_json(out / "run.json")["sessions"][-1]
+    assert session["skipped_units"] == 3 and session["computed_units"] == 17  # nothing redone
+    assert_same_results(out, local_run)
 
 
 def _read_json(path: Path) -> dict:
