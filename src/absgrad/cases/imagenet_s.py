@@ -56,7 +56,9 @@ def wnid_to_index(wnid: str) -> int:
     """ImageNet-1k class index of a wnid such as ``n01443537``; unknown wnids are an error."""
     table = {w: i for i, w in enumerate(imagenet_wnids())}
     if wnid not in table:
-        raise ValueError(f"{wnid!r} is not one of the 1000 ImageNet-1k wnids (folder names must be wnids)")
+        raise ValueError(
+            f"{wnid!r} is not one of the 1000 ImageNet-1k wnids (folder names must be wnids)"
+        )
     return table[wnid]
 
 
@@ -87,13 +89,17 @@ class ImageNetSCase(Case):
     gradcam_layer = "layer4"
     has_masks = True
 
-    def __init__(self, *, data: str | Path | None = None, weights: str | Path | None = None) -> None:
+    def __init__(
+        self, *, data: str | Path | None = None, weights: str | Path | None = None
+    ) -> None:
         super().__init__(data=data, weights=weights)
         expected = "validation/<wnid>/*.JPEG and validation-segmentation/<wnid>/*.png"
         root = require_dir(self.data, "ImageNet-S folder", expected, SOURCE)
         if not (root / "validation").is_dir() and (root / "ImageNetS919" / "validation").is_dir():
             root = root / "ImageNetS919"
-        self.image_dir = require_dir(root / "validation", "ImageNet-S images folder", expected, SOURCE)
+        self.image_dir = require_dir(
+            root / "validation", "ImageNet-S images folder", expected, SOURCE
+        )
         self.mask_dir = require_dir(
             root / "validation-segmentation", "ImageNet-S segmentation folder", expected, SOURCE
         )

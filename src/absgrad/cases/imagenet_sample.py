@@ -55,7 +55,9 @@ class ImageNetSampleCase(Case):
     gradcam_layer = "blocks.6"
     has_masks = False
 
-    def __init__(self, *, data: str | Path | None = None, weights: str | Path | None = None) -> None:
+    def __init__(
+        self, *, data: str | Path | None = None, weights: str | Path | None = None
+    ) -> None:
         super().__init__(data=data, weights=weights)
         self.root = require_dir(
             self.data,
@@ -83,7 +85,9 @@ class ImageNetSampleCase(Case):
                     f"{self.labels_path}: class_index {row['class_index']!r} of {row['file']} is not an int"
                 ) from e
             if not 0 <= label < self.num_classes:
-                raise ValueError(f"{self.labels_path}: class_index {label} of {row['file']} not in [0, 1000)")
+                raise ValueError(
+                    f"{self.labels_path}: class_index {label} of {row['file']} not in [0, 1000)"
+                )
             records.append(Record(Path(row["file"]).stem, self.root / row["file"], label))
 
         def load(r: Record) -> Sample:

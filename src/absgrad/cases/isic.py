@@ -140,7 +140,9 @@ class IsicCase(Case):
                     f"target); it has {cols}"
                 )
             if self.folds is not None and "fold" not in cols:
-                raise ValueError(f"fold={sorted(self.folds)} given but {self.csv_path} has no fold column")
+                raise ValueError(
+                    f"fold={sorted(self.folds)} given but {self.csv_path} has no fold column"
+                )
             rows = list(reader)
         if self.folds is not None:
             rows = [r for r in rows if int(r["fold"]) in self.folds]
@@ -159,7 +161,9 @@ class IsicCase(Case):
                     f"not); the isic case needs the 9 diagnosis classes {list(DIAGNOSES)}"
                 )
             if any(not 0 <= t < len(DIAGNOSES) for t in targets):
-                raise ValueError(f"{self.csv_path}: target values must lie in [0, {len(DIAGNOSES)})")
+                raise ValueError(
+                    f"{self.csv_path}: target values must lie in [0, {len(DIAGNOSES)})"
+                )
             out = [(r["image_name"], t) for r, t in zip(rows, targets, strict=True)]
         return out
 
@@ -173,6 +177,8 @@ class IsicCase(Case):
         size = (self.image_size[1], self.image_size[0])
 
         def load(r: Record) -> Sample:
-            return Sample(r.id, pil_to_tensor(read_rgb(r.path).resize(size, Image.BILINEAR)), r.label)
+            return Sample(
+                r.id, pil_to_tensor(read_rgb(r.path).resize(size, Image.BILINEAR)), r.label
+            )
 
         return CaseDataset(records, load)

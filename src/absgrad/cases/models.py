@@ -49,10 +49,18 @@ def unwrap_state_dict(obj: object, path: Path, what: str) -> dict[str, Tensor]:
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict", "model", "net"):
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, Tensor) for v in inner.values())
+            ):
                 obj = inner
                 break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(v, Tensor) for v in obj.values())
+    ):
         raise CheckpointError(
             f"{what} checkpoint {path} holds no state dict: expected a dict of tensors or a dict "
             f"with a 'state_dict' entry, got {type(obj).__name__}"
@@ -144,7 +152,9 @@ def lite0_model(weights: str | Path | None = None, device: str | torch.device = 
         if vs.shape != vd.shape
     ]
     if bad:
-        raise CheckpointError(f"Lite0 checkpoint {path}: tensors do not line up in order: {_short(bad, 4)}")
+        raise CheckpointError(
+            f"Lite0 checkpoint {path}: tensors do not line up in order: {_short(bad, 4)}"
+        )
     model.load_state_dict({kd: vs for (_, vs), (kd, _) in zip(src, dst, strict=True)}, strict=False)
     return _finish(model, device)
 
@@ -158,7 +168,9 @@ def torch_hub_checkpoint(filename: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def resnet50_imagenet(weights: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def resnet50_imagenet(
+    weights: str | Path | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
     """torchvision ResNet-50 with IMAGENET1K_V1 weights from ``weights`` or the torch hub cache."""
     from torchvision.models import ResNet50_Weights, resnet50
 
@@ -214,7 +226,9 @@ def densenet161_places365(
         f"the Places365 CNN release (CSAIL), {PLACES_URL}",
     )
     model = arch() if arch is not None else densenet161(weights=None, num_classes=365)
-    sd = rename_densenet_keys(unwrap_state_dict(read_checkpoint(path, "Places365"), path, "Places365"))
+    sd = rename_densenet_keys(
+        unwrap_state_dict(read_checkpoint(path, "Places365"), path, "Places365")
+    )
     return _finish(load_exact(model, sd, path, "DenseNet Places365"), device)
 
 

@@ -102,7 +102,9 @@ class Places365Case(Case):
     ) -> None:
         super().__init__(data=data, weights=weights)
         self.root = require_dir(self.data, "Places365 folder", EXPECTED, SOURCE)
-        self.image_dir = require_dir(self.root / "val_256", "Places365 val_256 folder", EXPECTED, SOURCE)
+        self.image_dir = require_dir(
+            self.root / "val_256", "Places365 val_256 folder", EXPECTED, SOURCE
+        )
         self.categories = read_categories(_find_list(self.root, CATEGORIES))
         if len(self.categories) != self.num_classes:
             raise ValueError(

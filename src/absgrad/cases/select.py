@@ -36,7 +36,9 @@ def model_fingerprint(model: nn.Module) -> str:
             h.update(k.encode())
             h.update(str(tuple(v.shape)).encode())
             if v.is_floating_point():
-                h.update(f"{float(v.double().sum()):.10e}|{float(v.double().abs().sum()):.10e}".encode())
+                h.update(
+                    f"{float(v.double().sum()):.10e}|{float(v.double().abs().sum()):.10e}".encode()
+                )
             else:
                 h.update(str(int(v.long().sum())).encode())
     return h.hexdigest()[:16]
@@ -105,7 +107,9 @@ def score_case(
                 prob = model(x).softmax(dim=1)
             p = prob.gather(1, labels[:, None])[:, 0].cpu()
             pred = prob.argmax(dim=1).cpu()
-            scores.update({s.id: (float(v), int(c)) for s, v, c in zip(batch, p, pred, strict=True)})
+            scores.update(
+                {s.id: (float(v), int(c)) for s, v, c in zip(batch, p, pred, strict=True)}
+            )
 
     cdir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

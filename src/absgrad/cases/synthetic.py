@@ -92,8 +92,13 @@ class SynthNet(nn.Module):
 
     def __init__(self, num_classes: int = len(CLASSES), width: int = 16) -> None:
         super().__init__()
+
         def block(cin: int, cout: int, pool: bool) -> nn.Sequential:
-            layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            layers = [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
             return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
 
         w = width
@@ -148,7 +153,9 @@ def synthetic_weights_path() -> Path:
     return Path(str(resources.files("absgrad.cases").joinpath("assets").joinpath(WEIGHTS_ASSET)))
 
 
-def synthetic_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> SynthNet:
+def synthetic_model(
+    weights: str | Path | None = None, device: str | torch.device = "cpu"
+) -> SynthNet:
     """``SynthNet`` with the shipped weights (or a state dict file ``weights``), eval mode."""
     path = Path(weights) if weights is not None else synthetic_weights_path()
     if not path.is_file():
@@ -198,7 +205,9 @@ class SyntheticCase(Case):
 
     def _build_dataset(self) -> CaseDataset:
         records = [
-            Record(f"synthetic-{self.seed}-{i:05d}", Path(f"test/{i}"), label_of(self.seed, "test", i))
+            Record(
+                f"synthetic-{self.seed}-{i:05d}", Path(f"test/{i}"), label_of(self.seed, "test", i)
+            )
             for i in range(self.n)
         ]
 
