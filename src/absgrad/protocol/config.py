@@ -155,7 +155,7 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
     for k, lo in (("seed", 0), ("batch_size", 1), ("eval_batch_size", 1), ("n_samples", 2)):
         if k in d:
             _check_int(k, d[k], lo)
-    for k, lo in (("ig_trials", 1), ("ig_steps", 1), ("auc_steps", 2)):
+    for k, lo in (("ig_trials", 2), ("ig_steps", 1), ("auc_steps", 2)):
         if k in d:
             _check_int(k, d[k], lo)
     if "select" in d and not isinstance(d["select"], bool):

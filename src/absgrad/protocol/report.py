@@ -100,6 +100,15 @@ def _facts(res: Results) -> list[tuple[str, str]]:
     return facts
 
 
+# Marks the page once every figure has decoded (headless checks read data-images-loaded).
+LOAD_CHECK = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute("data-images-loaded", ok + "/" + imgs.length);
+});
+</script>"""
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0}
@@ -109,7 +118,7 @@ caption{font-weight:bold;text-align:left;padding:4px 0}
 tr.group td{border-top:3px double #666}
 .note{color:#555;font-size:90%;margin:0 0 1.5em}
 img{max-width:100%;border:1px solid #eee}
-.facts td{text-align:left}
+.facts td,#claims td{text-align:left}
 .refuted{color:#a00}.confirmed{color:#070}
 """
 
@@ -151,6 +160,7 @@ def render_html(
         parts.append(
             f'<figure><img id="fig-{name}" alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)}</figcaption></figure>'
         )
+    parts.append(LOAD_CHECK)
     parts.append("</body></html>")
     return "\n".join(parts)
 

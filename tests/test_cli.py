@@ -1,0 +1,259 @@
+"""The ``absgrad`` command line: help, list, explain, and clear errors that overwrite nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from absgrad.cli import main
+
+TINY = ["--methods", "vg", "--metrics", "rcap", "--limit", "2", "--quiet", "--no-report"]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ABSGRAD_DEBUG", raising=False)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Content hash of every file under ``folder``."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def fails(capsys, argv: list[str]) -> str:
+    """Run the CLI expecting a user error; return its message."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("absgrad: error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def tiny_run(tmp_path) -> Path:
+    out = tmp_path / "tiny"
+    assert main(["run", "--case", "synthetic", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_help_lists_the_subcommands():
+    proc = subprocess.run(
+        [sys.executable, "-m", "absgrad.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    for cmd in ("demo", "run", "explain", "report"):
+        assert cmd in proc.stdout
+
+
+def test_no_subcommand_is_an_error(capsys):
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_list_maps_and_metrics(capsys):
+    assert main(["list", "maps"]) == 0
+    out = capsys.readouterr().out
+    assert "gag-85" in out and "guidedig-r" in out and out.count("\n") == 43
+    assert main(["list", "metrics"]) == 0
+    assert "rcap" in capsys.readouterr().out
+
+
+def test_unknown_case(capsys, tmp_path):
+    err = fails(capsys, ["run", "--case", "nosuchcase", "--out", str(tmp_path / "o")])
+    assert "unknown case 'nosuchcase'" in err and "synthetic" in err
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_unknown_method(capsys, tmp_path):
+    err = fails(
+        capsys,
+        [
+            "run",
+            "--case",
+            "synthetic",
+            "--methods",
+            "gag-85,nosuchmap",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert "'nosuchmap'" in err and "maps" in err
+
+
+def test_unknown_metric(capsys, tmp_path):
+    err = fails(
+        capsys,
+        [
+            "run",
+            "--case",
+            "synthetic",
+            "--metrics",
+            "rcap,nosuchmetric",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert "unknown metric 'nosuchmetric'" in err
+
+
+def test_unknown_method_in_config_extra_maps(capsys, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("case: synthetic\nextra_maps:\n  mine: {method: nosuchmethod}\n")
+    err = fails(capsys, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert "extra_maps.mine" in err and "unknown method 'nosuchmethod'" in err
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("case: synthetic\nn_samples: -3\n", "'n_samples'"),
+        ("case: synthetic\nrcap: {interval: 0}\n", "'rcap.interval'"),
+        ("case: synthetic\nrcap: {upper: 3}\n", "'rcap.upper'"),
+        ("case: synthetic\nnsamples: 20\n", "'nsamples'"),
+        ("case: synthetic\ntables: [1, 4]\n", "'tables'"),
+        ("case: synthetic\nreversal: {sg: [0.5, 0.4]}\n", "'reversal.sg'"),
+        ("tables: [1]\n", "'case'"),
+    ],
+)
+def test_invalid_config_field_is_named(capsys, tmp_path, yaml_text, field):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    err = fails(capsys, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert f"config field {field}" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_file_missing_or_not_yaml(capsys, tmp_path):
+    err = fails(capsys, ["run", "--config", str(tmp_path / "nope.yaml")])
+    assert "not found" in err and "imagenet-s" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("case: [unclosed\n")
+    assert "not valid YAML" in fails(capsys, ["run", "--config", str(bad)])
+
+
+def test_incompatible_out_dir_is_refused_and_left_untouched(capsys, tiny_run):
+    before = snapshot(tiny_run)
+    err = fails(
+        capsys, ["run", "--case", "synthetic", *TINY, "--seed", "7", "--out", str(tiny_run)]
+    )
+    assert "incompatible run" in err and "seed: 0 -> 7" in err and "nothing was overwritten" in err
+    more = [a if a != "2" else "3" for a in TINY]  # --limit 3
+    err = fails(capsys, ["run", "--case", "synthetic", *more, "--out", str(tiny_run)])
+    assert "limit: 2 -> 3" in err
+    assert snapshot(tiny_run) == before
+
+
+def test_no_resume_refuses_an_existing_run(capsys, tiny_run):
+    before = snapshot(tiny_run)
+    err = fails(
+        capsys, ["run", "--case", "synthetic", *TINY, "--no-resume", "--out", str(tiny_run)]
+    )
+    assert "refusing to overwrite" in err
+    assert snapshot(tiny_run) == before
+
+
+def test_same_command_resumes_with_nothing_to_do(capsys, tiny_run):
+    before = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "units").iterdir()}
+    assert main(["run", "--case", "synthetic", *TINY, "--resume", "--out", str(tiny_run)]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tiny_run / "units").iterdir()} == before
+    meta = json.loads((tiny_run / "run.json").read_text())
+    assert (
+        meta["sessions"][-1]["skipped_units"] == 1 and meta["sessions"][-1]["computed_units"] == 0
+    )
+
+
+def test_foreign_non_empty_directory_is_refused(capsys, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    err = fails(capsys, ["run", "--case", "synthetic", *TINY, "--out", str(tmp_path / "mine")])
+    assert "not empty and holds no absgrad run" in err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
+
+
+def test_resume_without_a_run_is_an_error(capsys, tmp_path):
+    err = fails(
+        capsys, ["run", "--case", "synthetic", *TINY, "--resume", "--out", str(tmp_path / "new")]
+    )
+    assert "no run to resume" in err
+
+
+def test_report_of_a_non_run_directory(capsys, tmp_path):
+    assert "holds no absgrad run" in fails(capsys, ["report", str(tmp_path)])
+
+
+def test_compare_paper_with_a_non_paper_case(capsys, tiny_run):
+    err = fails(capsys, ["report", str(tiny_run), "--compare-paper"])
+    assert "no numbers for case 'synthetic'" in err and "imagenet-s" in err
+
+
+def test_explain_writes_overlay_and_npy(capsys, tmp_path):
+    from absgrad.cases.synthetic import make_image
+
+    img, label, _ = make_image(0, "test", 3)
+    src = tmp_path / "shape.png"
+    Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src)
+    out = tmp_path / "maps" / "gag.png"
+    argv = [
+        "explain",
+        str(src),
+        "--model",
+        "synthetic",
+        "--method",
+        "gag",
+        "--param",
+        "n_samples=4",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert out.is_file() and Image.open(out).size[0] > 100
+    smap = np.load(out.with_suffix(".npy"))
+    assert smap.shape == (32, 32) and smap.min() == 0.0 and smap.max() == 1.0
+    assert "class" in capsys.readouterr().out
+
+
+def test_explain_errors(capsys, tmp_path):
+    assert "image file not found" in fails(
+        capsys, ["explain", str(tmp_path / "x.png"), "--out", str(tmp_path / "m.png")]
+    )
+    src = tmp_path / "x.png"
+    Image.new("RGB", (40, 40)).save(src)
+    err = fails(
+        capsys,
+        [
+            "explain",
+            str(src),
+            "--model",
+            "synthetic",
+            "--method",
+            "nosuch",
+            "--out",
+            str(tmp_path / "m.png"),
+        ],
+    )
+    assert "unknown method 'nosuch'" in err
+    err = fails(
+        capsys,
+        [
+            "explain",
+            str(src),
+            "--model",
+            "synthetic",
+            "--target",
+            "9",
+            "--out",
+            str(tmp_path / "m.png"),
+        ],
+    )
+    assert "--target 9 is out of range" in err
