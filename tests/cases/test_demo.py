@@ -117,3 +117,23 @@ def test_lite0_on_the_imagenet_sample(imagenet_sample_dir, lite0, tmp_path) -> N
     t1 = time.perf_counter()
     assert select(case, lite0, cache_dir=tmp_path) == keep
     assert time.perf_counter() - t1 < 2.0
+
+
+def test_gradcam_of_lite0_falls_on_the_drawn_masks(lite0: torch.nn.Module) -> None:
+    """The masks sit on what the model looks at: Grad-CAM is denser inside every mask.
+
+    Measured: 1.6 to 2.3 times the mass per pixel inside (GAG: 2.6 to 36 times).
+    """
+    try:
+        from absgrad import explain
+    except (ImportError, AttributeError) as e:  # the core is built by another issue
+        pytest.skip(f"absgrad.explain is not importable yet: {e}")
+    case = get_case("demo")
+    samples = list(case.samples())
+    x = case.normalize(torch.stack([s.image for s in samples]))
+    y = torch.tensor([s.label for s in samples])
+    mask = torch.stack([s.mask for s in samples]).float()
+    cam = explain(lite0, x, y, "gradcam", layer=case.gradcam_layer)
+    inside = (cam * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    outside = (cam * (1 - mask)).sum(dim=(1, 2)) / (1 - mask).sum(dim=(1, 2))
+    assert bool((inside > 1.3 * outside).all()), (inside / outside).tolist()
