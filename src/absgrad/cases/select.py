@@ -112,7 +112,7 @@ def score_case(
             )
 
     cdir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent runs never share a temp file
     tmp.write_text(json.dumps({"key": key, "scores": scores, "unreadable": unreadable}, indent=0))
     tmp.replace(path)
     return scores
