@@ -256,6 +256,8 @@ class RayExecutor(Executor):
         pending: OrderedDict[int, deque[Unit]] = OrderedDict()
         for u in unique.values():
             pending.setdefault(u.batch, deque()).append(u)
+        if self.address is not None:
+            _warn_relative_paths(worker)
         owned = self._connect()
         self.slots = []
         self.stats = {
@@ -361,6 +363,20 @@ class RayExecutor(Executor):
                 f"a Ray worker stored unit {unit.id} under {self.write_dir}, but the driver does "
                 "not see it there: write_dir must be a filesystem shared by the driver and workers"
             )
+
+
+def _warn_relative_paths(worker: Worker) -> None:
+    """Cluster workers do not share the driver's working directory: warn on relative paths."""
+    for arg in getattr(worker, "args", ()):
+        for field in ("data", "weights"):
+            value = getattr(arg, field, None)
+            if isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
+                log.warning(
+                    "ray: %s path %r is relative; workers on other nodes resolve it from their own "
+                    "working directory (give an absolute path that exists on every node)",
+                    field,
+                    value,
+                )
 
 
 def _worker_error(error: Exception, unit: Unit) -> BaseException:
