@@ -75,7 +75,10 @@ def paper_maps(
         MapSpec("sg-pos", "SG+", "sg", {**noise, "processing": "pos"}),
         MapSpec("sg-neg", "SG-", "sg", {**noise, "processing": "neg"}),
         MapSpec(
-            "sg-g", "SG-G", "sg", {**noise, "aggregation": "guided", "percentile": s.percentile}
+            "sg-g",
+            "SG-G",
+            "sg",
+            {**noise, "processing": "raw", "aggregation": "guided", "percentile": s.percentile},
         ),
     ]
     for p in ABLATION_P:

@@ -1,0 +1,184 @@
+"""The tables as data: maps of Tables 1-3, their sampler groups, the paper's numbers, rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from absgrad.protocol.plan import group_specs
+from absgrad.protocol.results import Results
+from absgrad.protocol.tables import (
+    TABLE3_VARIANTS,
+    Sampling,
+    paper_maps,
+    table_labels,
+)
+from absgrad.protocol.tabulate import build_tables, paper_numbers, to_csv, to_latex, to_markdown
+
+REV = {
+    "sg": (0.07, 0.1),
+    "ig": (0.07, 0.1),
+    "guidedig": (0.07, 0.1),
+    "blurig": (0.07, 0.1),
+    "gb": (0.03, 0.1),
+}
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return paper_maps(Sampling(), REV)
+
+
+def test_every_table_map_is_defined(specs):
+    assert len(specs) == 43
+    for t in (1, 2, 3):
+        assert set(table_labels(t)) <= set(specs)
+    assert table_labels(1) == [f"gag-{p}" for p in (0, 15, 25, 35, 45, 55, 65, 75, 85)]
+    assert len(table_labels(2)) == 14
+
+
+def test_paper_settings_are_in_the_specs(specs):
+    assert (
+        specs["gag-85"].params["n_samples"] == 20 and specs["gag-85"].params["percentile"] == 0.85
+    )
+    assert specs["gag-0"].params["percentile"] == 0.0
+    assert specs["ig"].params["n_samples"] == 2 and specs["ig"].params["steps"] == 5
+    assert specs["blurig"].params["n_samples"] == specs["guidedig"].params["n_samples"] == 20
+    assert (
+        specs["sg-g"].params["aggregation"] == "guided"
+        and specs["sg-g"].params["processing"] == "raw"
+    )
+    assert specs["ig-ga"].params == {
+        **specs["ig"].params,
+        "processing": "abs",
+        "aggregation": "guided",
+        "percentile": 0.85,
+    }
+    assert specs["gb"].params["hook"] == "positive" and specs["gb-both"].params["hook"] == "both"
+    assert specs["gb-r"].reverse_of == "gb" and specs["gb-r"].reversal == (0.03, 0.1)
+    assert specs["sg-r"].reversal == (0.07, 0.1)
+
+
+def test_table3_variants_follow_the_spec():
+    assert TABLE3_VARIANTS["sg"] == (
+        "sg",
+        {"+": "sg-pos", "-": "sg-neg", "A": "gag-0", "G": "sg-g", "GA": "gag-85"},
+    )
+    base, gb = TABLE3_VARIANTS["gb"]
+    assert base == "gb-both" and gb == {
+        "+": "gb",
+        "-": "gb-neg",
+        "A": "gb-abs",
+        "G": "gb",
+        "GA": "gb",
+    }
+
+
+def test_maps_fall_into_one_group_per_sampler(specs):
+    groups = {g.name: g for g in group_specs(specs)}
+    assert sorted(groups) == sorted(
+        ["sg", "ig", "guidedig", "blurig", "vg", "gb", "gb-neg", "gb-abs", "gb-both", "gradcam"]
+    )
+    noise = groups["sg"]
+    assert len(noise.labels) == 14 and noise.derived == ("sg-r",)
+    assert set(noise.labels) >= {"vargrad", "gag-0", "gag-85", "sg-g", "sg-pos", "sg-neg"}
+    assert len(groups["ig"].labels) == 6 and groups["ig"].derived == ("ig-r",)
+    assert groups["gb"].derived == ("gb-r",)
+
+
+def test_paper_numbers_match_the_spec_reference():
+    t = paper_numbers()["tables"]
+    ins = lambda table, row: t[table][row]["ImageNet-S"]  # noqa: E731
+    assert ins("1", "gag-0")["rcap"] == 0.308988 and ins("1", "gag-85")["rcap"] == 0.437721
+    assert ins("1", "gag-85")["rcap"] / ins("1", "gag-0")["rcap"] - 1 == pytest.approx(
+        0.4166, abs=1e-4
+    )
+    g = ins("2", "gag-85")
+    assert (g["lc_dice"], g["mae_sqrt"], g["dauc"], g["iauc"]) == (
+        0.267944,
+        0.474767,
+        0.1042,
+        0.681461,
+    )
+    assert ins("2", "vg")["rcap"] == 0.033987 and ins("2", "sg")["rcap"] == 0.106728
+    assert ins("2", "gradcam")["rcap"] == 0.405913
+    assert (
+        t["1"]["gag-0"]["ISIC"]["rcap"] == 0.377488 and t["1"]["gag-85"]["ISIC"]["rcap"] == 0.571426
+    )
+    assert (
+        t["1"]["gag-0"]["Places365"]["rcap"] == 0.10828
+        and t["1"]["gag-85"]["Places365"]["rcap"] == 0.156186
+    )
+    assert t["3"]["GA"]["ImageNet-S"]["rcap"] == 2.86 and t["3"]["-"]["Places365"]["dauc"] == 1.11
+    assert list(t["2"]) == table_labels(2)
+    for row in t["2"].values():
+        assert set(row) == {"ImageNet-S", "ISIC", "Places365"}
+
+
+def fake_results(values: dict[str, dict[str, float]]) -> Results:
+    """Results whose dataset-level values are ``values`` (two images; flat curves)."""
+    res = Results(
+        meta={"maps": dict.fromkeys(values), "config": {}}, metrics=("rcap", "dauc", "iauc")
+    )
+    for label, v in values.items():
+        res.per_image[label] = {
+            "rcap": np.array([v["rcap"]] * 2),
+            "dauc": np.zeros(2),
+            "iauc": np.zeros(2),
+            "deletion": np.full((2, 10), v["dauc"] / 0.9),  # a flat curve's area is 0.9 x its level
+            "insertion": np.full((2, 10), v["iauc"] / 0.9),
+        }
+        res.image_ids[label] = ["a", "b"]
+    return res
+
+
+def test_best_values_are_marked_by_direction():
+    vals = {lb: {"rcap": 0.1, "dauc": 0.5, "iauc": 0.5} for lb in table_labels(2)}
+    vals["gradcam"] = {"rcap": 0.9, "dauc": 0.01, "iauc": 0.99}  # reference row: never "best"
+    vals["gag-85"]["rcap"] = 0.4
+    vals["ig"]["dauc"] = 0.2
+    vals["vg"]["iauc"] = 0.7
+    (t2,) = build_tables(fake_results(vals), (2,))
+    cols = {m.key: m for m in t2.columns}
+    rows = [r.key for r in t2.rows]
+    assert {rows[i] for i in t2.best(cols["rcap"])} == {"gag-85"}
+    assert {rows[i] for i in t2.best(cols["dauc"])} == {"ig"}
+    assert {rows[i] for i in t2.best(cols["iauc"])} == {"vg"}
+    md = to_markdown(t2)
+    assert "| GAG | **0.4000** |" in md and "| Grad-CAM | 0.9000 |" in md
+    assert "\\textbf{0.2000}" in to_latex(t2)
+    assert t2.rows[1].values["dauc"] == pytest.approx(0.5)
+
+
+def test_table3_divides_each_variant_by_its_base_and_averages():
+    labels = table_labels(3)
+    vals = {lb: {"rcap": 0.2, "dauc": 0.4, "iauc": 0.5} for lb in labels}
+    for _base, variants in TABLE3_VARIANTS.values():
+        vals[variants["A"]] = {"rcap": 0.4, "dauc": 0.2, "iauc": 0.5}  # A: 2x RCAP, 0.5x DAUC
+    vals["sg-neg"]["rcap"] = 0.6  # one method's "-" is 3x, the other four 1x: mean 1.4
+    (t3,) = build_tables(fake_results(vals), (3,))
+    rows = {r.key: r.values for r in t3.rows}
+    assert rows["A"]["rcap"] == pytest.approx(2.0) and rows["A"]["dauc"] == pytest.approx(0.5)
+    assert rows["-"]["rcap"] == pytest.approx(1.4)
+    assert rows["+"]["iauc"] == pytest.approx(1.0)
+    cols = {m.key: m for m in t3.columns}
+    assert t3.improves(t3.rows[2], cols["dauc"]) and not t3.improves(t3.rows[0], cols["iauc"])
+    assert "**2.00**\\*" in to_markdown(t3)
+
+
+def test_csv_round_trips_the_values_and_shows_paper_numbers():
+    vals = {lb: {"rcap": 1 / 3, "dauc": 0.25, "iauc": 0.5} for lb in table_labels(1)}
+    (t1,) = build_tables(fake_results(vals), (1,), compare="ISIC")
+    rows = list(csv.DictReader(io.StringIO(to_csv(t1))))
+    assert float(rows[0]["rcap"]) == 1 / 3
+    assert float(rows[-1]["paper_rcap"]) == 0.571426 and rows[-1]["label"] == "gag-85"
+
+
+def test_missing_maps_show_as_dashes_and_a_note():
+    vals = {"gag-0": {"rcap": 0.1, "dauc": 0.1, "iauc": 0.1}}
+    (t1,) = build_tables(fake_results(vals), (1,))
+    assert "| GAG-85 | — | — | — |" in to_markdown(t1)
+    assert any("Not computed" in n for n in t1.notes)
