@@ -56,6 +56,10 @@ def test_interrupted_and_killed_run_resumes_to_identical_results(
     assert code == 130
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and 2 <= meta["done_units"] < 10
+    # a partial run can be reported already
+    proc = cli(["report", str(out)], selection_cache)
+    assert proc.returncode == 0 and "partial" in proc.stderr
+    assert "Partial run" in (out / "report.html").read_text()
     # 2. resume, then SIGKILL (no clean-up at all) after 2 more units
     first = _stored(out)
     code = _stop_after(_start(out, selection_cache), out, len(first) + 2, signal.SIGKILL)

@@ -141,6 +141,7 @@ def test_best_values_are_marked_by_direction():
     vals["gag-85"]["rcap"] = 0.4
     vals["ig"]["dauc"] = 0.2
     vals["vg"]["iauc"] = 0.7
+    vals["ig-r"]["dauc"] = 0.1  # reversed maps are a check, never "best"
     (t2,) = build_tables(fake_results(vals), (2,))
     cols = {m.key: m for m in t2.columns}
     rows = [r.key for r in t2.rows]

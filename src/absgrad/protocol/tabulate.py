@@ -102,7 +102,7 @@ def build_tables(
             )
             if n == 2:
                 t.notes.append(
-                    "Best marked among gradient methods (Grad-CAM excluded, as in the paper)."
+                    "Best marked among the gradient methods: not Grad-CAM (as in the paper), not the reversed maps."
                 )
             out.append(t)
         elif n == 3:
