@@ -257,3 +257,18 @@ def test_explain_errors(capsys, tmp_path):
         ],
     )
     assert "--target 9 is out of range" in err
+
+
+def test_missing_dataset_names_it_and_creates_nothing(capsys, tmp_path):
+    out = tmp_path / "ins"
+    err = fails(
+        capsys,
+        ["run", "--case", "imagenet-s", "--data", str(tmp_path / "nodata"), "--out", str(out)],
+    )
+    assert "ImageNet-S" in err and "nodata" in err
+    assert not out.exists()
+    # a directory left with only a log by an earlier failure is still usable
+    out.mkdir()
+    (out / "absgrad.log").write_text("earlier failure\n")
+    assert main(["run", "--case", "synthetic", *TINY, "--out", str(out)]) == 0
+    assert (out / "run.json").is_file()

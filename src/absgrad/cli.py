@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (UserError, ConfigError, RunDirError, FileNotFoundError, ValueError, TypeError) as e:
+    except (UserError, ConfigError, RunDirError, OSError, ValueError, TypeError) as e:
         if os.environ.get("ABSGRAD_DEBUG"):
             raise
         print(f"absgrad: error: {e}", file=sys.stderr)

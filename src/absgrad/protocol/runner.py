@@ -179,14 +179,15 @@ def run_protocol(
     store = RunStore(out)
     old = store.check(config, resume)
     executor = executor or LocalExecutor()
+    started, t0 = _now(), time.perf_counter()
+    # the case, model and plan first: a missing dataset or weights file creates nothing
+    ctx = context or get_context(config)
+    set_context(config, ctx)
+    units, meta = plan_run(config, ctx, old)
     with run_logging(out, quiet):
-        started, t0 = _now(), time.perf_counter()
         removed = store.clean_temporaries()
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted run", removed)
-        ctx = context or get_context(config)
-        set_context(config, ctx)
-        units, meta = plan_run(config, ctx, old)
         done = store.done_ids()
         todo = [u for u in units if u.id not in done]
         skipped = len(units) - len(todo)

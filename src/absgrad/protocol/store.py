@@ -99,7 +99,8 @@ class RunStore:
             raise RunDirError(f"output path {self.root} exists and is not a directory")
         has_meta = self.meta_path.is_file()
         if not has_meta:
-            if exists and any(self.root.iterdir()):
+            leftovers = {"absgrad.log"}  # a run that failed before its first unit leaves its log
+            if exists and any(p.name not in leftovers for p in self.root.iterdir()):
                 raise RunDirError(
                     f"output directory {self.root} is not empty and holds no absgrad run; "
                     "refusing to write into it (choose another --out)"

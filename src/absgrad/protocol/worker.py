@@ -64,7 +64,7 @@ class WorkerContext:
         items = [samples[i] for i in unit.indices]
         ids = tuple(s.id for s in items)
         if ids != unit.image_ids:
-            raise RuntimeError(
+            raise ValueError(
                 f"unit {unit.id}: the case's samples at {list(unit.indices)} are {list(ids)}, "
                 f"the plan expects {list(unit.image_ids)}; the data changed since the run started"
             )
