@@ -57,6 +57,12 @@ def run_logging(out: Path, quiet: bool) -> Iterator[None]:
         log.setLevel(old_level)
 
 
+def _say(quiet: bool, message: str) -> None:
+    """A console line before the run's log file exists."""
+    if not quiet:
+        tqdm.write(message, file=sys.stderr)
+
+
 def versions() -> dict[str, str]:
     """Library versions recorded with a run."""
     import numpy
@@ -181,10 +187,22 @@ def run_protocol(
     executor = executor or LocalExecutor()
     started, t0 = _now(), time.perf_counter()
     # the case, model and plan first: a missing dataset or weights file creates nothing
+    _say(quiet, f"loading case {config.case!r} and its model on {config.device}")
     ctx = context or get_context(config)
     set_context(config, ctx)
+    if old is None and config.select:
+        _say(
+            quiet,
+            f"selecting images by the true-class probability rule ({len(ctx.case.samples())} candidates)",
+        )
     units, meta = plan_run(config, ctx, old)
     with run_logging(out, quiet):
+        log.info(
+            "images: %d of %d candidates (%s)",
+            len(meta["images"]["ids"]),
+            meta["images"]["candidates"],
+            "selection as stored" if old else ("selected" if config.select else "no selection"),
+        )
         removed = store.clean_temporaries()
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted run", removed)
