@@ -272,3 +272,18 @@ def test_missing_dataset_names_it_and_creates_nothing(capsys, tmp_path):
     (out / "absgrad.log").write_text("earlier failure\n")
     assert main(["run", "--case", "synthetic", *TINY, "--out", str(out)]) == 0
     assert (out / "run.json").is_file()
+
+
+def test_config_extra_maps_are_scored_in_their_own_table(tmp_path):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(
+        "case: synthetic\nlimit: 2\nmaps: [vg, my-gag]\nmetrics: [rcap]\n"
+        "extra_maps:\n  my-gag: {method: gag, params: {n_samples: 4, percentile: 0.5}}\n"
+    )
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(cfg), "--quiet", "--out", str(out)]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["maps"]["my-gag"]["params"]["percentile"] == 0.5
+    rows = (out / "tables" / "table4.csv").read_text().splitlines()
+    assert rows[0].startswith("row,label,n_images,rcap") and rows[1].startswith("my-gag,my-gag,2,")
+    assert 0 < float(rows[1].split(",")[3]) <= 1

@@ -107,6 +107,18 @@ def build_tables(
             out.append(t)
         elif n == 3:
             out.append(_table3(results, cols, compare))
+    extra = list(results.meta.get("config", {}).get("extra_maps") or {})
+    if extra:
+        rows = [
+            Row(
+                lb,
+                lb,
+                {m.key: results.value(lb, m.key) for m in cols},
+                n_images=results.n_images(lb),
+            )
+            for lb in extra
+        ]
+        out.append(Table(4, "Extra maps (the config's extra_maps)", cols, rows))
     for t in out:
         missing = [r.title for r in t.rows if all(v is None for v in r.values.values())]
         if missing:
