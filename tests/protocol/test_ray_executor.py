@@ -135,16 +135,26 @@ def test_every_unit_once_on_long_lived_workers(ray_local: None) -> None:
     assert ray.is_initialized()  # a Ray session it did not start is left running
 
 
-def test_batches_stay_on_one_worker_when_nothing_fails(ray_local: None) -> None:
-    units = make_units(4, groups=("a", "b", "c"))
-    results = collect(
-        RayExecutor(workers=2, max_in_flight=2), units, partial(tiny_worker, 0.05, None)
-    )
-    by_batch: dict[int, set[int]] = {}
-    for r in results:
-        by_batch.setdefault(r.unit.batch, set()).add(r.scores["tiny"]["pid"])
-    # one unit in flight per worker: a worker finishes its batch before taking another
-    assert all(len(p) == 1 for p in by_batch.values()), by_batch
+def test_a_worker_keeps_to_its_batch_and_takes_batches_nobody_works_on() -> None:
+    from collections import OrderedDict, deque
+
+    from absgrad.protocol.ray_executor import _Slot
+
+    pending: OrderedDict[int, deque[Unit]] = OrderedDict()
+    for u in make_units(3, groups=("a", "b", "c")):
+        pending.setdefault(u.batch, deque()).append(u)
+    w0, w1 = _Slot(actor=None), _Slot(actor=None)
+    take = RayExecutor._take
+    assert take(pending, w0, set()).id == "b00000-a"
+    assert take(pending, w1, {0}).id == "b00001-a"  # batch 0 is w0's: start another
+    assert take(pending, w1, set()).id == "b00001-b"  # its own batch before an earlier one
+    assert take(pending, w0, {1}).id == "b00000-b"
+    assert take(pending, w0, {1}).id == "b00000-c"
+    assert take(pending, w0, {1}).id == "b00002-a"  # its batch is done: the next unclaimed one
+    assert take(pending, w0, {2}).id == "b00002-b"
+    assert take(pending, w1, {2}).id == "b00001-c"
+    assert take(pending, w1, {2}).id == "b00002-c"  # only claimed work left: help with it
+    assert not pending
 
 
 def test_worker_exception_is_raised_with_the_unit_named(ray_local: None) -> None:
