@@ -303,6 +303,9 @@ class RayExecutor(Executor):
                         if slot.actor is actor:
                             self._replace(slot, worker)
                         continue
+                    except ray.exceptions.ObjectLostError as e:  # its node went away
+                        self._lost(unit, e, lost, pending)
+                        continue
                     if unit.id in done:
                         self.stats["duplicates"] += 1
                         continue
