@@ -36,8 +36,10 @@ def fails(capsys, argv: list[str]) -> str:
     """Run the CLI expecting a user error; return its message."""
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("absgrad: error: ") and "Traceback" not in err
-    return err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("absgrad: error: ")
+    return last
 
 
 @pytest.fixture

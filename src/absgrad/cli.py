@@ -40,7 +40,8 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         p.add_argument(
             "--config",
             metavar="FILE",
-            help="experiment YAML (a path, or a shipped name: imagenet-s, isic, places365, demo, synthetic)",
+            help="experiment YAML: a path, or a shipped name "
+            "(imagenet-s, isic, places365, demo, synthetic)",
         )
         p.add_argument(
             "--case",
@@ -133,7 +134,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         dest="resume",
         action="store_true",
         default=None,
-        help="require an existing compatible run in --out and resume it (the default when there is one)",
+        help="require a compatible run in --out and resume it (the default when there is one)",
     )
     resume.add_argument(
         "--no-resume",
@@ -159,11 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="absgrad",
-        description="Gradient saliency maps (Guided AbsoluteGrad) and their evaluation: run the paper's "
+        description="Gradient saliency maps (Guided AbsoluteGrad) and their evaluation: "
+        "run the paper's "
         "protocol (Tables 1-3) on a case and get tables, figures and an HTML report.",
-        epilog="Examples:\n  absgrad demo\n  absgrad run --case synthetic --limit 8 --out runs/syn\n"
-        "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights resnet50.pth --out runs/ins\n"
-        "  absgrad report runs/syn --compare-paper imagenet-s\n  absgrad explain photo.jpg --method gag --out map.png",
+        epilog="Examples:\n"
+        "  absgrad demo\n"
+        "  absgrad run --case synthetic --limit 8 --out runs/syn\n"
+        "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights rn50.pth --out runs/ins\n"
+        "  absgrad report runs/syn --compare-paper imagenet-s\n"
+        "  absgrad explain photo.jpg --method gag --out map.png\n"
+        "See docs/protocol.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"absgrad {__version__}")
@@ -279,7 +285,8 @@ def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int
             print((out / "tables" / "tables.md").read_text())
         print(f"report: {report.html.resolve()}")
     print(
-        f"run {meta['status']}: {meta['done_units']} of {meta['n_units']} units in {out} ({wall:.1f} s)"
+        f"run {meta['status']}: {meta['done_units']} of {meta['n_units']} units "
+        f"in {out} ({wall:.1f} s)"
     )
     return 0
 
@@ -390,7 +397,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         pixels, smap, out, f"{args.method} (class {target}, p={float(probs[target]):.2f})"
     )
     print(
-        f"class {target} (probability {float(probs[target]):.3f}); map: {out} and {out.with_suffix('.npy')}"
+        f"class {target} (probability {float(probs[target]):.3f}); "
+        f"map: {out} and {out.with_suffix('.npy')}"
     )
     return 0
 

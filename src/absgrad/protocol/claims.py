@@ -52,7 +52,8 @@ def check_claims(res: Results) -> list[Claim]:
             Claim(
                 c1,
                 "confirmed" if ok else "refuted",
-                f"Spearman(p, RCAP) = {rho:.2f}; GAG-{round(ps[0] * 100)} {rcap[0]:.4f} -> GAG-{round(ps[-1] * 100)} {rcap[-1]:.4f}",
+                f"Spearman(p, RCAP) = {rho:.2f}; GAG-{round(ps[0] * 100)} {rcap[0]:.4f}"
+                f" -> GAG-{round(ps[-1] * 100)} {rcap[-1]:.4f}",
             )
         )
     else:
@@ -98,9 +99,13 @@ def check_claims(res: Results) -> list[Claim]:
     dauc = [res.value(gag_label(p), "dauc") for p in ps]
     iauc = [res.value(gag_label(p), "iauc") for p in ps]
     if len(ps) >= 2 and None not in dauc and None not in iauc:
-        r_r, r_d, r_i = _rel_range(rcap), _rel_range(dauc), _rel_range(iauc)  # type: ignore[arg-type]
+        r_r = _rel_range(rcap)  # type: ignore[arg-type]
+        r_d, r_i = _rel_range(dauc), _rel_range(iauc)  # type: ignore[arg-type]
         ok = r_r > 2 * max(r_d, r_i)
-        ev = f"relative range over p: RCAP {r_r:.1%}, DAUC {r_d:.1%}, IAUC {r_i:.1%} (confirmed when RCAP's > 2x both)"
+        ev = (
+            f"relative range over p: RCAP {r_r:.1%}, DAUC {r_d:.1%}, IAUC {r_i:.1%}"
+            " (confirmed when RCAP's > 2x both)"
+        )
         out.append(Claim(c4, "confirmed" if ok else "refuted", ev))
     else:
         out.append(Claim(c4, "not tested", "GAG-p maps or DAUC/IAUC not computed"))

@@ -72,7 +72,7 @@ class RunConfig:
 
 NOT_HASHED = ("device", "eval_batch_size", "save_maps")
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-#: YAML sections whose keys are flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
+#: YAML sections flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
 SECTIONS = {
     "rcap": {"lower_bound": "rcap_lower_bound", "interval": "rcap_interval"},
     "auc": {"steps": "auc_steps"},
@@ -239,7 +239,8 @@ def flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
             for sub, v in value.items():
                 if sub not in SECTIONS[key]:
                     raise ConfigError(
-                        f"config field '{key}.{sub}': unknown; valid keys are {', '.join(SECTIONS[key])}"
+                        f"config field '{key}.{sub}': unknown; "
+                        f"valid keys are {', '.join(SECTIONS[key])}"
                     )
                 flat[SECTIONS[key][sub]] = v
         elif key in FIELDS:
@@ -253,7 +254,7 @@ def flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_config(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Build a :class:`RunConfig` from a (YAML-layout) mapping and flat ``overrides`` (CLI flags)."""
+    """A :class:`RunConfig` from a YAML-layout mapping and flat ``overrides`` (CLI flags)."""
     flat = flatten(raw)
     for k, v in (overrides or {}).items():
         if k not in FIELDS:
@@ -272,19 +273,23 @@ def shipped_configs() -> dict[str, str]:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: a file path, or the name of a shipped config (``imagenet-s``)."""
     p = Path(path)
-    if p.is_file():
+    if p.exists() and not p.is_dir():
         text = p.read_text()
     else:
         shipped = shipped_configs()
         if str(path) not in shipped:
             raise ConfigError(
-                f"config file {str(path)!r} not found (shipped configs: {', '.join(sorted(shipped))})"
+                f"config file {str(path)!r} not found "
+                f"(shipped configs: {', '.join(sorted(shipped))})"
             )
         text = shipped[str(path)]
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {what}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of fields")
     return raw

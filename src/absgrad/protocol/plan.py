@@ -39,7 +39,8 @@ def resolve_specs(
     missing = [k for k in REVERSAL_KEYS if k not in reversal]
     if missing:
         raise ConfigError(
-            f"config field 'reversal': no settings for {', '.join(missing)} (and the case gives none)"
+            f"config field 'reversal': no settings for {', '.join(missing)} "
+            "(and the case gives none)"
         )
     allspecs = paper_maps(sampling_of(config, gradcam_layer), reversal)
     for label, m in config.extra_maps.items():
@@ -61,7 +62,7 @@ def resolve_specs(
 
 @dataclass(frozen=True)
 class Group:
-    """Maps computed from one sampler run (``labels``) and the maps reversed from them (``derived``)."""
+    """Maps from one sampler run (``labels``) and the maps reversed from them (``derived``)."""
 
     name: str
     labels: tuple[str, ...]

@@ -75,15 +75,20 @@ def _facts(res: Results) -> list[tuple[str, str]]:
         ),
         (
             "images",
-            f"{len(m['images']['ids'])} of {m['images']['candidates']} (selection: {'on' if cfg['select'] else 'off'}, limit {cfg['limit']})",
+            f"{len(m['images']['ids'])} of {m['images']['candidates']} "
+            f"(selection: {'on' if cfg['select'] else 'off'}, limit {cfg['limit']})",
         ),
         (
             "maps / metrics",
-            f"{len(m['maps'])} maps in {len(m['groups'])} sampler groups; {', '.join(m['metrics'])}",
+            f"{len(m['maps'])} maps in {len(m['groups'])} sampler groups; "
+            f"{', '.join(m['metrics'])}",
         ),
         (
             "settings",
-            f"n_samples {cfg['n_samples']}, spread {cfg['spread']}, IG {cfg['ig_trials']} x {cfg['ig_steps']}, p {cfg['percentile']}, RCAP from {cfg['rcap_lower_bound']} by {cfg['rcap_interval']}, AUC steps {cfg['auc_steps']}",
+            f"n_samples {cfg['n_samples']}, spread {cfg['spread']}, "
+            f"IG {cfg['ig_trials']} x {cfg['ig_steps']}, p {cfg['percentile']}, "
+            f"RCAP from {cfg['rcap_lower_bound']} by {cfg['rcap_interval']}, "
+            f"AUC steps {cfg['auc_steps']}",
         ),
         ("seed", str(cfg["seed"])),
         (
@@ -137,7 +142,8 @@ def render_html(
     ]
     if not res.complete:
         parts.append(
-            '<p class="refuted"><b>Partial run:</b> not every unit is stored; numbers cover the stored images only.</p>'
+            '<p class="refuted"><b>Partial run:</b> not every unit is stored; '
+            "numbers cover the stored images only.</p>"
         )
     parts.append('<h2>Run</h2><table class="facts">')
     parts += [
@@ -147,10 +153,12 @@ def render_html(
     parts.append("<h2>Tables</h2>")
     parts += [to_html(t) for t in tables]
     parts.append(
-        '<h2>The paper\'s claims on this run</h2><table id="claims"><tr><th>Claim</th><th>Verdict</th><th>Evidence</th></tr>'
+        "<h2>The paper's claims on this run</h2>"
+        '<table id="claims"><tr><th>Claim</th><th>Verdict</th><th>Evidence</th></tr>'
     )
     parts += [
-        f'<tr><td>{html.escape(c.claim)}</td><td class="{c.verdict.split()[0]}">{c.verdict}</td><td>{html.escape(c.evidence)}</td></tr>'
+        f'<tr><td>{html.escape(c.claim)}</td><td class="{c.verdict.split()[0]}">{c.verdict}</td>'
+        f"<td>{html.escape(c.evidence)}</td></tr>"
         for c in claims
     ]
     parts.append("</table><h2>Figures</h2>")
@@ -158,7 +166,9 @@ def render_html(
         data = base64.b64encode(path.read_bytes()).decode()
         title = FIGURE_TITLES.get(name, name)
         parts.append(
-            f'<figure><img id="fig-{name}" alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)}</figcaption></figure>'
+            f'<figure><img id="fig-{name}" alt="{html.escape(title)}" '
+            f'src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(title)}</figcaption></figure>"
         )
     parts.append(LOAD_CHECK)
     parts.append("</body></html>")
@@ -172,7 +182,7 @@ def build_report(
     tables: tuple[int, ...] | None = None,
     results: Results | None = None,
 ) -> Report:
-    """Write ``tables/``, ``figures/``, ``claims.md`` and ``report.html`` into run directory ``out``."""
+    """Write tables/, figures/, claims.md and report.html into the run folder ``out``."""
     out = Path(out)
     res = results or load_results(out)
     numbers = tables or tuple(res.meta["config"].get("tables", (1, 2, 3)))

@@ -109,7 +109,7 @@ def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], lis
     if not indices:
         raise ValueError(
             f"no image of case {config.case!r} passes the selection rule "
-            f"(threshold {config.threshold if config.threshold is not None else ctx.case.threshold}); "
+            f"(threshold {ctx.case.threshold if config.threshold is None else config.threshold}); "
             "lower 'threshold' or set 'select: false'"
         )
     ids = list(samples.ids) if hasattr(samples, "ids") else [samples[i].id for i in range(total)]
@@ -193,7 +193,8 @@ def run_protocol(
     if old is None and config.select:
         _say(
             quiet,
-            f"selecting images by the true-class probability rule ({len(ctx.case.samples())} candidates)",
+            f"selecting images by the true-class probability rule "
+            f"({len(ctx.case.samples())} candidates)",
         )
     units, meta = plan_run(config, ctx, old)
     with run_logging(out, quiet):

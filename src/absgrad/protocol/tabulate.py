@@ -81,7 +81,7 @@ def _paper_row(table: int, key: str, case: str | None) -> dict[str, float]:
 def build_tables(
     results: Results, tables: tuple[int, ...] = (1, 2, 3), compare: str | None = None
 ) -> list[Table]:
-    """The requested tables; ``compare`` is a paper case name (``ImageNet-S``) to show beside ours."""
+    """The requested tables; ``compare``: a paper case name (``ImageNet-S``) to show beside ours."""
     cols = _columns(results)
     out = []
     for n in tables:
@@ -102,7 +102,8 @@ def build_tables(
             )
             if n == 2:
                 t.notes.append(
-                    "Best marked among the gradient methods: not Grad-CAM (as in the paper), not the reversed maps."
+                    "Best marked among the gradient methods: not Grad-CAM (as in the paper), "
+                    "not the reversed maps."
                 )
             out.append(t)
         elif n == 3:
