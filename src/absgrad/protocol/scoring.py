@@ -33,7 +33,7 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("rcap", "RCAP", True, False, "RCAP"),
         MetricDef("dauc", "DAUC", False, False, "DAUC"),
         MetricDef("iauc", "IAUC", True, False, "IAUC"),
-        MetricDef("mae_sqrt", "sqrtMAE (paper's MAE)", False, True, r"$\sqrt{\mathrm{MAE}}$"),
+        MetricDef("mae_sqrt", "sqrtMAE", False, True, r"$\sqrt{\mathrm{MAE}}$"),
         MetricDef("pointing_game", "Pointing", True, True, "Pointing"),
     )
 }

@@ -49,6 +49,11 @@ class Table:
     paper_case: str | None = None
     decimals: int = 4
 
+    @property
+    def paper_keys(self) -> set[str]:
+        """Metrics for which the paper prints numbers in this table (shown beside ours)."""
+        return {k for r in self.rows for k in r.paper} if self.paper_case else set()
+
     def best(self, metric: MetricDef) -> set[int]:
         """Row indices holding the best value of a column (reference rows excluded)."""
         vals = [
@@ -124,9 +129,10 @@ def build_tables(
         missing = [r.title for r in t.rows if all(v is None for v in r.values.values())]
         if missing:
             t.notes.append(f"Not computed in this run: {', '.join(missing)}.")
-        if compare and any(m.key == "mae" for m in t.columns):
+        if any(m.key == "mae_sqrt" for m in t.columns) and t.number != 3:
             t.notes.append(
-                "The paper's MAE is sqrt(mean|M-S|): compare it with our sqrtMAE column."
+                "sqrtMAE = sqrt(mean |M - S|): the number the paper prints as MAE "
+                "(MAE is the plain mean |M - S|)."
             )
     return out
 
@@ -171,7 +177,7 @@ def _header(t: Table, style: str) -> list[str]:
             if style != "latex"
             else f"{name}$\\{'uparrow' if m.higher_is_better else 'downarrow'}$"
         )
-        if t.paper_case:
+        if m.key in t.paper_keys:
             head.append(f"paper {m.title if style != 'latex' else name}")
     return head
 
@@ -182,7 +188,7 @@ def to_csv(t: Table) -> str:
     head = ["row", "label", "n_images"]
     for m in t.columns:
         head.append(m.key)
-        if t.paper_case:
+        if m.key in t.paper_keys:
             head.append(f"paper_{m.key}")
     w.writerow(head)
     for r in t.rows:
@@ -190,7 +196,7 @@ def to_csv(t: Table) -> str:
         for m in t.columns:
             v = r.values.get(m.key)
             line.append("" if v is None else repr(float(v)))
-            if t.paper_case:
+            if m.key in t.paper_keys:
                 pv = r.paper.get(m.key)
                 line.append("" if pv is None else pv)
         w.writerow(line)
@@ -214,7 +220,7 @@ def _cells(t: Table, style: str) -> list[list[str]]:
             if t.improves(r, m):
                 s += {"md": "\\*", "latex": "$^*$", "html": "*"}[style]
             line.append(s)
-            if t.paper_case:
+            if m.key in t.paper_keys:
                 pv = r.paper.get(m.key)
                 line.append("—" if pv is None else f"{pv:.{t.decimals}f}")
         out.append(line)
