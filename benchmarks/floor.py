@@ -1,0 +1,48 @@
+"""absgrad's protocol time vs the pass-count floor.
+
+Counts the forward+backward and forward-only images the protocol sends through the model,
+measures the model's best per-image cost of each kind over a range of chunk sizes in the same
+process, and prints ``absgrad / floor`` where ``floor = n_fwd_bwd * best_fwd_bwd + n_fwd *
+best_fwd``.
+
+    python benchmarks/floor.py --images 4
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import add_common_args, machine
+from protocol_common import pass_costs, protocol_config, run_absgrad
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    add_common_args(p)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--eval-batch-size", type=int, default=16)
+    args = p.parse_args()
+    config = protocol_config(args)
+    print(f"machine: {machine()}")
+    best = float("inf")
+    for _ in range(args.repeats):
+        t, _, ctx = run_absgrad(config, counter=True)
+        best = min(best, t)
+        counts = (ctx.model.grad_images, ctx.model.fwd_images)
+    model = ctx.model.inner
+    sample = ctx.case.samples()[0].image
+    costs = pass_costs(model, tuple(sample.shape), args.device, args.repeats)
+    fb = min(costs["fwd_bwd"].values())
+    fw = min(costs["fwd"].values())
+    print("per-image cost, forward+backward: " + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd_bwd"].items()))
+    print("per-image cost, forward:          " + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd"].items()))
+    n_fb, n_f = counts
+    floor = n_fb * fb + n_f * fw
+    print(f"passes per image: {n_fb / args.images:.0f} forward+backward, {n_f / args.images:.0f} forward")
+    print(f"floor = {n_fb} x {fb * 1e3:.1f} ms + {n_f} x {fw * 1e3:.1f} ms = {floor:.1f} s")
+    print(f"absgrad = {best:.1f} s")
+    print(f"absgrad / floor = {best / floor:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""What the protocol benchmarks share: a config, a counting model wrapper, the absgrad run,
+the per-method baseline, and the per-pass costs of the model."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from common import best_time
+from torch import nn
+
+from absgrad.protocol.config import make_config
+from absgrad.protocol.runner import run_protocol
+from absgrad.protocol.store import RunStore
+from absgrad.protocol.worker import build_context
+
+
+class PassCounter(nn.Module):
+    """Counts images through the model: with autograd (forward+backward) and without (forward)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.grad_images = 0
+        self.fwd_images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.grad_images += x.shape[0]
+        else:
+            self.fwd_images += x.shape[0]
+        return self.inner(x)
+
+
+def protocol_config(args: argparse.Namespace):
+    return make_config(
+        {
+            "case": args.case,
+            "data": args.data,
+            "weights": args.weights,
+            "limit": args.images,
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "eval_batch_size": args.eval_batch_size,
+            "tables": [1, 2, 3],
+            "save_maps": False,
+            "select": False,  # the first K images: selection would time the selection pass too
+        }
+    )
+
+
+def run_absgrad(config, counter: bool = False):
+    """Run the protocol into a fresh directory; returns (seconds, scores by (unit, label), ctx)."""
+    ctx = build_context(config, model_wrapper=PassCounter if counter else None)
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        run_protocol(config, out, quiet=True, context=ctx)
+        dt = time.perf_counter() - t
+        scores = {}
+        for rec in RunStore(out).records():
+            for label, s in rec["scores"].items():
+                scores[(tuple(rec["image_ids"]), label)] = s
+    return dt, scores, ctx
+
+
+def run_baseline(config, ctx):
+    """Every map of the same tables computed separately (no sampler sharing, each metric call
+    computing its own clean and blurred predictions), with the same library functions.
+
+    Returns (seconds, scores by (image ids, label)).
+    """
+    from absgrad.methods import explain, reverse
+    from absgrad.protocol.plan import batch_seed, label_seed
+    from absgrad.protocol.scoring import score_maps
+
+    store_meta = RunStore  # noqa: F841 (the same store layout is not needed here)
+    samples = ctx.case.samples()
+    from absgrad.protocol.runner import select_images
+
+    indices, ids, _ = select_images(config, ctx)
+    scores = {}
+    t = time.perf_counter()
+    for b, start in enumerate(range(0, len(indices), config.batch_size)):
+        items = [samples[i] for i in indices[start : start + config.batch_size]]
+        x = ctx.case.normalize(torch.stack([s.image for s in items])).to(ctx.device)
+        y = torch.tensor([s.label for s in items], device=ctx.device)
+        masks = torch.stack([s.mask for s in items]).to(ctx.device) if ctx.case.has_masks else None
+        seed = batch_seed(config.seed, b)
+        key = tuple(ids[start : start + config.batch_size])
+        for label, spec in ctx.specs.items():
+            src = ctx.specs[spec.reverse_of] if spec.derived else spec
+            gen = torch.Generator().manual_seed(seed)
+            m = explain(ctx.model, x, y, src.method, generator=gen, **dict(src.params))
+            if spec.derived:
+                remain, mis = spec.reversal
+                g2 = torch.Generator().manual_seed(label_seed(seed, label))
+                m = reverse(m.cpu(), remain=remain, mis=mis, generator=g2).to(ctx.device)
+            scores[(key, label)] = score_maps(ctx.model, x, y, m, ctx.metrics, ctx.eval, masks=masks)
+    return time.perf_counter() - t, scores
+
+
+def max_score_difference(a: dict, b: dict) -> float:
+    """Largest absolute difference between two score collections (same keys required)."""
+    if set(a) != set(b):
+        raise AssertionError(f"different (images, map) pairs: {sorted(set(a) ^ set(b))[:5]}")
+    worst = 0.0
+    for k in a:
+        for metric, va in a[k].items():
+            ta, tb = torch.tensor(va, dtype=torch.float64), torch.tensor(b[k][metric], dtype=torch.float64)
+            worst = max(worst, float((ta - tb).abs().max()))
+    return worst
+
+
+def pass_costs(model: nn.Module, shape: tuple[int, ...], device: str, repeats: int) -> dict[str, dict[int, float]]:
+    """Best seconds per image of a forward+backward pass and of a forward pass, per chunk size."""
+    out: dict[str, dict[int, float]] = {"fwd_bwd": {}, "fwd": {}}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for bs in (1, 2, 4, 8, 16):
+        x = torch.randn(bs, *shape, device=device)
+
+        def fb(x=x):
+            xi = x.clone().requires_grad_(True)
+            torch.autograd.grad(model(xi)[:, 0].sum(), xi)
+
+        fb()
+        out["fwd_bwd"][bs] = best_time(lambda fb=fb: [fb() for _ in range(3)], repeats)[0] / (3 * bs)
+    for bs in (4, 8, 16, 32, 64):
+        x = torch.randn(bs, *shape, device=device)
+        with torch.inference_mode():
+            model(x)
+            out["fwd"][bs] = best_time(lambda x=x: [model(x) for _ in range(3)], repeats)[0] / (3 * bs)
+    return out
