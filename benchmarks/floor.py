@@ -28,8 +28,8 @@ def main() -> None:
     for _ in range(args.repeats):
         t, _, ctx = run_absgrad(config, counter=True)
         best = min(best, t)
-        counts = (ctx.model.grad_images, ctx.model.fwd_images)
-    model = ctx.model.inner
+        counts = (ctx.counter.grad_images, ctx.counter.fwd_images)
+    model = ctx.model
     sample = ctx.case.samples()[0].image
     costs = pass_costs(model, tuple(sample.shape), args.device, args.repeats)
     fb = min(costs["fwd_bwd"].values())

@@ -17,21 +17,21 @@ from absgrad.protocol.store import RunStore
 from absgrad.protocol.worker import build_context
 
 
-class PassCounter(nn.Module):
-    """Counts images through the model: with autograd (forward+backward) and without (forward)."""
+class PassCounter:
+    """Counts images through a model (a forward pre-hook, so module names stay as they are):
+    with autograd (forward+backward) and without (forward only)."""
 
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
+    def __init__(self, model: nn.Module) -> None:
         self.grad_images = 0
         self.fwd_images = 0
+        model.register_forward_pre_hook(self._count)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _count(self, _module: nn.Module, args: tuple) -> None:
+        x = args[0]
         if torch.is_grad_enabled() and x.requires_grad:
             self.grad_images += x.shape[0]
         else:
             self.fwd_images += x.shape[0]
-        return self.inner(x)
 
 
 def protocol_config(args: argparse.Namespace):
@@ -52,8 +52,12 @@ def protocol_config(args: argparse.Namespace):
 
 
 def run_absgrad(config, counter: bool = False):
-    """Run the protocol into a fresh directory; returns (seconds, scores by (unit, label), ctx)."""
-    ctx = build_context(config, model_wrapper=PassCounter if counter else None)
+    """Run the protocol into a fresh directory; returns (seconds, scores by (unit, label), ctx).
+
+    With ``counter``, ``ctx.counter`` holds the :class:`PassCounter` of the run."""
+    ctx = build_context(config)
+    if counter:
+        ctx.counter = PassCounter(ctx.model)
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         run_protocol(config, out, quiet=True, context=ctx)
@@ -75,7 +79,6 @@ def run_baseline(config, ctx):
     from absgrad.protocol.plan import batch_seed, label_seed
     from absgrad.protocol.scoring import score_maps
 
-    store_meta = RunStore  # noqa: F841 (the same store layout is not needed here)
     samples = ctx.case.samples()
     from absgrad.protocol.runner import select_images
 
