@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from absgrad.methods.api import attribute, explain
+from absgrad.methods.api import attribute
+from absgrad.utils.maps import to_map
 
 
 class Attribution:
@@ -41,7 +42,7 @@ class Attribution:
         generator: torch.Generator | None = None,
         **params: Any,
     ) -> Tensor:
-        return explain(self.model, inputs, target, self.method, generator=generator, **{**self.defaults, **params})
+        return to_map(self.attribute(inputs, target, generator=generator, **params))
 
 
 class VanillaGradient(Attribution):
