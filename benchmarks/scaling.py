@@ -1,0 +1,261 @@
+"""How the protocol's cost scales: with image size, with N, and with the number of maps.
+
+Three sweeps of the protocol runner on the first K images (no selection), each printed as a
+Markdown table. The passes are counted with ``PassCounter`` (a forward pre-hook on the model):
+"fwd+bwd" images went through the model with autograd, "fwd" without.
+
+1. Image size: each image is resized (bilinear, antialiased; masks nearest) from the case's
+   input to ``--sizes`` px by a thin case wrapper; the model is unchanged (global pooling, so
+   any size works). Tables 1-3 at N = 20.
+2. N: ``n_samples`` of the noise and path samplers (SG/VarGrad/GAG, Guided IG, BlurIG) at
+   ``--samples``, the case's own size, tables ``--n-tables`` (default all, 1-3).
+3. Number of maps: ``tables`` = each of ``--table-sets`` at N = 20 and the case's own size.
+
+The run that all three sweeps share (the case's size, N = 20, Tables 1-3) is run once and
+reused. Before the sweeps, one untimed run (1 image at most 64 px, N = 2, Tables 1-3) takes every
+code path once, so the first timed run does not pay for first calls. Progress goes to stderr.
+Seconds are wall time of ``run_protocol`` (best of ``--repeats``; the model load is not timed).
+
+    python benchmarks/scaling.py --images 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from common import add_common_args, machine
+from protocol_common import PassCounter, protocol_config, run_absgrad
+
+from absgrad.cases import Sample
+from absgrad.protocol.config import make_config
+from absgrad.protocol.runner import run_protocol
+from absgrad.protocol.worker import build_context, load_case
+
+DEFAULT_N = 20
+ALL_TABLES = (1, 2, 3)
+WARMUP_PX = 64
+
+
+class ResizedSamples(Sequence):
+    """A case's samples resized to ``size`` x ``size`` on access (ids and labels unchanged)."""
+
+    def __init__(self, samples: Sequence[Sample], size: int) -> None:
+        self.base, self.size = samples, size
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.base.ids) if hasattr(self.base, "ids") else [s.id for s in self.base]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        s = self.base[index]
+        hw = (self.size, self.size)
+        image = F.interpolate(s.image[None], size=hw, mode="bilinear", antialias=True)[0]
+        mask = None
+        if s.mask is not None:
+            mask = F.interpolate(s.mask[None, None].float(), size=hw, mode="nearest")[0, 0] > 0.5
+        return Sample(s.id, image.clamp(0, 1), s.label, mask)
+
+
+class ResizedCase:
+    """A case whose samples come at ``size`` px; every other attribute is the wrapped case's."""
+
+    def __init__(self, case, size: int) -> None:
+        self._case = case
+        self.image_size = (size, size)
+        self._resized = ResizedSamples(case.samples(), size)
+
+    def samples(self) -> ResizedSamples:
+        return self._resized
+
+    def __getattr__(self, name: str):
+        return getattr(self._case, name)
+
+
+def run_counted(config, case=None) -> tuple[float, PassCounter, int]:
+    """One protocol run: (seconds, its PassCounter, number of maps); ``case`` replaces the
+    config's case (the resized one), else ``run_absgrad`` does the run."""
+    if case is None:
+        dt, _, ctx = run_absgrad(config, counter=True)
+        return dt, ctx.counter, len(ctx.specs)
+    ctx = build_context(config, case=case)
+    ctx.counter = PassCounter(ctx.model)
+    with tempfile.TemporaryDirectory() as out:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        run_protocol(config, out, quiet=True, context=ctx)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+    return dt, ctx.counter, len(ctx.specs)
+
+
+def variant(base, **overrides):
+    """``base`` with some fields changed, validated like any config."""
+    return make_config(base.to_dict(), overrides)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_args(p)
+    p.set_defaults(images=2, repeats=1)
+    p.add_argument("--batch-size", type=int, default=4, help="images per unit and gradient chunk")
+    p.add_argument("--eval-batch-size", type=int, default=16, help="perturbed images per forward")
+    p.add_argument(
+        "--sizes",
+        type=int_list,
+        default=[160, 224, 320],
+        help="image sides in px, e.g. 160,224,320",
+    )
+    p.add_argument(
+        "--samples",
+        type=int_list,
+        default=[10, 20, 40],
+        help="values of N (n_samples), e.g. 10,20,40",
+    )
+    p.add_argument(
+        "--n-tables",
+        type=int_list,
+        default=list(ALL_TABLES),
+        help="tables of the N sweep (e.g. 1 for the fast version)",
+    )
+    p.add_argument(
+        "--table-sets",
+        nargs="+",
+        type=int_list,
+        default=[[1], [2], [3], [1, 2, 3]],
+        help="table sets of the maps sweep, e.g. 1 2 3 1,2,3",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=("size", "samples", "maps"),
+        default=("size", "samples", "maps"),
+        help="which sweeps to run",
+    )
+    args = p.parse_args()
+    args.data = args.data or None  # --data '' for cases without a data folder (synthetic)
+    k = args.images
+    base = variant(protocol_config(args), n_samples=DEFAULT_N, tables=list(ALL_TABLES))
+    print(f"machine: {machine()}")
+    print(
+        f"case {base.case}, {k} image(s), batch size {base.batch_size}, eval batch size "
+        f"{base.eval_batch_size}, device {base.device}, best of {args.repeats} run(s)"
+    )
+
+    case = load_case(base)
+    native = case.image_size[0]
+    warm = min(native, WARMUP_PX)
+    run_counted(  # warm-up, untimed: every method and metric once, on a small image
+        variant(base, limit=1, n_samples=2), None if warm == native else ResizedCase(case, warm)
+    )
+
+    runs: dict[tuple[int, int, tuple[int, ...]], tuple[float, int, int, int]] = {}
+
+    def measure(size: int, n: int, tables: Sequence[int]):
+        """(seconds, fwd+bwd images, fwd images, maps), run once per distinct setting."""
+        key = (size, n, tuple(sorted(tables)))
+        if key not in runs:
+            config = variant(base, n_samples=n, tables=list(key[2]))
+            sized = None if size == native else ResizedCase(case, size)
+            best = float("inf")
+            for _ in range(args.repeats):
+                dt, counter, n_maps = run_counted(config, sized)
+                best = min(best, dt)
+            runs[key] = (best, counter.grad_images, counter.fwd_images, n_maps)
+            print(
+                f"ran {size} px, N = {n}, tables {','.join(map(str, key[2]))}: {best:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        return runs[key]
+
+    if "size" in args.only:
+        results = {s: measure(s, DEFAULT_N, ALL_TABLES) for s in args.sizes}
+        ref = native if native in results else args.sizes[0]
+        print(
+            f"\nImage size: Tables 1-3 ({results[ref][3]} maps), N = {DEFAULT_N}, {k} image(s) resized "
+            f"from {native} px; time relative to {ref} px, pixels relative to {ref} px."
+        )
+        rows = []
+        for s, (t, g, f, _) in results.items():
+            rows.append(
+                [
+                    f"{s}",
+                    f"{t / k:.2f}",
+                    f"{g / k:.0f}",
+                    f"{f / k:.0f}",
+                    f"{(s / ref) ** 2:.2f}",
+                    f"{t / results[ref][0]:.2f}",
+                ]
+            )
+        print(table(["px", "s/image", "fwd+bwd/image", "fwd/image", "pixels x", "time x"], rows))
+
+    if "samples" in args.only:
+        results = {n: measure(native, n, args.n_tables) for n in args.samples}
+        which = (
+            "Tables 1-3"
+            if tuple(sorted(args.n_tables)) == ALL_TABLES
+            else f"Table(s) {','.join(map(str, args.n_tables))}"
+        )
+        n_maps = next(iter(results.values()))[3]
+        print(
+            f"\nN (n_samples of the noise and path samplers): {which} ({n_maps} maps), "
+            f"{native} px, {k} image(s)."
+        )
+        rows = [
+            [f"{n}", f"{g / k:.0f}", f"{f / k:.0f}", f"{t / k:.2f}"]
+            for n, (t, g, f, _) in results.items()
+        ]
+        print(table(["N", "fwd+bwd/image", "fwd/image", "s/image"], rows))
+
+    if "maps" in args.only:
+        results = {tuple(sorted(ts)): measure(native, DEFAULT_N, ts) for ts in args.table_sets}
+        print(
+            f"\nNumber of maps: each table set alone, N = {DEFAULT_N}, {native} px, {k} image(s)."
+        )
+        rows = [
+            [
+                ",".join(map(str, ts)),
+                f"{m}",
+                f"{g / k:.0f}",
+                f"{f / k:.0f}",
+                f"{t / k:.2f}",
+                f"{t / k / m:.3f}",
+            ]
+            for ts, (t, g, f, m) in results.items()
+        ]
+        print(
+            table(["tables", "maps", "fwd+bwd/image", "fwd/image", "s/image", "s/map/image"], rows)
+        )
+
+    shared = (native, DEFAULT_N, ALL_TABLES)
+    if shared in runs:
+        print(
+            f"\n({native} px, N = {DEFAULT_N}, Tables 1-3 was run once and appears in every table that lists it.)"
+        )
+
+
+if __name__ == "__main__":
+    main()
