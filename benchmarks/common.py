@@ -25,7 +25,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace):
     """(case, model, x (K, C, H, W) normalised, y (K,)) for the first ``--images`` images."""
     from absgrad.cases import get_case
+    from absgrad.utils.allocator import tune_allocator
 
+    tune_allocator()  # as the protocol runner does; both sides of a comparison share it
     case = get_case(args.case, data=args.data, weights=args.weights)
     model = case.build_model(args.device)
     samples = [case.samples()[i] for i in range(args.images)]

@@ -267,7 +267,7 @@ def test_ray_options_without_ray_executor_are_refused(tmp_path: Path) -> None:
 
 # -- the protocol on the synthetic case -------------------------------------------------------
 SYNTH = {"limit": 4, "batch_size": 2}  # 2 image batches x 10 sampler groups = 20 units
-SYNTH_ARGS = ["--limit", "4", "--batch-size", "2"]
+SYNTH_ARGS = ["--limit", "4", "--batch-size", "2", "--eval-batch-size", "64"]  # as synthetic.yaml
 
 
 def synth_config():

@@ -36,13 +36,19 @@ def fraction_positions(n: int, fractions: Sequence[float]) -> list[int]:
     return [math.floor(Fraction(repr(float(f))) * n) - 1 for f in fractions]
 
 
-def thresholds(maps: Tensor, positions: Sequence[int]) -> Tensor:
+def sorted_values(maps: Tensor) -> Tensor:
+    """Each map's values in ascending order, ``(B, H*W)`` (sort once, threshold many times)."""
+    return maps.reshape(maps.shape[0], -1).sort(dim=1).values
+
+
+def thresholds(maps: Tensor, positions: Sequence[int], *, ordered: Tensor | None = None) -> Tensor:
     """Per-image thresholds ``(B, P)``: the values at ascending sorted ``positions`` of each map.
 
-    ``maps``: ``(B, H, W)``. A position of -1 gives ``-inf`` (every pixel lies above it).
+    ``maps``: ``(B, H, W)``; ``ordered``: their :func:`sorted_values` if already computed. A
+    position of -1 gives ``-inf`` (every pixel lies above it).
     """
-    flat = maps.reshape(maps.shape[0], -1)
-    ordered = flat.sort(dim=1).values
+    if ordered is None:
+        ordered = sorted_values(maps)
     pos = torch.tensor(list(positions), dtype=torch.long, device=maps.device)
     thr = ordered[:, pos.clamp(min=0)]
     return torch.where(pos >= 0, thr, torch.full_like(thr, -math.inf))
@@ -145,8 +151,10 @@ class eval_mode:
 
     def __enter__(self) -> nn.Module:
         if isinstance(self.model, nn.Module):
-            self.flags = [(m, m.training) for m in self.model.modules()]
-            self.model.eval()
+            flags = [(m, m.training) for m in self.model.modules()]
+            if any(flag for _, flag in flags):
+                self.flags = flags
+                self.model.eval()
         return self.model
 
     def __exit__(self, *exc: object) -> None:
@@ -168,14 +176,86 @@ def forward_probs(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
 
     Call under ``torch.inference_mode()`` and :class:`eval_mode`.
     """
-    outs = []
-    for start in range(0, images.shape[0], batch_size):
-        chunk = images[start : start + batch_size]
-        logits = check_logits(model(chunk), chunk.shape[0])
-        if not torch.isfinite(logits).all():
-            raise ValueError("the model returned NaN or infinite logits")
-        outs.append(torch.softmax(logits.float(), dim=1))
-    return torch.cat(outs)
+    return torch.cat(
+        [
+            checked_probs(model, images[start : start + batch_size])
+            for start in range(0, images.shape[0], batch_size)
+        ]
+    )
+
+
+def checked_probs(model: nn.Module, chunk: Tensor) -> Tensor:
+    """Softmax probabilities ``(N, K)`` of one chunk; NaN or infinite logits raise."""
+    logits = check_logits(model(chunk), chunk.shape[0])
+    if not torch.isfinite(logits).all():
+        raise ValueError("the model returned NaN or infinite logits")
+    return torch.softmax(logits.float(), dim=1)
+
+
+class ForwardQueue:
+    """Target probabilities of many perturbed-image requests, fed in full chunks.
+
+    :meth:`put` appends ``images (N, C, H, W)`` with their ``targets (N,)`` and returns the
+    rows' slice in :meth:`probs`; whenever ``batch_size`` rows are pending they go through the
+    model, so the requests of many maps share chunks and only the last chunk can be short.
+    Use under ``torch.inference_mode()`` and :class:`eval_mode`.
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int) -> None:
+        self.model = model
+        self.batch_size = check_batch_size(batch_size)
+        self._parts: list[tuple[Tensor, Tensor]] = []
+        self._pending = 0
+        self._total = 0
+        self._outs: list[Tensor] = []
+
+    def put(self, images: Tensor, targets: Tensor) -> slice:
+        """Queue ``images`` (run as soon as a chunk is full); returns their rows' slice."""
+        n = images.shape[0]
+        if targets.shape != (n,):
+            raise ValueError(f"targets must have shape ({n},), got {tuple(targets.shape)}")
+        rows = slice(self._total, self._total + n)
+        self._total += n
+        if n:
+            self._parts.append((images, targets))
+            self._pending += n
+        while self._pending >= self.batch_size:
+            self._run(self.batch_size)
+        return rows
+
+    def flush(self) -> None:
+        """Run what is still pending (one short chunk at most)."""
+        if self._pending:
+            self._run(self._pending)
+
+    def probs(self) -> Tensor:
+        """``(rows,)`` target probabilities of everything put so far (flushes first)."""
+        self.flush()
+        if not self._outs:
+            return torch.zeros(0)
+        return torch.cat(self._outs)
+
+    def _run(self, n: int) -> None:
+        images, targets, need = [], [], n
+        while need:
+            x, t = self._parts[0]
+            k = min(need, x.shape[0])
+            images.append(x[:k])
+            targets.append(t[:k])
+            if k == x.shape[0]:
+                self._parts.pop(0)
+            else:
+                self._parts[0] = (x[k:], t[k:])
+            need -= k
+        chunk = images[0] if len(images) == 1 else torch.cat(images)
+        t = targets[0] if len(targets) == 1 else torch.cat(targets)
+        probs = checked_probs(self.model, chunk)
+        if int(t.max()) >= probs.shape[1]:
+            raise ValueError(
+                f"target class {int(t.max())} is out of range for {probs.shape[1]} model outputs"
+            )
+        self._outs.append(probs.gather(1, t.to(probs.device)[:, None])[:, 0])
+        self._pending -= n
 
 
 def gather_target(probs: Tensor, target: object, batch: int, repeats: int) -> Tensor:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from absgrad.metrics._perturb import (
     DEFAULT_BATCH_SIZE,
     IMAGENET,
+    ForwardQueue,
     Normalization,
     above,
     check_batch_size,
@@ -141,42 +142,89 @@ def deletion_insertion(
     batch_size = check_batch_size(batch_size)
     steps = _check_steps(steps)
     x, m = prepare(inputs, maps)
-    b, c, h, w = x.shape
+    b, c = x.shape[:2]
     check_normalization(normalization, c)
     if clean_probs is not None:
         clean_probs = check_probs(clean_probs, b, "clean_probs", x.device)
     if blurred_probs is not None:
         blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
+    base = gaussian_blur(x, blur_kernel, blur_sigma)
+    work = curve_inputs(x, m, base, steps, clean_probs, blurred_probs)
+    with eval_mode(model), torch.inference_mode():
+        t, _ = resolve_or_predict(model, x, target, batch_size)
+        queue = ForwardQueue(model, batch_size)
+        rows = queue.put(work.images, t.repeat_interleave(work.per_image))
+        probs = queue.probs()[rows]
+    return work.result(probs)
 
-    fractions = tuple(k / steps for k in range(steps))
+
+@dataclass(frozen=True)
+class CurveInputs:
+    """Deletion and insertion images for a batch of maps, and what the curves need afterwards.
+
+    ``images (B*R, C, H, W)`` image-major: per image the deletion images, then the insertion
+    images (``R = per_image``). ``clean_probs``/``blurred_probs`` ``(B,)`` fill the ``r = 0``
+    points that were not recomputed (``None``: recomputed).
+    """
+
+    images: Tensor
+    steps: int
+    n_del: int
+    n_ins: int
+    clean_probs: Tensor | None
+    blurred_probs: Tensor | None
+
+    @property
+    def per_image(self) -> int:
+        return self.n_del + self.n_ins
+
+    def result(self, probs: Tensor) -> AUCResult:
+        """The curves, given the target probability of each image ``(B*R,)``."""
+        batch = self.images.shape[0] // max(self.per_image, 1)
+        if self.per_image == 0:  # one-point curves, both given
+            batch = self.clean_probs.shape[0]  # type: ignore[union-attr]
+            probs = torch.zeros(batch, 0, device=self.images.device)
+        probs = probs.reshape(batch, self.per_image)
+        del_curve, ins_curve = probs[:, : self.n_del], probs[:, self.n_del :]
+        if self.clean_probs is not None:
+            del_curve = torch.cat([self.clean_probs[:, None].to(probs.dtype), del_curve], dim=1)
+        if self.blurred_probs is not None:
+            ins_curve = torch.cat([self.blurred_probs[:, None].to(probs.dtype), ins_curve], dim=1)
+        return AUCResult(
+            deletion=del_curve,
+            insertion=ins_curve,
+            dauc=float(auc(del_curve.mean(dim=0))),
+            iauc=float(auc(ins_curve.mean(dim=0))),
+            fractions=tuple(k / self.steps for k in range(self.steps)),
+        )
+
+
+def curve_inputs(
+    x: Tensor,
+    m: Tensor,
+    base: Tensor,
+    steps: int,
+    clean_probs: Tensor | None = None,
+    blurred_probs: Tensor | None = None,
+    *,
+    ordered: Tensor | None = None,
+) -> CurveInputs:
+    """Deletion/insertion images of validated ``x (B, C, H, W)`` and maps ``m (B, H, W)``.
+
+    ``base``: the insertion start (:func:`blurred` ``(x)``); ``ordered``: the maps'
+    :func:`sorted_values` when already computed. Given ``clean_probs``/``blurred_probs``, the
+    ``r = 0`` image of that curve is left out.
+    """
+    b, c, h, w = x.shape
     # sorted position floor(H*W*(1 - k/steps)) - 1, in exact integer arithmetic
     positions = [(h * w * (steps - k)) // steps - 1 for k in range(steps)]
-    sel = above(m, thresholds(m, positions))[:, :, None]  # (B, steps, 1, H, W)
-    base = gaussian_blur(x, blur_kernel, blur_sigma)
-
+    sel = above(m, thresholds(m, positions, ordered=ordered))[:, :, None]  # (B, steps, 1, H, W)
     # r = 0 is the clean (deletion) / blurred (insertion) image: skip it when given.
     first_del = 0 if clean_probs is None else 1
     first_ins = 0 if blurred_probs is None else 1
     deleted = torch.where(sel[:, first_del:], torch.zeros((), dtype=x.dtype), x[:, None])
     inserted = torch.where(sel[:, first_ins:], x[:, None], base[:, None])
-    n_del, n_ins = steps - first_del, steps - first_ins
-    images = torch.cat([deleted, inserted], dim=1).reshape(b * (n_del + n_ins), c, h, w)
-
-    with eval_mode(model), torch.inference_mode():
-        t, _ = resolve_or_predict(model, x, target, batch_size)
-        if images.shape[0] > 0:
-            probs = gather_target(forward_probs(model, images, batch_size), t, b, n_del + n_ins)
-        else:
-            probs = torch.zeros(b, 0, device=x.device)
-    del_curve, ins_curve = probs[:, :n_del], probs[:, n_del:]
-    if clean_probs is not None:
-        del_curve = torch.cat([clean_probs[:, None].to(probs.dtype), del_curve], dim=1)
-    if blurred_probs is not None:
-        ins_curve = torch.cat([blurred_probs[:, None].to(probs.dtype), ins_curve], dim=1)
-    return AUCResult(
-        deletion=del_curve,
-        insertion=ins_curve,
-        dauc=float(auc(del_curve.mean(dim=0))),
-        iauc=float(auc(ins_curve.mean(dim=0))),
-        fractions=fractions,
+    images = torch.cat([deleted, inserted], dim=1).reshape(-1, c, h, w)
+    return CurveInputs(
+        images, steps, steps - first_del, steps - first_ins, clean_probs, blurred_probs
     )

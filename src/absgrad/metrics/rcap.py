@@ -11,15 +11,14 @@ from torch import Tensor, nn
 from absgrad.metrics._perturb import (
     DEFAULT_BATCH_SIZE,
     IMAGENET,
+    ForwardQueue,
     Normalization,
     above,
     check_batch_size,
     check_model,
     check_normalization,
     eval_mode,
-    forward_probs,
     fraction_positions,
-    gather_target,
     prepare,
     resolve_or_predict,
     thresholds,
@@ -104,24 +103,57 @@ def rcap(
     batch_size = check_batch_size(batch_size)
     percentiles = rcap_percentiles(lower_bound, interval)
     x, m = prepare(inputs, maps, nonnegative=True)
+    work = rcap_inputs(x, m, percentiles, normalization)
+    with eval_mode(model), torch.inference_mode():
+        t, _ = resolve_or_predict(model, x, target, batch_size)
+        queue = ForwardQueue(model, batch_size)
+        rows = queue.put(work.images, t.repeat_interleave(len(percentiles)))
+        prob = queue.probs()[rows]
+    return work.result(prob)
+
+
+@dataclass(frozen=True)
+class RCAPInputs:
+    """RCAP's recovered images for a batch of maps, and what scoring them needs afterwards.
+
+    ``images (B*P, C, H, W)`` image-major (all percentiles of image 0 first); ``hit`` and
+    ``valid`` ``(B, P)`` as in :class:`RCAPResult`.
+    """
+
+    images: Tensor
+    hit: Tensor
+    valid: Tensor
+    percentiles: tuple[float, ...]
+
+    def result(self, prob: Tensor) -> RCAPResult:
+        """The scores, given the target probability of each recovered image ``(B*P,)``."""
+        prob = prob.reshape(self.hit.shape)
+        hit = self.hit.to(prob.dtype)
+        contrib = torch.where(self.valid, hit * prob, 0.0)
+        score = contrib.sum(dim=1) / self.valid.sum(dim=1).clamp_min(1).to(prob.dtype)
+        return RCAPResult(
+            score=score, hit=hit, prob=prob, valid=self.valid, percentiles=self.percentiles
+        )
+
+
+def rcap_inputs(
+    x: Tensor,
+    m: Tensor,
+    percentiles: tuple[float, ...],
+    normalization: Normalization = IMAGENET,
+    *,
+    ordered: Tensor | None = None,
+) -> RCAPInputs:
+    """The recovered images of validated inputs ``x (B, C, H, W)`` and maps ``m (B, H, W)``
+    (``ordered``: the maps' :func:`sorted_values` when already computed)."""
     b, c, h, w = x.shape
     mean, std = check_normalization(normalization, c)
     black = ((0.0 - mean) / std).to(device=x.device, dtype=x.dtype)  # (C, 1, 1)
-
-    sel = above(m, thresholds(m, fraction_positions(h * w, percentiles)))  # (B, P, H, W)
+    thr = thresholds(m, fraction_positions(h * w, percentiles), ordered=ordered)
+    sel = above(m, thr)  # (B, P, H, W)
     valid = sel.flatten(2).any(dim=2)
     mass = m.sum(dim=(1, 2))
     kept = (m[:, None] * sel).sum(dim=(2, 3))
     hit = torch.where(mass[:, None] > 0, kept / mass.clamp_min(1e-30)[:, None], 0.0)
     recovered = torch.where(sel[:, :, None], x[:, None], black)  # (B, P, C, H, W)
-
-    n_p = len(percentiles)
-    with eval_mode(model), torch.inference_mode():
-        t, _ = resolve_or_predict(model, x, target, batch_size)
-        probs = forward_probs(model, recovered.reshape(b * n_p, c, h, w), batch_size)
-        prob = gather_target(probs, t, b, n_p)
-
-    hit = hit.to(prob.dtype)
-    contrib = torch.where(valid, hit * prob, 0.0)
-    score = contrib.sum(dim=1) / valid.sum(dim=1).clamp_min(1).to(prob.dtype)
-    return RCAPResult(score=score, hit=hit, prob=prob, valid=valid, percentiles=percentiles)
+    return RCAPInputs(recovered.reshape(-1, c, h, w), hit, valid, percentiles)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,49 +91,111 @@ def score_maps(
     Keys: each asked metric ``(B,)``; with RCAP also ``rcap_hit``/``rcap_prob``/``rcap_valid``
     ``(B, P)``; with DAUC or IAUC the ``deletion``/``insertion`` curves ``(B, steps)``.
     """
+    return score_many(
+        model,
+        x,
+        target,
+        {"": maps},
+        metrics,
+        settings,
+        masks=masks,
+        clean_probs=clean_probs,
+        blurred_probs=blurred_probs,
+    )[""]
+
+
+def score_many(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    maps: Mapping[str, Tensor],
+    metrics: Sequence[str],
+    settings: EvalSettings,
+    *,
+    masks: Tensor | None = None,
+    clean_probs: Tensor | None = None,
+    blurred_probs: Tensor | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`score_maps` for several maps of the same images ``{label: (B, H, W)}``.
+
+    Every perturbed image of every map goes through one :class:`ForwardQueue`, so the model
+    sees full chunks of ``settings.batch_size`` across maps; each map is sorted once for RCAP
+    and the curves, and the insertion start image is blurred once.
+    """
+    from absgrad import metrics as M
+    from absgrad.metrics._perturb import (
+        ForwardQueue,
+        check_normalization,
+        check_probs,
+        eval_mode,
+        prepare,
+        sorted_values,
+    )
+    from absgrad.metrics.auc import curve_inputs
+    from absgrad.metrics.rcap import rcap_inputs, rcap_percentiles
+
+    want_rcap = "rcap" in metrics
+    want_curves = "dauc" in metrics or "iauc" in metrics
+    b, c = x.shape[0], x.shape[1]
+    check_normalization(settings.normalization, c)
+    percentiles = rcap_percentiles(settings.lower_bound, settings.interval)
+    base = M.blurred(x) if want_curves else None
+    if clean_probs is not None:
+        clean_probs = check_probs(clean_probs, b, "clean_probs", x.device)
+    if blurred_probs is not None:
+        blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
+    with eval_mode(model), torch.inference_mode():
+        queue = ForwardQueue(model, settings.batch_size)
+        pending: dict[str, list[tuple[Any, slice]]] = {}
+        for label, raw in maps.items():
+            xi, m = prepare(
+                x, raw, name=f"map {label!r}" if label else "maps", nonnegative=want_rcap
+            )
+            ordered = sorted_values(m)
+            work: list[tuple[Any, slice]] = []
+            if want_rcap:
+                r = rcap_inputs(xi, m, percentiles, settings.normalization, ordered=ordered)
+                work.append((r, queue.put(r.images, target.repeat_interleave(len(percentiles)))))
+            if want_curves:
+                a = curve_inputs(
+                    xi, m, base, settings.auc_steps, clean_probs, blurred_probs, ordered=ordered
+                )
+                work.append((a, queue.put(a.images, target.repeat_interleave(a.per_image))))
+            pending[label] = work
+        probs = queue.probs()
+    out: dict[str, dict[str, Any]] = {}
+    for label, work in pending.items():
+        scores: dict[str, Any] = {}
+        for item, rows in work:
+            res = item.result(probs[rows])
+            if isinstance(res, M.RCAPResult):
+                scores.update(
+                    rcap=_floats(res.score),
+                    rcap_hit=_floats(res.hit),
+                    rcap_prob=_floats(res.prob),
+                    rcap_valid=res.valid.cpu().tolist(),
+                )
+            else:
+                scores.update(deletion=_floats(res.deletion), insertion=_floats(res.insertion))
+                if "dauc" in metrics:
+                    scores["dauc"] = _floats(res.dauc_per_image)
+                if "iauc" in metrics:
+                    scores["iauc"] = _floats(res.iauc_per_image)
+        scores.update(_mask_scores(maps[label], metrics, masks, b))
+        out[label] = scores
+    return out
+
+
+def _mask_scores(maps: Tensor, metrics: Sequence[str], masks: Tensor | None, b: int) -> dict:
     from absgrad import metrics as M
 
-    out: dict[str, Any] = {}
-    if "rcap" in metrics:
-        r = M.rcap(
-            model,
-            x,
-            target,
-            maps,
-            lower_bound=settings.lower_bound,
-            interval=settings.interval,
-            normalization=settings.normalization,
-            batch_size=settings.batch_size,
-        )
-        out.update(
-            rcap=_floats(r.score),
-            rcap_hit=_floats(r.hit),
-            rcap_prob=_floats(r.prob),
-            rcap_valid=r.valid.cpu().tolist(),
-        )
-    if "dauc" in metrics or "iauc" in metrics:
-        a = M.deletion_insertion(
-            model,
-            x,
-            target,
-            maps,
-            steps=settings.auc_steps,
-            normalization=settings.normalization,
-            batch_size=settings.batch_size,
-            clean_probs=clean_probs,
-            blurred_probs=blurred_probs,
-        )
-        out.update(deletion=_floats(a.deletion), insertion=_floats(a.insertion))
-        if "dauc" in metrics:
-            out["dauc"] = _floats(a.dauc_per_image)
-        if "iauc" in metrics:
-            out["iauc"] = _floats(a.iauc_per_image)
     mask_fns = {
         "lc_dice": M.lc_dice,
         "mae": M.mae,
         "mae_sqrt": M.mae_sqrt_paper,
         "pointing_game": M.pointing_game,
     }
+    out = {}
     for name, fn in mask_fns.items():
         if name in metrics:
             if masks is None:

@@ -24,9 +24,10 @@ from absgrad.protocol.scoring import (
     check_metrics,
     clean_and_blurred_probs,
     default_metrics,
-    score_maps,
+    score_many,
 )
 from absgrad.protocol.tables import MapSpec
+from absgrad.utils.allocator import tune_allocator
 
 
 @dataclass
@@ -120,7 +121,11 @@ def build_context(
     case: Any = None,
     model_wrapper: Callable[[nn.Module], nn.Module] | None = None,
 ) -> WorkerContext:
-    """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count)."""
+    """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count).
+
+    Also tunes this process's allocator for large tensors (:func:`absgrad.utils.allocator.
+    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out)."""
+    tune_allocator()
     case = case if case is not None else load_case(config)
     device = resolve_device(config.device)
     metrics = check_metrics(
@@ -202,20 +207,17 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
             ctx.device
         )
     t2 = time.perf_counter()
-    scores = {
-        lb: score_maps(
-            ctx.model,
-            data.x,
-            data.target,
-            m,
-            ctx.metrics,
-            ctx.eval,
-            masks=data.masks,
-            clean_probs=clean,
-            blurred_probs=blurred,
-        )
-        for lb, m in maps.items()
-    }
+    scores = score_many(
+        ctx.model,
+        data.x,
+        data.target,
+        maps,
+        ctx.metrics,
+        ctx.eval,
+        masks=data.masks,
+        clean_probs=clean,
+        blurred_probs=blurred,
+    )
     t3 = time.perf_counter()
     return UnitResult(
         unit=unit,
