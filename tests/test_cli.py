@@ -289,3 +289,15 @@ def test_config_extra_maps_are_scored_in_their_own_table(tmp_path):
     rows = (out / "tables" / "table4.csv").read_text().splitlines()
     assert rows[0].startswith("row,label,n_images,rcap") and rows[1].startswith("my-gag,my-gag,2,")
     assert 0 < float(rows[1].split(",")[3]) <= 1
+
+
+def test_channels_last_flag_reaches_the_config_and_cannot_resume_a_plain_run(capsys, tiny_run):
+    out = tiny_run.parent / "cl"
+    assert main(["run", "--case", "synthetic", *TINY, "--channels-last", "--out", str(out)]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["config"]["channels_last"] is True and meta["status"] == "complete"
+    # the plain run's results differ at fp32 noise: its directory refuses the option
+    before = snapshot(tiny_run)
+    msg = fails(capsys, ["run", "--case", "synthetic", *TINY, "--channels-last", "--resume", "--out", str(tiny_run)])
+    assert "changed: channels_last: None -> True" in msg
+    assert snapshot(tiny_run) == before

@@ -79,6 +79,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             metavar="N",
             help="perturbed images per forward pass (default 16)",
         )
+        p.add_argument(
+            "--channels-last",
+            action="store_true",
+            default=None,
+            help="run the model in channels-last memory format: about 20%% faster on CPU, "
+            "fp32 results differ slightly (docs/performance.md)",
+        )
         p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
         p.add_argument(
             "--n-samples", type=int, metavar="N", help="samples per sampled method (paper: 20)"
@@ -242,6 +249,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "device": get("device"),
         "batch_size": get("batch_size"),
         "eval_batch_size": get("eval_batch_size"),
+        "channels_last": get("channels_last"),
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),

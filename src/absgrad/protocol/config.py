@@ -35,6 +35,7 @@ class RunConfig:
     device: str = "cpu"
     batch_size: int = 4  # images per work unit and per gradient chunk
     eval_batch_size: int = 16  # perturbed images per forward pass
+    channels_last: bool = False  # model weights in channels-last memory format (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
     n_samples: int = 20
     spread: float = 0.15
@@ -63,6 +64,8 @@ class RunConfig:
         d = self.to_dict()
         for k in NOT_HASHED:
             d.pop(k)
+        if not d["channels_last"]:
+            d.pop("channels_last")  # runs from before the option keep their hash
         return d
 
     def config_hash(self) -> str:
@@ -158,8 +161,9 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
     for k, lo in (("ig_trials", 2), ("ig_steps", 1), ("auc_steps", 2)):
         if k in d:
             _check_int(k, d[k], lo)
-    if "select" in d and not isinstance(d["select"], bool):
-        raise _fail("select", "must be true or false", d["select"])
+    for k in ("select", "channels_last"):
+        if k in d and not isinstance(d[k], bool):
+            raise _fail(k, "must be true or false", d[k])
     if d.get("threshold") is not None:
         _check_unit("threshold", d["threshold"])
     if "percentile" in d:

@@ -133,6 +133,8 @@ def build_context(
     )
     specs = resolve_specs(config, case.reversal, case.gradcam_layer or None)
     model = case.build_model(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if model_wrapper is not None:
         model = model_wrapper(model)
     settings = EvalSettings(
