@@ -34,7 +34,7 @@ class PassCounter:
             self.fwd_images += x.shape[0]
 
 
-def protocol_config(args: argparse.Namespace):
+def protocol_config(args: argparse.Namespace, **extra):
     return make_config(
         {
             "case": args.case,
@@ -47,6 +47,7 @@ def protocol_config(args: argparse.Namespace):
             "tables": [1, 2, 3],
             "save_maps": False,
             "select": False,  # the first K images: selection would time the selection pass too
+            **extra,
         }
     )
 
