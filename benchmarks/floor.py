@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 
 from common import add_common_args, machine
-from protocol_common import pass_costs, protocol_config, run_absgrad
+from protocol_common import add_protocol_args, pass_costs, protocol_config, run_absgrad
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     add_common_args(p)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--eval-batch-size", type=int, default=16)
+    add_protocol_args(p)
     args = p.parse_args()
     config = protocol_config(args)
     print(f"machine: {machine()}")

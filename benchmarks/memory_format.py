@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 from common import add_common_args, machine
-from protocol_common import pass_costs, protocol_config, run_absgrad
+from protocol_common import add_protocol_args, pass_costs, protocol_config, run_absgrad
 
 METRICS = ("rcap", "dauc", "iauc")
 
@@ -43,8 +43,7 @@ def score_moves(a: dict, b: dict) -> dict[str, tuple[float, float, float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     add_common_args(p)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--eval-batch-size", type=int, default=16)
+    add_protocol_args(p)
     args = p.parse_args()
     print(f"machine: {machine()}")
     plain, fast = protocol_config(args), protocol_config(args, channels_last=True)

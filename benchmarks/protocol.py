@@ -12,14 +12,19 @@ from __future__ import annotations
 import argparse
 
 from common import add_common_args, machine
-from protocol_common import max_score_difference, protocol_config, run_absgrad, run_baseline
+from protocol_common import (
+    add_protocol_args,
+    max_score_difference,
+    protocol_config,
+    run_absgrad,
+    run_baseline,
+)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     add_common_args(p)
-    p.add_argument("--batch-size", type=int, default=4, help="images per unit and gradient chunk")
-    p.add_argument("--eval-batch-size", type=int, default=16, help="perturbed images per forward")
+    add_protocol_args(p)
     args = p.parse_args()
     config = protocol_config(args)
     print(f"machine: {machine()}")

@@ -34,6 +34,12 @@ class PassCounter:
             self.fwd_images += x.shape[0]
 
 
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    """The runner's chunk sizes (defaults: the config's)."""
+    p.add_argument("--batch-size", type=int, default=4, help="images per unit and gradient chunk")
+    p.add_argument("--eval-batch-size", type=int, default=16, help="perturbed images per forward")
+
+
 def protocol_config(args: argparse.Namespace, **extra):
     return make_config(
         {

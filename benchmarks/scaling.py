@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from common import add_common_args, machine
-from protocol_common import PassCounter, protocol_config, run_absgrad
+from protocol_common import PassCounter, add_protocol_args, protocol_config, run_absgrad
 
 from absgrad.cases import Sample
 from absgrad.protocol.config import make_config
@@ -120,8 +120,7 @@ def main() -> None:
     )
     add_common_args(p)
     p.set_defaults(images=2, repeats=1)
-    p.add_argument("--batch-size", type=int, default=4, help="images per unit and gradient chunk")
-    p.add_argument("--eval-batch-size", type=int, default=16, help="perturbed images per forward")
+    add_protocol_args(p)
     p.add_argument(
         "--sizes",
         type=int_list,
