@@ -15,7 +15,12 @@ SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case", default="imagenet-sample", help="case whose model and images are used")
-    p.add_argument("--data", default=str(SHARED_SAMPLE), help="data folder of the case")
+    p.add_argument(
+        "--data",
+        default=str(SHARED_SAMPLE),
+        type=lambda v: v or None,
+        help="data folder of the case ('' for cases without one, e.g. synthetic)",
+    )
     p.add_argument("--weights", default=None, help="weights file of the case's model")
     p.add_argument("--images", type=int, default=4, help="number of images")
     p.add_argument("--repeats", type=int, default=3, help="repeats; the best time is kept")

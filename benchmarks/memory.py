@@ -48,7 +48,7 @@ def main() -> None:
     stack_mib = None
     for n in (10, 50, 200):
         cmd = [sys.executable, __file__, "--n", str(n), "--images", str(args.images), "--case", args.case,
-               "--data", args.data, "--device", args.device, "--batch-size", str(args.batch_size)]
+               "--data", args.data or "", "--device", args.device, "--batch-size", str(args.batch_size)]
         if args.weights:
             cmd += ["--weights", args.weights]
         res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])

@@ -154,7 +154,6 @@ def main() -> None:
         help="which sweeps to run",
     )
     args = p.parse_args()
-    args.data = args.data or None  # --data '' for cases without a data folder (synthetic)
     k = args.images
     base = variant(protocol_config(args), n_samples=DEFAULT_N, tables=list(ALL_TABLES))
     print(f"machine: {machine()}")

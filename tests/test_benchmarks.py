@@ -1,0 +1,79 @@
+"""Every benchmark script runs end to end (synthetic case, tiny settings) and checks its outputs.
+
+The timings of these runs mean nothing; the real runs and their numbers are in
+docs/performance.md. What is asserted: the scripts run, count the passes the protocol needs,
+and find the outputs they compare equal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = ["--case", "synthetic", "--data", "", "--images", "2", "--repeats", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+
+    def run(script: str, *extra: str) -> str:
+        env = {**os.environ, "ABSGRAD_CACHE": str(cache)}
+        proc = subprocess.run(
+            [sys.executable, str(BENCH / script), *TINY, *extra],
+            cwd=BENCH, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    return run
+
+
+def number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in output:\n{text}"
+    return float(m.group(1))
+
+
+def test_protocol_benchmark_finds_equal_scores(bench):
+    out = bench("protocol.py")
+    assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
+    assert number(r"speedup = baseline / absgrad = (\S+)", out) > 0
+
+
+def test_floor_benchmark_counts_the_protocol_passes(bench):
+    out = bench("floor.py")
+    assert "passes per image: 76 forward+backward, 991 forward" in out
+    assert number(r"absgrad / floor = (\S+)", out) > 0
+
+
+def test_captum_benchmark_maps_agree(bench):
+    out = bench("captum_compare.py", "--samples", "4", "--ig-steps", "4")
+    rows = re.findall(r"^(SG|IG), .*\s(\S+e[-+]\d+)$", out, flags=re.M)
+    assert [r[0] for r in rows] == ["SG", "IG"]
+    assert all(float(r[1]) < 1e-5 for r in rows)
+
+
+def test_memory_benchmark_reports_three_sizes(bench):
+    out = bench("memory.py")
+    peaks = [float(v) for v in re.findall(r"N = +\d+: peak RSS (\d+) MiB", out)]
+    assert len(peaks) == 3 and max(peaks) < 2 * min(peaks)
+
+
+def test_memory_format_benchmark_reports_score_moves(bench):
+    out = bench("memory_format.py")
+    moves = re.findall(r"^(rcap|dauc|iauc) +(\S+) +(\S+) +(\S+)$", out, flags=re.M)
+    assert [m[0] for m in moves] == ["rcap", "dauc", "iauc"]
+    assert all(0 <= float(v) < 0.5 for m in moves for v in m[1:])
+    assert number(r"channels-last / its floor = (\S+)", out) > 0
+
+
+def test_scaling_benchmark_tables(bench):
+    out = bench("scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3")
+    assert "| 24 |" in out and "| 1,2,3 | 43 | 76 | 991 |" in out.replace("  ", " ")
