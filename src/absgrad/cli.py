@@ -75,9 +75,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         )
         p.add_argument(
             "--eval-batch-size",
-            type=int,
+            type=_eval_batch_size,
             metavar="N",
-            help="perturbed images per forward pass (default 16)",
+            help="perturbed images per forward pass (default 16), or 'auto': the fastest size "
+            "by a short measurement at start-up",
         )
         p.add_argument(
             "--channels-last",
@@ -233,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["cases", "methods", "maps", "metrics", "configs"])
     p.set_defaults(func=cmd_list)
     return parser
+
+
+def _eval_batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
 
 
 # -- run / demo ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 4  # images per work unit and per gradient chunk
-    eval_batch_size: int = 16  # perturbed images per forward pass
+    eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
     n_samples: int = 20
@@ -155,9 +155,12 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
             out[k] = _str_list(k, d[k])
     if d.get("limit") is not None:
         _check_int("limit", d["limit"], 1)
-    for k, lo in (("seed", 0), ("batch_size", 1), ("eval_batch_size", 1), ("n_samples", 2)):
+    for k, lo in (("seed", 0), ("batch_size", 1), ("n_samples", 2)):
         if k in d:
             _check_int(k, d[k], lo)
+    if "eval_batch_size" in d and d["eval_batch_size"] != "auto":
+        if not _is_int(d["eval_batch_size"]) or d["eval_batch_size"] < 1:
+            raise _fail("eval_batch_size", "must be an integer >= 1 or 'auto'", d["eval_batch_size"])
     for k, lo in (("ig_trials", 2), ("ig_steps", 1), ("auc_steps", 2)):
         if k in d:
             _check_int(k, d[k], lo)

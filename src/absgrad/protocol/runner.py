@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import platform
@@ -99,7 +100,7 @@ def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], lis
             ctx.case,
             ctx.model,
             threshold=config.threshold,
-            batch_size=config.eval_batch_size,
+            batch_size=ctx.eval.batch_size,
             device=ctx.device,
         )
     else:
@@ -189,6 +190,10 @@ def run_protocol(
     # the case, model and plan first: a missing dataset or weights file creates nothing
     _say(quiet, f"loading case {config.case!r} and its model on {config.device}")
     ctx = context or get_context(config)
+    auto_chunk = config.eval_batch_size == "auto"
+    if auto_chunk:  # every worker uses the size measured here (it is not part of the hash)
+        config = dataclasses.replace(config, eval_batch_size=ctx.eval.batch_size)
+        _say(quiet, f"eval_batch_size auto: {ctx.eval.batch_size} images per forward pass")
     set_context(config, ctx)
     if old is None and config.select:
         _say(
@@ -204,6 +209,8 @@ def run_protocol(
             meta["images"]["candidates"],
             "selection as stored" if old else ("selected" if config.select else "no selection"),
         )
+        if auto_chunk:
+            log.info("eval_batch_size auto: measured %d", ctx.eval.batch_size)
         removed = store.clean_temporaries()
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted run", removed)
@@ -214,6 +221,7 @@ def run_protocol(
             "started": started,
             "executor": executor.describe(),
             "device": str(ctx.device),
+            "eval_batch_size": ctx.eval.batch_size,
             "versions": versions(),
             "skipped_units": skipped,
             "computed_units": 0,

@@ -7,6 +7,7 @@ with their clean and blurred predictions) is built once and reused across units.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from absgrad.protocol.scoring import (
 )
 from absgrad.protocol.tables import MapSpec
 from absgrad.utils.allocator import tune_allocator
+from absgrad.utils.chunks import auto_eval_batch_size
+
+log = logging.getLogger("absgrad.protocol")
 
 
 @dataclass
@@ -135,6 +139,15 @@ def build_context(
     model = case.build_model(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    eval_batch_size = config.eval_batch_size
+    if eval_batch_size == "auto":
+        shape = tuple(case.samples()[0].image.shape)
+        eval_batch_size, costs = auto_eval_batch_size(model.eval(), shape, device)
+        log.info(
+            "eval_batch_size auto: %d (per-image forward cost %s)",
+            eval_batch_size,
+            ", ".join(f"{k}: {v * 1e3:.2f} ms" for k, v in costs.items()),
+        )
     if model_wrapper is not None:
         model = model_wrapper(model)
     settings = EvalSettings(
@@ -142,7 +155,7 @@ def build_context(
         lower_bound=config.rcap_lower_bound,
         interval=config.rcap_interval,
         auc_steps=config.auc_steps,
-        batch_size=config.eval_batch_size,
+        batch_size=int(eval_batch_size),
     )
     return WorkerContext(config, case, model.eval(), device, specs, metrics, settings)
 
