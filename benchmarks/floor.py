@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import add_common_args, machine
+from common import add_common_args, bench_case, machine
 from protocol_common import add_protocol_args, pass_costs, protocol_config, run_absgrad
 
 
@@ -21,11 +21,12 @@ def main() -> None:
     add_common_args(p)
     add_protocol_args(p)
     args = p.parse_args()
+    case = bench_case(args)
     config = protocol_config(args)
     print(f"machine: {machine()}")
     best = float("inf")
     for _ in range(args.repeats):
-        t, _, ctx = run_absgrad(config, counter=True)
+        t, _, ctx = run_absgrad(config, counter=True, case=case)
         best = min(best, t)
         counts = (ctx.counter.grad_images, ctx.counter.fwd_images)
     model = ctx.model
@@ -35,6 +36,7 @@ def main() -> None:
     fw = min(costs["fwd"].values())
     print("per-image cost, forward+backward: " + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd_bwd"].items()))
     print("per-image cost, forward:          " + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd"].items()))
+    print(f"runner chunks: {config.batch_size} images per unit and gradient chunk, {ctx.eval.batch_size} per forward pass")
     n_fb, n_f = counts
     floor = n_fb * fb + n_f * fw
     print(f"passes per image: {n_fb / args.images:.0f} forward+backward, {n_f / args.images:.0f} forward")

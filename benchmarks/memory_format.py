@@ -14,7 +14,7 @@ import argparse
 from collections import defaultdict
 
 import torch
-from common import add_common_args, machine
+from common import add_common_args, bench_case, machine
 from protocol_common import add_protocol_args, pass_costs, protocol_config, run_absgrad
 
 METRICS = ("rcap", "dauc", "iauc")
@@ -45,12 +45,13 @@ def main() -> None:
     add_common_args(p)
     add_protocol_args(p)
     args = p.parse_args()
+    case = bench_case(args)
     print(f"machine: {machine()}")
     plain, fast = protocol_config(args), protocol_config(args, channels_last=True)
     best = {"contiguous": float("inf"), "channels_last": float("inf")}
     for r in range(args.repeats):
-        t_plain, s_plain, _ = run_absgrad(plain)
-        t_fast, s_fast, ctx = run_absgrad(fast, counter=r == 0)
+        t_plain, s_plain, _ = run_absgrad(plain, case=case)
+        t_fast, s_fast, ctx = run_absgrad(fast, counter=r == 0, case=case)
         if r == 0:
             counts = (ctx.counter.grad_images, ctx.counter.fwd_images)
         best["contiguous"] = min(best["contiguous"], t_plain)

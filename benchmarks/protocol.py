@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import add_common_args, machine
+from common import add_common_args, bench_case, machine
 from protocol_common import (
     add_protocol_args,
     max_score_difference,
@@ -26,11 +26,12 @@ def main() -> None:
     add_common_args(p)
     add_protocol_args(p)
     args = p.parse_args()
+    case = bench_case(args)
     config = protocol_config(args)
     print(f"machine: {machine()}")
     best_a = best_b = float("inf")
     for r in range(args.repeats):
-        ta, scores_a, ctx = run_absgrad(config)
+        ta, scores_a, ctx = run_absgrad(config, case=case)
         tb, scores_b = run_baseline(config, ctx)
         best_a, best_b = min(best_a, ta), min(best_b, tb)
         print(f"repeat {r + 1}: absgrad {ta:.1f} s, per-method baseline {tb:.1f} s")

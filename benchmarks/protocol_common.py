@@ -17,6 +17,11 @@ from absgrad.protocol.store import RunStore
 from absgrad.protocol.worker import build_context
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 class PassCounter:
     """Counts images through a model (a forward pre-hook, so module names stay as they are):
     with autograd (forward+backward) and without (forward only)."""
@@ -35,9 +40,16 @@ class PassCounter:
 
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
-    """The runner's chunk sizes (defaults: the config's)."""
-    p.add_argument("--batch-size", type=int, default=4, help="images per unit and gradient chunk")
-    p.add_argument("--eval-batch-size", type=int, default=16, help="perturbed images per forward")
+    """The runner's chunk sizes: the config's defaults on a CPU; on a GPU 16 images per unit
+    and the forward chunk measured (``auto``)."""
+    gpu = torch.cuda.is_available()
+    p.add_argument("--batch-size", type=int, default=16 if gpu else 4, help="images per unit and gradient chunk")
+    p.add_argument(
+        "--eval-batch-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto" if gpu else 16,
+        help="perturbed images per forward pass, or auto",
+    )
 
 
 def protocol_config(args: argparse.Namespace, **extra):
@@ -58,16 +70,19 @@ def protocol_config(args: argparse.Namespace, **extra):
     )
 
 
-def run_absgrad(config, counter: bool = False):
+def run_absgrad(config, counter: bool = False, case=None):
     """Run the protocol into a fresh directory; returns (seconds, scores by (unit, label), ctx).
 
-    With ``counter``, ``ctx.counter`` holds the :class:`PassCounter` of the run."""
-    ctx = build_context(config)
+    With ``counter``, ``ctx.counter`` holds the :class:`PassCounter` of the run; ``case``
+    replaces the config's case (see ``common.bench_case``)."""
+    ctx = build_context(config, case=case)
     if counter:
         ctx.counter = PassCounter(ctx.model)
     with tempfile.TemporaryDirectory() as out:
+        sync()
         t = time.perf_counter()
         run_protocol(config, out, quiet=True, context=ctx)
+        sync()
         dt = time.perf_counter() - t
         scores = {}
         for rec in RunStore(out).records():
@@ -108,6 +123,7 @@ def run_baseline(config, ctx):
                 g2 = torch.Generator().manual_seed(label_seed(seed, label))
                 m = reverse(m.cpu(), remain=remain, mis=mis, generator=g2).to(ctx.device)
             scores[(key, label)] = score_maps(ctx.model, x, y, m, ctx.metrics, ctx.eval, masks=masks)
+    sync()
     return time.perf_counter() - t, scores
 
 
@@ -128,7 +144,8 @@ def pass_costs(model: nn.Module, shape: tuple[int, ...], device: str, repeats: i
     out: dict[str, dict[int, float]] = {"fwd_bwd": {}, "fwd": {}}
     for p in model.parameters():
         p.requires_grad_(False)
-    for bs in (1, 2, 4, 8, 16):
+    gpu = torch.device(device).type == "cuda"
+    for bs in (1, 2, 4, 8, 16, 32, 64) if gpu else (1, 2, 4, 8, 16):
         x = torch.randn(bs, *shape, device=device)
 
         def fb(x=x):
@@ -137,7 +154,7 @@ def pass_costs(model: nn.Module, shape: tuple[int, ...], device: str, repeats: i
 
         fb()
         out["fwd_bwd"][bs] = best_time(lambda fb=fb: [fb() for _ in range(3)], repeats)[0] / (3 * bs)
-    for bs in (4, 8, 16, 32, 64):
+    for bs in (4, 8, 16, 32, 64, 128, 256, 512) if gpu else (4, 8, 16, 32, 64):
         x = torch.randn(bs, *shape, device=device)
         with torch.inference_mode():
             model(x)

@@ -23,79 +23,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
-from common import add_common_args, machine
+from common import ResizedCase, add_common_args, bench_case, machine
 from protocol_common import PassCounter, add_protocol_args, protocol_config, run_absgrad
 
-from absgrad.cases import Sample
 from absgrad.protocol.config import make_config
-from absgrad.protocol.runner import run_protocol
-from absgrad.protocol.worker import build_context, load_case
 
 DEFAULT_N = 20
 ALL_TABLES = (1, 2, 3)
 WARMUP_PX = 64
 
 
-class ResizedSamples(Sequence):
-    """A case's samples resized to ``size`` x ``size`` on access (ids and labels unchanged)."""
-
-    def __init__(self, samples: Sequence[Sample], size: int) -> None:
-        self.base, self.size = samples, size
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self.base.ids) if hasattr(self.base, "ids") else [s.id for s in self.base]
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
-        s = self.base[index]
-        hw = (self.size, self.size)
-        image = F.interpolate(s.image[None], size=hw, mode="bilinear", antialias=True)[0]
-        mask = None
-        if s.mask is not None:
-            mask = F.interpolate(s.mask[None, None].float(), size=hw, mode="nearest")[0, 0] > 0.5
-        return Sample(s.id, image.clamp(0, 1), s.label, mask)
-
-
-class ResizedCase:
-    """A case whose samples come at ``size`` px; every other attribute is the wrapped case's."""
-
-    def __init__(self, case, size: int) -> None:
-        self._case = case
-        self.image_size = (size, size)
-        self._resized = ResizedSamples(case.samples(), size)
-
-    def samples(self) -> ResizedSamples:
-        return self._resized
-
-    def __getattr__(self, name: str):
-        return getattr(self._case, name)
-
-
-def run_counted(config, case=None) -> tuple[float, PassCounter, int]:
-    """One protocol run: (seconds, its PassCounter, number of maps); ``case`` replaces the
-    config's case (the resized one), else ``run_absgrad`` does the run."""
-    if case is None:
-        dt, _, ctx = run_absgrad(config, counter=True)
-        return dt, ctx.counter, len(ctx.specs)
-    ctx = build_context(config, case=case)
-    ctx.counter = PassCounter(ctx.model)
-    with tempfile.TemporaryDirectory() as out:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        run_protocol(config, out, quiet=True, context=ctx)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t
+def run_counted(config, case) -> tuple[float, PassCounter, int]:
+    """One protocol run on ``case``: (seconds, its PassCounter, number of maps)."""
+    dt, _, ctx = run_absgrad(config, counter=True, case=case)
     return dt, ctx.counter, len(ctx.specs)
 
 
@@ -162,11 +104,11 @@ def main() -> None:
         f"{base.eval_batch_size}, device {base.device}, best of {args.repeats} run(s)"
     )
 
-    case = load_case(base)
+    case = bench_case(args)
     native = case.image_size[0]
     warm = min(native, WARMUP_PX)
     run_counted(  # warm-up, untimed: every method and metric once, on a small image
-        variant(base, limit=1, n_samples=2), None if warm == native else ResizedCase(case, warm)
+        variant(base, limit=1, n_samples=2), case if warm == native else ResizedCase(case, warm)
     )
 
     runs: dict[tuple[int, int, tuple[int, ...]], tuple[float, int, int, int]] = {}
@@ -176,7 +118,7 @@ def main() -> None:
         key = (size, n, tuple(sorted(tables)))
         if key not in runs:
             config = variant(base, n_samples=n, tables=list(key[2]))
-            sized = None if size == native else ResizedCase(case, size)
+            sized = case if size == native else ResizedCase(case, size)
             best = float("inf")
             for _ in range(args.repeats):
                 dt, counter, n_maps = run_counted(config, sized)

@@ -77,3 +77,9 @@ def test_memory_format_benchmark_reports_score_moves(bench):
 def test_scaling_benchmark_tables(bench):
     out = bench("scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3")
     assert "| 24 |" in out and "| 1,2,3 | 43 | 76 | 991 |" in out.replace("  ", " ")
+
+
+def test_another_architecture_on_the_case_photos(bench):
+    out = bench("floor.py", "--arch", "resnet18", "--size", "32", "--images", "1")
+    assert "passes per image: 76 forward+backward, 991 forward" in out
+    assert "runner chunks: 4 images per unit and gradient chunk, 16 per forward pass" in out
