@@ -87,3 +87,20 @@ def test_variance_needs_two_samples():
     stats.add({"raw": torch.ones(1, 1, 1, 2, 2)}, slice(0, 1), 1)
     with pytest.raises(ValueError, match="at least 2 samples"):
         stats.variance("raw")
+
+
+def test_variance_kept_only_where_asked_and_sums_unchanged():
+    g = torch.Generator().manual_seed(2)
+    chunks = [torch.randn(k, 2, 1, 3, 3, generator=g, dtype=torch.float64) for k in (3, 1, 4)]
+    full, lean = SampleStats(["raw", "abs"]), SampleStats(["raw", "abs"], variance_of=["raw"])
+    for c in chunks:
+        for stats in (full, lean):
+            stats.add({"raw": c, "abs": c.abs()}, slice(0, 2), 2)
+    every = torch.cat(chunks)
+    assert torch.allclose(lean.variance("raw"), every.var(dim=0), atol=1e-12)
+    assert torch.equal(lean.sum["abs"], full.sum["abs"]) and "abs" not in lean.m2
+    assert torch.allclose(full.variance("abs"), every.abs().var(dim=0), atol=1e-12)
+    with pytest.raises(ValueError, match="variance of 'abs' was not tracked"):
+        lean.variance("abs")
+    with pytest.raises(ValueError, match="untracked processings"):
+        SampleStats(["raw"], variance_of=["abs"])

@@ -21,13 +21,25 @@ class SampleStats:
 
     ``add(samples, images)`` takes ``{processing: (k, b, C, H, W)}``: k new samples for the images
     ``images`` (a slice of the batch). Counts are kept per image so chunks may split the batch.
+    Only the processings in ``variance_of`` (default: all) keep the mean and squared deviations
+    a variance needs; the others keep their sum alone.
     """
 
-    def __init__(self, processings: Iterable[str], variance_source: str = "processed") -> None:
+    def __init__(
+        self,
+        processings: Iterable[str],
+        variance_source: str = "processed",
+        variance_of: Iterable[str] | None = None,
+    ) -> None:
         self.processings = tuple(dict.fromkeys(check_processing(p) for p in processings))
         if variance_source not in ("raw", "processed"):
             raise ValueError("variance_source must be 'raw' or 'processed'")
         self.variance_source = variance_source
+        # the processings whose variance is kept (None: all); the others keep only their sum
+        self.variance_of = set(self.processings if variance_of is None else variance_of)
+        unknown = self.variance_of - set(self.processings)
+        if unknown:
+            raise ValueError(f"variance_of names untracked processings: {sorted(unknown)}")
         self.count: Tensor | None = None
         self.sum: dict[str, Tensor] = {}
         self.mean: dict[str, Tensor] = {}
@@ -39,6 +51,7 @@ class SampleStats:
         self.count = torch.zeros(batch, dtype=like.dtype, device=like.device)
         for p in self.processings:
             self.sum[p] = torch.zeros(shape, **z)
+        for p in self.variance_of:
             self.mean[p] = torch.zeros(shape, **z)
             self.m2[p] = torch.zeros(shape, **z)
 
@@ -53,12 +66,14 @@ class SampleStats:
         bshape = (-1,) + (1,) * (first.dim() - 2)
         for p in self.processings:
             s = samples[p]
+            self.sum[p][images] += s.sum(dim=0)
+            if p not in self.variance_of:
+                continue
             mean_b = s.mean(dim=0)
             m2_b = ((s - mean_b) ** 2).sum(dim=0) if k > 1 else torch.zeros_like(mean_b)
             delta = mean_b - self.mean[p][images]
             self.mean[p][images] += delta * (k / n).view(bshape)
             self.m2[p][images] += m2_b + delta**2 * (n_a * k / n).view(bshape)
-            self.sum[p][images] += s.sum(dim=0)
         self.count[images] = n
 
     @property
@@ -71,6 +86,8 @@ class SampleStats:
         """Unbiased elementwise variance over samples ``(B, C, H, W)``."""
         if self.n < 2:
             raise ValueError(f"a variance needs at least 2 samples, got n_samples = {self.n}")
+        if processing not in self.variance_of:
+            raise ValueError(f"the variance of {processing!r} was not tracked (variance_of)")
         return self.m2[processing] / (self.count - 1).view((-1,) + (1,) * (self.m2[processing].dim() - 1))
 
 
@@ -117,6 +134,15 @@ def aggregate(stats: SampleStats, processing: str, aggregation: str, percentile:
         guide = variance_guide(stats.variance(source), check_percentile(percentile))
         return guide * stats.sum[processing]
     raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
+
+
+def variance_needed(processing: str, aggregation: str, variance_source: str) -> set[str]:
+    """Which processings' variance a (processing, aggregation) pair reads."""
+    if aggregation == "var":
+        return {processing}
+    if aggregation == "guided":
+        return {"raw" if variance_source == "raw" else processing}
+    return set()
 
 
 def needed_processings(processing: str, aggregation: str, variance_source: str) -> set[str]:

@@ -15,6 +15,7 @@ from absgrad.methods.aggregators import (
     aggregate,
     check_percentile,
     needed_processings,
+    variance_needed,
 )
 from absgrad.methods.chunking import check_batch_size
 from absgrad.methods.gradcam import gradcam
@@ -90,9 +91,11 @@ def _run_group(
         return [gradcam(model, x, t, p["layer"], p["objective"], p["batch_size"])] * len(reqs)
     source = first.sampler.variance_source
     procs: set[str] = set()
+    var_of: set[str] = set()
     for r in reqs:
         procs |= needed_processings(r.params["processing"], r.params["aggregation"], source)
-    stats = SampleStats(sorted(procs), source)
+        var_of |= variance_needed(r.params["processing"], r.params["aggregation"], source)
+    stats = SampleStats(sorted(procs), source, variance_of=var_of)
     ctx = GradContext(model, x, t, first.params["objective"], first.params["batch_size"], generator)
     first.sampler.run(ctx, stats)
     return [
