@@ -10,20 +10,12 @@ best_fwd``.
 
 from __future__ import annotations
 
-import argparse
-
-from common import add_common_args, bench_case, machine
-from protocol_common import add_protocol_args, pass_costs, protocol_config, run_absgrad
+from protocol_common import pass_costs, protocol_args, protocol_config, run_absgrad
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    add_common_args(p)
-    add_protocol_args(p)
-    args = p.parse_args()
-    case = bench_case(args)
+    args, case = protocol_args(__doc__)
     config = protocol_config(args)
-    print(f"machine: {machine()}")
     best = float("inf")
     for _ in range(args.repeats):
         t, _, ctx = run_absgrad(config, counter=True, case=case)

@@ -10,12 +10,10 @@ channels-last's own pass-count floor.
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 
 import torch
-from common import add_common_args, bench_case, machine
-from protocol_common import add_protocol_args, pass_costs, protocol_config, run_absgrad
+from protocol_common import pass_costs, protocol_args, protocol_config, run_absgrad
 
 METRICS = ("rcap", "dauc", "iauc")
 
@@ -41,12 +39,7 @@ def score_moves(a: dict, b: dict) -> dict[str, tuple[float, float, float]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    add_common_args(p)
-    add_protocol_args(p)
-    args = p.parse_args()
-    case = bench_case(args)
-    print(f"machine: {machine()}")
+    args, case = protocol_args(__doc__)
     plain, fast = protocol_config(args), protocol_config(args, channels_last=True)
     best = {"contiguous": float("inf"), "channels_last": float("inf")}
     for r in range(args.repeats):

@@ -9,12 +9,9 @@ this process, best of ``--repeats``; the scores are checked equal; prints ``spee
 
 from __future__ import annotations
 
-import argparse
-
-from common import add_common_args, bench_case, machine
 from protocol_common import (
-    add_protocol_args,
     max_score_difference,
+    protocol_args,
     protocol_config,
     run_absgrad,
     run_baseline,
@@ -22,13 +19,8 @@ from protocol_common import (
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    add_common_args(p)
-    add_protocol_args(p)
-    args = p.parse_args()
-    case = bench_case(args)
+    args, case = protocol_args(__doc__)
     config = protocol_config(args)
-    print(f"machine: {machine()}")
     best_a = best_b = float("inf")
     for r in range(args.repeats):
         ta, scores_a, ctx = run_absgrad(config, case=case)

@@ -52,6 +52,19 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def protocol_args(description: str | None) -> tuple[argparse.Namespace, object]:
+    """Parse the common and runner arguments of a protocol benchmark, print the machine;
+    returns (args, the case to run on)."""
+    from common import add_common_args, bench_case, machine
+
+    p = argparse.ArgumentParser(description=description)
+    add_common_args(p)
+    add_protocol_args(p)
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    return args, bench_case(args)
+
+
 def protocol_config(args: argparse.Namespace, **extra):
     return make_config(
         {
