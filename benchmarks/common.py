@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from absgrad.cases import Sample
+from absgrad.cases.base import IMAGENET_MEAN, IMAGENET_STD, Case
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample"
 
@@ -127,7 +128,10 @@ class ArchCase(ResizedCase):
     """The case's photos at ``size`` px with another model: a torchvision architecture with
     ImageNet normalisation, random weights unless ``weights`` (a state dict) is given."""
 
-    normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    _stats = Case._stats  # the case's own normalisation, with this class's mean and std
+    normalize = Case.normalize
+    denormalize = Case.denormalize
 
     def __init__(self, case, arch: str, size: int, weights: str | None = None) -> None:
         super().__init__(case, size)
@@ -142,7 +146,3 @@ class ArchCase(ResizedCase):
         if self.weights_file:
             model.load_state_dict(torch.load(self.weights_file, map_location="cpu", weights_only=True))
         return model.to(device).eval()
-
-    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        mean, std = (torch.tensor(v, dtype=pixels.dtype, device=pixels.device).view(-1, 1, 1) for v in self.normalization)
-        return (pixels - mean) / std

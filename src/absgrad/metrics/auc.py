@@ -168,6 +168,7 @@ class CurveInputs:
     """
 
     images: Tensor
+    batch: int
     steps: int
     n_del: int
     n_ins: int
@@ -180,11 +181,7 @@ class CurveInputs:
 
     def result(self, probs: Tensor) -> AUCResult:
         """The curves, given the target probability of each image ``(B*R,)``."""
-        batch = self.images.shape[0] // max(self.per_image, 1)
-        if self.per_image == 0:  # one-point curves, both given
-            batch = self.clean_probs.shape[0]  # type: ignore[union-attr]
-            probs = torch.zeros(batch, 0, device=self.images.device)
-        probs = probs.reshape(batch, self.per_image)
+        probs = probs.to(self.images.device).reshape(self.batch, self.per_image)
         del_curve, ins_curve = probs[:, : self.n_del], probs[:, self.n_del :]
         if self.clean_probs is not None:
             del_curve = torch.cat([self.clean_probs[:, None].to(probs.dtype), del_curve], dim=1)
@@ -226,5 +223,5 @@ def curve_inputs(
     inserted = torch.where(sel[:, first_ins:], x[:, None], base[:, None])
     images = torch.cat([deleted, inserted], dim=1).reshape(-1, c, h, w)
     return CurveInputs(
-        images, steps, steps - first_del, steps - first_ins, clean_probs, blurred_probs
+        images, b, steps, steps - first_del, steps - first_ins, clean_probs, blurred_probs
     )

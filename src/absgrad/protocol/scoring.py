@@ -115,12 +115,14 @@ def score_many(
     masks: Tensor | None = None,
     clean_probs: Tensor | None = None,
     blurred_probs: Tensor | None = None,
+    blurred_inputs: Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`score_maps` for several maps of the same images ``{label: (B, H, W)}``.
 
     Every perturbed image of every map goes through one :class:`ForwardQueue`, so the model
     sees full chunks of ``settings.batch_size`` across maps; each map is sorted once for RCAP
-    and the curves, and the insertion start image is blurred once.
+    and the curves, and the insertion start image is blurred once (or taken from
+    ``blurred_inputs``, :func:`absgrad.metrics.blurred` ``(x)`` computed by the caller).
     """
     from absgrad import metrics as M
     from absgrad.metrics._perturb import (
@@ -139,7 +141,7 @@ def score_many(
     b, c = x.shape[0], x.shape[1]
     check_normalization(settings.normalization, c)
     percentiles = rcap_percentiles(settings.lower_bound, settings.interval)
-    base = M.blurred(x) if want_curves else None
+    base = (M.blurred(x) if blurred_inputs is None else blurred_inputs) if want_curves else None
     if clean_probs is not None:
         clean_probs = check_probs(clean_probs, b, "clean_probs", x.device)
     if blurred_probs is not None:
@@ -205,12 +207,18 @@ def _mask_scores(maps: Tensor, metrics: Sequence[str], masks: Tensor | None, b: 
 
 
 def clean_and_blurred_probs(
-    model: nn.Module, x: Tensor, target: Tensor, settings: EvalSettings
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    settings: EvalSettings,
+    blurred_inputs: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Target probabilities on the clean and on the blurred images (deletion/insertion r = 0)."""
+    """Target probabilities on the clean and on the blurred images (deletion/insertion r = 0);
+    ``blurred_inputs``: :func:`absgrad.metrics.blurred` ``(x)`` when already computed."""
     from absgrad import metrics as M
 
+    base = M.blurred(x) if blurred_inputs is None else blurred_inputs
     with torch.inference_mode():
         clean = M.target_probs(model, x, target, batch_size=settings.batch_size)
-        blur = M.target_probs(model, M.blurred(x), target, batch_size=settings.batch_size)
+        blur = M.target_probs(model, base, target, batch_size=settings.batch_size)
     return clean, blur

@@ -44,6 +44,7 @@ class BatchData:
     pixels: np.ndarray  # (B, H, W, 3) uint8, for figures
     clean: Tensor | None = None
     blurred: Tensor | None = None
+    blurred_x: Tensor | None = None  # the insertion start image, blurred once per batch
 
 
 @dataclass
@@ -92,8 +93,11 @@ class WorkerContext:
     def probs(self, data: BatchData) -> tuple[Tensor, Tensor]:
         """Clean and blurred target probabilities of a batch, computed once."""
         if data.clean is None or data.blurred is None:
+            from absgrad.metrics import blurred
+
+            data.blurred_x = blurred(data.x)
             data.clean, data.blurred = clean_and_blurred_probs(
-                self.model, data.x, data.target, self.eval
+                self.model, data.x, data.target, self.eval, data.blurred_x
             )
             self.stats["clean_passes"] += 1
         return data.clean, data.blurred
@@ -232,6 +236,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         masks=data.masks,
         clean_probs=clean,
         blurred_probs=blurred,
+        blurred_inputs=data.blurred_x,
     )
     t3 = time.perf_counter()
     return UnitResult(
