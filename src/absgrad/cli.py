@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from absgrad.errors import AbsgradError
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class UserError(Exception):
+class UserError(AbsgradError):
     """An error caused by the command line or its inputs (reported without a traceback)."""
 
 

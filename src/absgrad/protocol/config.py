@@ -13,8 +13,10 @@ from typing import Any
 
 import yaml
 
+from absgrad.errors import AbsgradError
 
-class ConfigError(ValueError):
+
+class ConfigError(AbsgradError):
     """A configuration value is invalid; the message names the field."""
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from absgrad.errors import AbsgradError
 from absgrad.protocol.executors import Executor, Worker, register_executor
 from absgrad.protocol.plan import Unit
 from absgrad.protocol.worker import UnitResult
@@ -33,7 +34,7 @@ log = logging.getLogger("absgrad.protocol")
 INSTALL_HINT = "pip install 'absgrad[ray]'"
 
 
-class RayUnavailableError(ValueError):
+class RayUnavailableError(AbsgradError):
     """``--executor ray`` was asked for but Ray cannot be imported or reached."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from absgrad.errors import AbsgradError
 from absgrad.protocol.config import RunConfig
 from absgrad.protocol.worker import UnitResult
 
@@ -30,7 +31,7 @@ META = "run.json"
 FORMAT = 1
 
 
-class RunDirError(ValueError):
+class RunDirError(AbsgradError):
     """The output directory holds something this run must not write over."""
 
 

@@ -1,0 +1,16 @@
+"""The project's error type.
+
+Every error caused by the user's input (a bad parameter, a missing or unreadable file, an invalid
+config, an incompatible run folder) is an :class:`AbsgradError`. The command line reports these as
+one line and exits with status 2; any other exception is a bug and shows its traceback.
+``AbsgradError`` subclasses ``ValueError`` so that existing ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class AbsgradError(ValueError):
+    """An error in the user's input, reported to the user without a traceback."""
+
+
+__all__ = ["AbsgradError"]
