@@ -157,7 +157,9 @@ def _sample_folder(tmp_path: Path, labels: str) -> Path:
 def test_imagenet_sample_case_reads_bom_and_16bit(tmp_path):
     from absgrad.cases.imagenet_sample import ImageNetSampleCase
 
-    root = _sample_folder(tmp_path, "\ufefffile,wnid,class_index,name\na.png,n,1,x\nc16.png,n,2,y\n")
+    root = _sample_folder(
+        tmp_path, "\ufefffile,wnid,class_index,name\na.png,n,1,x\nc16.png,n,2,y\n"
+    )
     ds = ImageNetSampleCase(data=root).samples()
     assert ds.ids == ["a", "c16"] and [r.label for r in ds.records] == [1, 2]
     img = ds[1].image
@@ -168,7 +170,10 @@ def test_imagenet_sample_case_reads_bom_and_16bit(tmp_path):
 @pytest.mark.parametrize(
     "labels, match",
     [
-        ("file,wnid,class_index,name\na.png,n,1,x\nb.png,n,2,y\na.png,n,1,x\n", "row 4.*listed again"),
+        (
+            "file,wnid,class_index,name\na.png,n,1,x\nb.png,n,2,y\na.png,n,1,x\n",
+            "row 4.*listed again",
+        ),
         ("file,wnid,class_index,name\na.png,n,1,x\nb.png,n\n", "row 3: 2 field"),
         ("file,wnid,class_index,name\na.png,n,,x\n", "row 2: class_index '' is not an integer"),
     ],
