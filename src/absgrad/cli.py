@@ -426,13 +426,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _load_image(path: Path, size: tuple[int, int]):
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+    from absgrad.cases.io import read_rgb_image
+
+    im = read_rgb_image(path)
     w, h = im.size
     s = max(size) / min(w, h)
     im = im.resize((max(size[1], round(w * s)), max(size[0], round(h * s))), Image.BILINEAR)
