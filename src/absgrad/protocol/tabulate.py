@@ -1,19 +1,22 @@
-"""Build Tables 1-3 from results and render them as CSV, Markdown, LaTeX and HTML."""
+"""Build Tables 1-3 from results, as data (rendering: :mod:`absgrad.protocol.render`).
+
+Every cell carries its 95% percentile bootstrap interval over images
+(:mod:`absgrad.protocol.stats`); Table 3's ratios bootstrap the ratio of means with the
+images resampled together for the base map and its variant (paired).
+"""
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from absgrad.protocol.paper import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS, MetricDef
-from absgrad.protocol.tables import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
+from absgrad.protocol.stats import LEVEL, N_RESAMPLES, Interval, bootstrap_ci
 
 
 @lru_cache(maxsize=1)
@@ -35,6 +38,7 @@ class Row:
     values: dict[str, float | None]
     paper: dict[str, float] = field(default_factory=dict)
     n_images: int = 0
+    ci: dict[str, Interval] = field(default_factory=dict)  # metric -> interval over images
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     paper_case: str | None = None
     decimals: int = 4
+    level: float = LEVEL
 
     @property
     def paper_keys(self) -> set[str]:
@@ -83,27 +88,65 @@ def _paper_row(table: int, key: str, case: str | None) -> dict[str, float]:
     return dict(paper_numbers()["tables"].get(str(table), {}).get(key, {}).get(case, {}))
 
 
+@dataclass(frozen=True)
+class Bootstrap:
+    """How the tables' intervals are computed: resamples, level, seed."""
+
+    n_resamples: int = N_RESAMPLES
+    level: float = LEVEL
+    seed: int = 0
+
+    def ci(self, values: Any, of: Any = None) -> Interval:
+        out = bootstrap_ci(
+            values, of=of, n_resamples=self.n_resamples, level=self.level, seed=self.seed
+        )
+        assert isinstance(out, Interval)
+        return out
+
+
+def _map_row(
+    results: Results, title: str, label: str, cols: list[MetricDef], boot: Bootstrap, **kw: Any
+) -> Row:
+    values: dict[str, float | None] = {}
+    ci: dict[str, Interval] = {}
+    for m in cols:
+        v = results.scores(label, m.key)
+        values[m.key] = None if v is None or v.size == 0 else float(v.mean())
+        if values[m.key] is not None:
+            ci[m.key] = boot.ci(v)
+    return Row(title, label, values, n_images=results.n_images(label), ci=ci, **kw)
+
+
 def build_tables(
-    results: Results, tables: tuple[int, ...] = (1, 2, 3), compare: str | None = None
+    results: Results,
+    tables: tuple[int, ...] = (1, 2, 3),
+    compare: str | None = None,
+    *,
+    bootstrap: Bootstrap | None = None,
 ) -> list[Table]:
-    """The requested tables; ``compare``: a paper case name (``ImageNet-S``) to show beside ours."""
+    """The requested tables; ``compare``: a paper case name (``ImageNet-S``) to show beside ours.
+
+    ``bootstrap``: interval settings (default: 2,000 resamples, 95%, the run's seed).
+    """
+    boot = bootstrap or Bootstrap(seed=int(results.meta.get("config", {}).get("seed", 0)))
     cols = _columns(results)
     out = []
     for n in tables:
         if n in TABLES:
             tdef = TABLES[n]
             rows = [
-                Row(
-                    title,
-                    label,
-                    {m.key: results.value(label, m.key) for m in cols},
-                    _paper_row(n, label, compare),
-                    results.n_images(label),
-                )
+                _map_row(results, title, label, cols, boot, paper=_paper_row(n, label, compare))
                 for title, label in tdef.rows
             ]
             t = Table(
-                n, tdef.title, cols, rows, tdef.reference_rows, tdef.groups, paper_case=compare
+                n,
+                tdef.title,
+                cols,
+                rows,
+                tdef.reference_rows,
+                tdef.groups,
+                paper_case=compare,
+                level=boot.level,
             )
             if n == 2:
                 t.notes.append(
@@ -112,19 +155,11 @@ def build_tables(
                 )
             out.append(t)
         elif n == 3:
-            out.append(_table3(results, cols, compare))
+            out.append(_table3(results, cols, compare, boot))
     extra = list(results.meta.get("config", {}).get("extra_maps") or {})
     if extra:
-        rows = [
-            Row(
-                lb,
-                lb,
-                {m.key: results.value(lb, m.key) for m in cols},
-                n_images=results.n_images(lb),
-            )
-            for lb in extra
-        ]
-        out.append(Table(4, "Extra maps (the config's extra_maps)", cols, rows))
+        rows = [_map_row(results, lb, lb, cols, boot) for lb in extra]
+        out.append(Table(4, "Extra maps (the config's extra_maps)", cols, rows, level=boot.level))
     for t in out:
         missing = [r.title for r in t.rows if all(v is None for v in r.values.values())]
         if missing:
@@ -134,25 +169,48 @@ def build_tables(
                 "sqrtMAE = sqrt(mean |M - S|): the number the paper prints as MAE "
                 "(MAE is the plain mean |M - S|)."
             )
+        if any(r.ci for r in t.rows):
+            t.notes.append(
+                f"± : half-width of the {boot.level:.0%} percentile bootstrap interval over "
+                f"images ({boot.n_resamples} resamples, seed {boot.seed}"
+                + ("; paired ratio of means" if t.number == 3 else "")
+                + "); the CSV gives its bounds."
+            )
     return out
 
 
-def _table3(results: Results, cols: list[MetricDef], compare: str | None) -> Table:
+def _ratio_of_means(k: int) -> Any:
+    """Mean over k pairs of (variant mean / base mean); columns are [base, variant] x k."""
+
+    def of(means: Any) -> Any:
+        return sum(means[..., 2 * j + 1] / means[..., 2 * j] for j in range(k)) / k
+
+    return of
+
+
+def _table3(results: Results, cols: list[MetricDef], compare: str | None, boot: Bootstrap) -> Table:
     rows = []
     used: dict[str, list[str]] = {}
     for sym in VARIANTS:
         values: dict[str, float | None] = {}
+        ci: dict[str, Interval] = {}
         for m in cols:
-            ratios = []
+            pairs: list[str] = []
             for base_name, (base, variants) in TABLE3_VARIANTS.items():
                 b, v = results.value(base, m.key), results.value(variants[sym], m.key)
                 if b is not None and v is not None and b != 0:
-                    ratios.append(v / b)
+                    pairs += [base, variants[sym]]
                     if base_name not in used.setdefault(sym, []):
                         used[sym].append(base_name)
-            values[m.key] = sum(ratios) / len(ratios) if ratios else None
-        rows.append(Row(sym, sym, values, _paper_row(3, sym, compare)))
-    t = Table(3, TABLE3_TITLE, cols, rows, paper_case=compare, decimals=2)
+            both = results.paired(pairs, m.key) if pairs else None
+            if both is None:
+                values[m.key] = None
+                continue
+            cell = boot.ci(both[1], of=_ratio_of_means(len(pairs) // 2))
+            values[m.key], ci[m.key] = cell.value, cell
+        n_img = max((c.n for c in ci.values()), default=0)
+        rows.append(Row(sym, sym, values, _paper_row(3, sym, compare), n_img, ci))
+    t = Table(3, TABLE3_TITLE, cols, rows, paper_case=compare, decimals=2, level=boot.level)
     bases = sorted({b for v in used.values() for b in v})
     t.notes.append(
         "Each cell: variant metric / base metric, averaged over "
@@ -161,123 +219,3 @@ def _table3(results: Results, cols: list[MetricDef], compare: str | None) -> Tab
         " rows use the original hook. Bold: best per column; * marks an improvement over the base."
     )
     return t
-
-
-# -- rendering -------------------------------------------------------------------------------
-def _fmt(v: float | None, decimals: int) -> str:
-    return "—" if v is None else f"{v:.{decimals}f}"
-
-
-def _header(t: Table, style: str) -> list[str]:
-    head = ["Method" if t.number != 3 else "Variant"]
-    for m in t.columns:
-        name = m.latex if style == "latex" else m.title
-        head.append(
-            f"{name} {m.arrow}"
-            if style != "latex"
-            else f"{name}$\\{'uparrow' if m.higher_is_better else 'downarrow'}$"
-        )
-        if m.key in t.paper_keys:
-            head.append(f"paper {m.title if style != 'latex' else name}")
-    return head
-
-
-def to_csv(t: Table) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    head = ["row", "label", "n_images"]
-    for m in t.columns:
-        head.append(m.key)
-        if m.key in t.paper_keys:
-            head.append(f"paper_{m.key}")
-    w.writerow(head)
-    for r in t.rows:
-        line: list[Any] = [r.title, r.key, r.n_images]
-        for m in t.columns:
-            v = r.values.get(m.key)
-            line.append("" if v is None else repr(float(v)))
-            if m.key in t.paper_keys:
-                pv = r.paper.get(m.key)
-                line.append("" if pv is None else pv)
-        w.writerow(line)
-    return buf.getvalue()
-
-
-def _cells(t: Table, style: str) -> list[list[str]]:
-    best = {m.key: t.best(m) for m in t.columns}
-    out = []
-    for i, r in enumerate(t.rows):
-        title = r.title
-        if style == "latex":
-            title = title.replace("^R", "$^R$")
-        elif style == "html":
-            title = html.escape(title).replace("^R", "<sup>R</sup>")
-        line = [title]
-        for m in t.columns:
-            s = _fmt(r.values.get(m.key), t.decimals)
-            if i in best[m.key]:
-                s = {"md": f"**{s}**", "latex": f"\\textbf{{{s}}}", "html": f"<b>{s}</b>"}[style]
-            if t.improves(r, m):
-                s += {"md": "\\*", "latex": "$^*$", "html": "*"}[style]
-            line.append(s)
-            if m.key in t.paper_keys:
-                pv = r.paper.get(m.key)
-                line.append("—" if pv is None else f"{pv:.{t.decimals}f}")
-        out.append(line)
-    return out
-
-
-def _caption(t: Table) -> str:
-    cap = f"Table {t.number}: {t.title}"
-    if t.paper_case:
-        cap += f" (paper's numbers: {t.paper_case})"
-    return cap
-
-
-def to_markdown(t: Table) -> str:
-    head = _header(t, "md")
-    lines = [
-        f"**{_caption(t)}**",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
-    ]
-    lines += ["| " + " | ".join(c) + " |" for c in _cells(t, "md")]
-    lines += [""] + [f"_{n}_" for n in t.notes]
-    return "\n".join(lines) + "\n"
-
-
-def to_latex(t: Table) -> str:
-    head = _header(t, "latex")
-    lines = [
-        "\\begin{table}[t]",
-        "\\centering",
-        "\\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
-        "\\hline",
-        " & ".join(head) + " \\\\",
-        "\\hline",
-    ]
-    for i, c in enumerate(_cells(t, "latex")):
-        if i in t.groups:
-            lines.append("\\hline")
-        lines.append(" & ".join(x.replace("—", "--") for x in c) + " \\\\")
-    esc = _caption(t).replace("^R", "$^R$").replace("&", "\\&")
-    lines += ["\\hline", "\\end{tabular}", f"\\caption{{{esc}}}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_html(t: Table) -> str:
-    head = _header(t, "html")
-    parts = [
-        f'<table class="results" id="table{t.number}">',
-        f"<caption>{html.escape(_caption(t))}</caption>",
-        "<thead><tr>",
-    ]
-    parts += [f"<th>{html.escape(h)}</th>" for h in head]
-    parts.append("</tr></thead><tbody>")
-    for i, c in enumerate(_cells(t, "html")):
-        cls = ' class="group"' if i in t.groups else ""
-        parts.append(f"<tr{cls}>" + "".join(f"<td>{x}</td>" for x in c) + "</tr>")
-    parts.append("</tbody></table>")
-    parts += [f'<p class="note">{html.escape(n)}</p>' for n in t.notes]
-    return "\n".join(parts)
