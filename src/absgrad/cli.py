@@ -351,10 +351,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for key, m in METRICS.items():
             print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
     elif args.what == "maps":
-        from absgrad.protocol.tables import Sampling, paper_maps
+        from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
-        rev = dict.fromkeys(("sg", "ig", "guidedig", "blurig", "gb"), (0.07, 0.1))
-        for label, s in paper_maps(Sampling(), rev).items():
+        rev = dict.fromkeys(REVERSED_BASES, (0.07, 0.1))
+        for label, s in paper_maps(PAPER_SAMPLING, rev).items():
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
@@ -426,13 +426,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _load_image(path: Path, size: tuple[int, int]):
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+    from absgrad.cases.io import read_rgb_image
+
+    im = read_rgb_image(path)
     w, h = im.size
     s = max(size) / min(w, h)
     im = im.resize((max(size[1], round(w * s)), max(size[0], round(h * s))), Image.BILINEAR)
