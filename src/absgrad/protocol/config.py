@@ -39,6 +39,8 @@ class RunConfig:
     batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
+    engine: str = "auto"  # forward passes of the metrics: eager, compile, or auto (by run size)
+    precision: str = "fp32"  # fp32, or bf16 autocast in the metrics' forward passes (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
     n_samples: int = PAPER_SAMPLING.n_samples
     spread: float = PAPER_SAMPLING.spread
@@ -69,6 +71,8 @@ class RunConfig:
             d.pop(k)
         if not d["channels_last"]:
             d.pop("channels_last")  # runs from before the option keep their hash
+        if d["precision"] == "fp32":
+            d.pop("precision")  # likewise: only bf16 changes the hash
         return d
 
     def config_hash(self) -> str:
@@ -76,7 +80,7 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOT_HASHED = ("device", "eval_batch_size", "save_maps")
+NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: YAML sections flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
 SECTIONS = {
@@ -186,6 +190,10 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
         isinstance(d["device"], str) and d["device"].split(":")[0] in ("cpu", "cuda", "mps")
     ):
         raise _fail("device", "must be cpu, cuda, cuda:N or mps", d["device"])
+    if "engine" in d and d["engine"] not in ("auto", "eager", "compile"):
+        raise _fail("engine", "must be auto, eager or compile", d["engine"])
+    if "precision" in d and d["precision"] not in ("fp32", "bf16"):
+        raise _fail("precision", "must be fp32 or bf16", d["precision"])
     if "objective" in d and d["objective"] not in ("logit", "log_softmax", "nll"):
         raise _fail("objective", "must be logit, log_softmax or nll", d["objective"])
     if "save_maps" in d and not (
