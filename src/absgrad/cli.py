@@ -225,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="method parameter, e.g. --param n_samples=50 (repeatable)",
     )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
+        "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+    )
     p.add_argument("--target", type=int, help="class index (default: the predicted class)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu")
@@ -421,9 +427,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"--target {target} is out of range for a model with {probs.shape[0]} classes"
         )
     gen = torch.Generator().manual_seed(args.seed)
-    smap = explain(model, x, target, args.method, generator=gen, **_parse_params(args.param))[
-        0
-    ].cpu()
+    params = _parse_params(args.param)
+    if args.layer is not None:
+        if args.method.lower() != "gradcam":
+            raise UserError(f"--layer applies to --method gradcam, not {args.method!r}")
+        params["layer"] = args.layer
+    smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), smap.numpy())
