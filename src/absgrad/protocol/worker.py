@@ -209,12 +209,14 @@ class UnitResult:
     timing: dict[str, float]
     maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
     images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
+    targets: list[int] | None = None  # (B,) target classes of the batch
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready record stored for the unit."""
         return {
             "unit": self.unit.to_dict(),
             "image_ids": list(self.unit.image_ids),
+            "targets": self.targets,
             "clean_prob": self.clean_prob,
             "blurred_prob": self.blurred_prob,
             "scores": self.scores,
@@ -268,4 +270,5 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         if unit.save_maps
         else None,
         images=data.pixels if unit.first_of_batch else None,
+        targets=[int(t) for t in data.target.cpu().tolist()],
     )
