@@ -193,6 +193,7 @@ class UnitResult:
     timing: dict[str, float]
     maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
     images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
+    targets: list[int] | None = None  # the class each image's maps explain
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready record stored for the unit."""
@@ -201,6 +202,7 @@ class UnitResult:
             "image_ids": list(self.unit.image_ids),
             "clean_prob": self.clean_prob,
             "blurred_prob": self.blurred_prob,
+            "targets": self.targets,
             "scores": self.scores,
             "timing": self.timing,
         }
@@ -249,4 +251,5 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         if unit.save_maps
         else None,
         images=data.pixels if unit.first_of_batch else None,
+        targets=[int(t) for t in data.target.cpu().tolist()],
     )
