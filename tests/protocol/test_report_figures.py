@@ -20,9 +20,9 @@ from absgrad.protocol.figures import (
 )
 from absgrad.protocol.gallery import write_gallery
 from absgrad.protocol.overlay import clip_normalise, overlay
+from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
 from absgrad.protocol.results import load_results
 from absgrad.protocol.store import RunStore, atomic_write_json
-from absgrad.protocol.tables import ABLATION_P, TABLE2, gag_label
 
 
 # -- overlays --------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from absgrad.protocol.overlay import CLIP, CMAP, overlay
+from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
+from absgrad.protocol.plan import unit_id
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS
 from absgrad.protocol.store import RunStore
-from absgrad.protocol.tables import ABLATION_P, TABLE2, gag_label
 
 DPI = 100
 #: Bootstrap settings of every interval the report shows.
@@ -179,7 +180,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def _table2_labels(res: Results, reversed_too: bool = True) -> list[tuple[str, str]]:
     rows = [(t, lb) for t, lb in TABLE2.rows if lb in res.per_image]
-    return rows if reversed_too else [(t, lb) for t, lb in rows if not lb.endswith("-r")]
+    return rows if reversed_too else [(t, lb) for t, lb in rows if not res.is_reversed(lb)]
 
 
 # -- the figures -----------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def stored_maps(
             continue
         loaded: dict[str, np.ndarray] = {}
         for name in dict.fromkeys(groups[lb] for lb in labels if lb in groups):
-            for lb, m in store.load_maps(f"b{batch:05d}-{name}").items():
+            for lb, m in store.load_maps(unit_id(batch, name)).items():
                 if lb in labels:
                     loaded[lb] = m
         for i, img in enumerate(imgs):

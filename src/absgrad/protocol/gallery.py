@@ -20,10 +20,10 @@ import numpy as np
 
 from absgrad.protocol.figures import ordinal, stored_maps
 from absgrad.protocol.overlay import ALPHA, CLIP, CMAP, overlay
+from absgrad.protocol.paper import TABLE2
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS
 from absgrad.protocol.store import RunStore, atomic_write_bytes
-from absgrad.protocol.tables import TABLE2
 
 PAGE_SIZE = 20
 TILE_MAX = 256  # longest side of a stored tile, px
