@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  absgrad run --case synthetic --limit 8 --out runs/syn\n"
         "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights rn50.pth --out runs/ins\n"
         "  absgrad report runs/syn --compare-paper imagenet-s\n"
+        "  absgrad compare runs/syn runs/syn-50 --out runs/compare\n"
         "  absgrad explain photo.jpg --method gag --out map.png\n"
         "See docs/protocol.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -249,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=_int_list, metavar="1,2,3")
     p.add_argument("--compare-paper", nargs="?", const=True, default=None, metavar="CASE")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="two runs side by side: every shared map and metric, B - A with its interval",
+    )
+    p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
+    p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write compare.md and compare.html into DIR"
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
     p.add_argument("what", choices=["cases", "methods", "maps", "metrics", "configs"])
@@ -356,6 +368,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not report.complete:
         print("note: the run is partial; the tables cover the stored units only", file=sys.stderr)
     print(f"report: {report.html.resolve()}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from absgrad.protocol.compare import compare_runs, comparison_markdown
+
+    comparison, files = compare_runs(args.run_a, args.run_b, args.out)
+    print(comparison_markdown(comparison))
+    for path in files.values():
+        print(f"wrote {path}")
     return 0
 
 

@@ -63,6 +63,8 @@ def test_report_renders_in_headless_chromium(synthetic_run, tmp_path):
     for n in (1, 2, 3):
         assert f'id="table{n}"' in dom
     assert dom.count("<tr") > 9 + 14 + 5
+    # every number of Tables 1 and 2 carries its interval (7 metrics on the synthetic case)
+    assert dom.count('<span class="ci"') >= (9 + 14) * 7
     ok, total = _loaded(dom)
     assert total == 4 and ok == total, f"{ok} of {total} figures decoded"
     # every figure links its SVG, which exists beside the PNG

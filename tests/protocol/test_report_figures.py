@@ -12,17 +12,18 @@ from matplotlib import colormaps
 from absgrad.protocol.figures import (
     ablation_curves,
     auc_curves,
+    fmt_interval,
     line_styles,
-    mean_interval,
     ordinal,
-    per_image_values,
     rcap_bars,
+    value_interval,
 )
 from absgrad.protocol.gallery import write_gallery
 from absgrad.protocol.overlay import clip_normalise, overlay
 from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
 from absgrad.protocol.results import load_results
 from absgrad.protocol.store import RunStore, atomic_write_json
+from absgrad.protocol.tabulate import build_tables
 
 
 # -- overlays --------------------------------------------------------------------------------
@@ -65,32 +66,6 @@ def test_overlay_resizes_a_smaller_map_and_rejects_bad_input():
         overlay(photo, small, alpha=1.5)
     with pytest.raises(ValueError, match="NaN"):
         overlay(photo, np.full((8, 8), np.nan))
-
-
-# -- intervals -------------------------------------------------------------------------------
-def test_mean_interval_is_seeded_and_matches_the_normal_approximation():
-    rng = np.random.default_rng(2)
-    v = rng.normal(0.4, 0.1, size=400)
-    lo, hi = mean_interval(v)
-    assert (lo, hi) == mean_interval(v)  # seeded
-    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v))
-    assert lo < v.mean() < hi
-    assert abs((hi - lo) / 2 - half) / half < 0.15
-    assert abs((lo + hi) / 2 - v.mean()) < 0.3 * half
-
-
-def test_mean_interval_of_curves_is_the_interval_of_each_column():
-    rng = np.random.default_rng(3)
-    curves = rng.random((30, 5))
-    lo, hi = mean_interval(curves)
-    assert lo.shape == (5,)
-    # the same resamples for every column: a loop over a plain bootstrap reproduces it
-    counts = np.random.default_rng(0).multinomial(30, np.full(30, 1 / 30), size=1000)
-    means = counts @ curves / 30
-    np.testing.assert_allclose(lo, np.percentile(means, 2.5, axis=0))
-    np.testing.assert_allclose(hi, np.percentile(means, 97.5, axis=0))
-    one_lo, one_hi = mean_interval(curves[:1, 0])
-    assert np.isnan(one_lo) and np.isnan(one_hi)
 
 
 def test_ordinal():
@@ -215,12 +190,16 @@ def _mk(path):
     return path
 
 
-def test_per_image_areas_average_to_the_tables_value(tmp_path):
+def test_figure_intervals_are_the_tables_intervals(tmp_path):
     res = load_results(fake_run(tmp_path / "run", n_images=9))
-    for m in ("dauc", "iauc"):
-        v = per_image_values(res, "sg", m)
-        assert v.shape == (9,)
-        assert v.mean() == pytest.approx(res.value("sg", m), rel=1e-12)
+    rows = {r.key: r for t in build_tables(res, (1,)) for r in t.rows}
+    for m in ("rcap", "dauc", "iauc"):
+        ci = value_interval(res, "gag-85", m)
+        table = rows["gag-85"].ci[m]
+        assert (ci.lo, ci.hi, ci.value) == (table.lo, table.hi, table.value)
+        assert ci.lo <= res.value("gag-85", m) <= ci.hi and ci.lo < ci.hi
+        assert fmt_interval(ci) == f"[{ci.lo:.3f}, {ci.hi:.3f}]"
+    assert value_interval(res, "gag-85", "lc_dice") is None
 
 
 def test_figures_are_written_as_png_and_svg_on_honest_axes(tmp_path):

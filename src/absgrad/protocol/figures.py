@@ -6,7 +6,8 @@
   dashes = reversed), each legend entry with its area and interval;
 * ``rcap_bars``: RCAP's mean ``hit * prob`` per percentile, with intervals.
 
-Intervals are percentile-bootstrap intervals over images (:func:`mean_interval`).
+Intervals are the tables' 95% percentile-bootstrap intervals over images
+(:func:`absgrad.protocol.stats.bootstrap_ci`, same resamples).
 """
 
 from __future__ import annotations
@@ -23,13 +24,10 @@ from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
 from absgrad.protocol.plan import unit_id
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS
+from absgrad.protocol.stats import Interval, bootstrap_ci
 from absgrad.protocol.store import RunStore
 
 DPI = 100
-#: Bootstrap settings of every interval the report shows.
-N_BOOT = 1000
-LEVEL = 0.95
-BOOT_SEED = 0
 
 #: Colours of the paper's methods (colour-blind-safe, Okabe-Ito first); other bases take the
 #: extra colours in order of appearance.
@@ -52,56 +50,21 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 # -- intervals -------------------------------------------------------------------------------
-def mean_interval(
-    values: np.ndarray, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = BOOT_SEED
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile-bootstrap interval of the mean over axis 0 (images) of ``values (n, ...)``.
-
-    Resamples the images ``n_boot`` times with replacement (seeded); returns ``(lo, hi)`` of
-    shape ``values.shape[1:]``. With one image the interval is NaN (undefined).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim == 0 or v.shape[0] == 0:
-        raise ValueError(f"need at least one value per image, got shape {v.shape}")
-    n = v.shape[0]
-    if n < 2:
-        nan = np.full(v.shape[1:], np.nan)
-        return nan, nan.copy()
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
-    means = (counts @ v.reshape(n, -1) / n).reshape((n_boot, *v.shape[1:]))
-    tail = (1.0 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail], axis=0)
-    return lo, hi
-
-
-def per_image_values(res: Results, label: str, metric: str) -> np.ndarray | None:
-    """``(n,)`` per-image scores whose mean is the table's value (DAUC/IAUC: per-image areas)."""
-    d = res.per_image.get(label, {})
-    if metric in ("dauc", "iauc"):
-        curve = d.get("deletion" if metric == "dauc" else "insertion")
-        if curve is None or metric not in d:
-            return None
-        steps = curve.shape[1]
-        if steps < 2:
-            return np.zeros(curve.shape[0])
-        return (curve[:, 1:] + curve[:, :-1]).sum(axis=1) / (2.0 * steps)
-    return None if metric not in d else np.asarray(d[metric], dtype=np.float64)
-
-
-def value_interval(res: Results, label: str, metric: str) -> tuple[float, float] | None:
-    """The bootstrap interval of a table value, or None when the map/metric was not computed."""
-    v = per_image_values(res, label, metric)
-    if v is None or len(v) == 0:
+def value_interval(res: Results, label: str, metric: str) -> Interval | None:
+    """The table value's bootstrap interval (the same resamples as the tables'), or None."""
+    v = res.scores(label, metric)
+    if v is None or v.size == 0:
         return None
-    lo, hi = mean_interval(v)
-    return float(lo), float(hi)
+    out = bootstrap_ci(v)
+    assert isinstance(out, Interval)
+    return out
 
 
-def fmt_interval(lo: float, hi: float, decimals: int = 3) -> str:
-    if np.isnan(lo) or np.isnan(hi):
-        return "[n/a: 1 image]"
-    return f"[{lo:.{decimals}f}, {hi:.{decimals}f}]"
+def fmt_interval(ci: Interval | None, decimals: int = 3) -> str:
+    """``[lo, hi]`` of an interval; a single image has none."""
+    if ci is None or ci.n < 2:
+        return "[no interval: 1 image]"
+    return f"[{ci.lo:.{decimals}f}, {ci.hi:.{decimals}f}]"
 
 
 # -- styles ----------------------------------------------------------------------------------
@@ -272,8 +235,8 @@ def ablation_curves(
     for ax, m in zip(axes, metrics, strict=False):
         vals = np.array([res.value(gag_label(p), m) for p in ps], dtype=np.float64)
         ci = [value_interval(res, gag_label(p), m) for p in ps]
-        lo = np.array([c[0] if c else np.nan for c in ci])
-        hi = np.array([c[1] if c else np.nan for c in ci])
+        lo = np.array([c.lo if c else np.nan for c in ci])
+        hi = np.array([c.hi if c else np.nan for c in ci])
         ax.fill_between(x, lo, hi, color=METHOD_COLORS["gag"], alpha=0.2, lw=0, label="95% CI")
         ax.plot(x, vals, marker="o", color=METHOD_COLORS["gag"], label=f"this run (n = {n})")
         pv = [(paper or {}).get(gag_label(p), {}).get(m) for p in ps]
@@ -322,7 +285,7 @@ def auc_curves(res: Results, path: Path) -> Path | None:
             r = np.arange(len(curve)) / len(curve)
             v = res.value(lb, metric)
             ci = value_interval(res, lb, metric)
-            lab = _tex(title) if v is None else f"{_tex(title)}  {v:.3f} {fmt_interval(*ci)}"
+            lab = _tex(title) if v is None else f"{_tex(title)}  {v:.3f} {fmt_interval(ci)}"
             ax.plot(r, curve, markersize=3.5, linewidth=1.4, label=lab, **styles[lb])
         ax.set_xlabel("fraction of pixels r")
         ax.set_ylabel("target probability")
@@ -357,9 +320,10 @@ def rcap_bars(res: Results, path: Path) -> Path | None:
     for k, (title, lb) in enumerate(rows):
         d = res.per_image[lb]
         terms = d["rcap_hit"] * d["rcap_prob"] * d.get("rcap_valid", np.ones_like(d["rcap_hit"]))
-        mean = terms.mean(axis=0)
-        lo, hi = mean_interval(terms)
-        err = np.nan_to_num(np.stack([mean - lo, hi - mean]))
+        cis = bootstrap_ci(terms)
+        assert isinstance(cis, list)
+        mean = np.array([c.value for c in cis])
+        err = np.array([[c.value - c.lo for c in cis], [c.hi - c.value for c in cis]])
         ax.bar(
             x + (k - (len(rows) - 1) / 2) * width,
             mean,

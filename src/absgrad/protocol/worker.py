@@ -209,16 +209,16 @@ class UnitResult:
     timing: dict[str, float]
     maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
     images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
-    targets: list[int] | None = None  # the class each image's maps explain
+    targets: list[int] | None = None  # (B,) target classes of the batch
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready record stored for the unit."""
         return {
             "unit": self.unit.to_dict(),
             "image_ids": list(self.unit.image_ids),
+            "targets": self.targets,
             "clean_prob": self.clean_prob,
             "blurred_prob": self.blurred_prob,
-            "targets": self.targets,
             "scores": self.scores,
             "timing": self.timing,
         }
