@@ -115,6 +115,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
         p.add_argument(
+            "--layer",
+            metavar="NAME",
+            help="Grad-CAM layer, a name from model.named_modules() (default: the case's, else "
+            "the rule for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+        )
+        p.add_argument(
             "--executor", default="local", help="how units are run: local (default) or ray"
         )
         ray = p.add_argument_group("--executor ray (pip install 'absgrad[ray]'; see docs/ray.md)")
@@ -297,6 +303,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
+        "gradcam_layer": get("layer"),
     }
     if get("no_select"):
         out["select"] = False
@@ -382,16 +389,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from absgrad import catalogue  # no torch: `absgrad list` answers at once
+
     if args.what == "methods":
-        from absgrad.methods import METHODS
-
-        for name, m in METHODS.items():
-            print(f"{name:10s} {m.title}")
+        for name, title in catalogue.METHODS.items():
+            print(f"{name:10s} {title}")
     elif args.what == "metrics":
-        from absgrad.protocol.scoring import METRICS
-
-        for key, m in METRICS.items():
-            print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
+        for key, (title, higher, needs_mask) in catalogue.METRICS.items():
+            arrow = "↑" if higher else "↓"
+            print(f"{key:14s} {title} {arrow}{'  (needs masks)' if needs_mask else ''}")
     elif args.what == "maps":
         from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
@@ -400,9 +406,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
-        from absgrad.cases import CASES
-
-        for name in CASES:
+        for name in catalogue.CASES:
             print(name)
     else:
         from absgrad.protocol.config import shipped_configs
@@ -502,9 +506,6 @@ def _save_overlay(pixels, smap, out: Path, title: str) -> None:
 # -- entry point --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
-    from absgrad.protocol.config import ConfigError
-    from absgrad.protocol.store import RunDirError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -518,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (UserError, ConfigError, RunDirError, OSError, ValueError, TypeError) as e:
+    except (AbsgradError, OSError, ValueError, TypeError) as e:  # config, run-dir, input errors
         if os.environ.get("ABSGRAD_DEBUG"):
             raise
         print(f"absgrad: error: {e}", file=sys.stderr)
