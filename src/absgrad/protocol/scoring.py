@@ -116,6 +116,7 @@ def score_many(
     clean_probs: Tensor | None = None,
     blurred_probs: Tensor | None = None,
     blurred_inputs: Tensor | None = None,
+    cache: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`score_maps` for several maps of the same images ``{label: (B, H, W)}``.
 
@@ -123,10 +124,12 @@ def score_many(
     sees full chunks of ``settings.batch_size`` across maps; each map is sorted once for RCAP
     and the curves, and the insertion start image is blurred once (or taken from
     ``blurred_inputs``, :func:`absgrad.metrics.blurred` ``(x)`` computed by the caller).
+    Each distinct perturbed image is scored once (:mod:`absgrad.dedupe`; ``cache``: a
+    :class:`absgrad.dedupe.ProbCache` shared with other calls on the same images).
     """
     from absgrad import metrics as M
+    from absgrad.dedupe import DedupQueue
     from absgrad.metrics._perturb import (
-        ForwardQueue,
         check_normalization,
         check_probs,
         eval_mode,
@@ -147,7 +150,11 @@ def score_many(
     if blurred_probs is not None:
         blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
     with eval_mode(model), torch.inference_mode():
-        queue = ForwardQueue(model, settings.batch_size)
+        queue = DedupQueue(
+            model, settings.batch_size, x, target, cache=cache,
+            normalization=settings.normalization, clean_probs=clean_probs,
+            blurred_probs=blurred_probs,
+        )  # fmt: skip
         pending: dict[str, list[tuple[Any, slice]]] = {}
         for label, raw in maps.items():
             xi, m = prepare(
@@ -157,12 +164,16 @@ def score_many(
             work: list[tuple[Any, slice]] = []
             if want_rcap:
                 r = rcap_inputs(xi, m, percentiles, settings.normalization, ordered=ordered)
-                work.append((r, queue.put(r.images, target.repeat_interleave(len(percentiles)))))
+                keys = queue.rcap_keys(m, ordered, percentiles)
+                work.append((r, queue.put(r.images, target.repeat_interleave(len(percentiles)), keys)))
             if want_curves:
                 a = curve_inputs(
                     xi, m, base, settings.auc_steps, clean_probs, blurred_probs, ordered=ordered
                 )
-                work.append((a, queue.put(a.images, target.repeat_interleave(a.per_image))))
+                keys = queue.curve_keys(
+                    m, ordered, settings.auc_steps, a.steps - a.n_del, a.steps - a.n_ins
+                )
+                work.append((a, queue.put(a.images, target.repeat_interleave(a.per_image), keys)))
             pending[label] = work
         probs = queue.probs()
     out: dict[str, dict[str, Any]] = {}
