@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  absgrad run --case synthetic --limit 8 --out runs/syn\n"
         "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights rn50.pth --out runs/ins\n"
         "  absgrad report runs/syn --compare-paper imagenet-s\n"
+        "  absgrad compare runs/syn runs/syn-50 --out runs/compare\n"
         "  absgrad explain photo.jpg --method gag --out map.png\n"
         "See docs/protocol.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -225,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="method parameter, e.g. --param n_samples=50 (repeatable)",
     )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
+        "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+    )
     p.add_argument("--target", type=int, help="class index (default: the predicted class)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu")
@@ -243,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=_int_list, metavar="1,2,3")
     p.add_argument("--compare-paper", nargs="?", const=True, default=None, metavar="CASE")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="two runs side by side: every shared map and metric, B - A with its interval",
+    )
+    p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
+    p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write compare.md and compare.html into DIR"
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
     p.add_argument("what", choices=["cases", "methods", "maps", "metrics", "configs"])
@@ -353,17 +371,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from absgrad.protocol.compare import compare_runs, comparison_markdown
+
+    comparison, files = compare_runs(args.run_a, args.run_b, args.out)
+    print(comparison_markdown(comparison))
+    for path in files.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    from absgrad import catalogue  # no torch: `absgrad list` answers at once
+
     if args.what == "methods":
-        from absgrad.methods import METHODS
-
-        for name, m in METHODS.items():
-            print(f"{name:10s} {m.title}")
+        for name, title in catalogue.METHODS.items():
+            print(f"{name:10s} {title}")
     elif args.what == "metrics":
-        from absgrad.protocol.scoring import METRICS
-
-        for key, m in METRICS.items():
-            print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
+        for key, (title, higher, needs_mask) in catalogue.METRICS.items():
+            arrow = "↑" if higher else "↓"
+            print(f"{key:14s} {title} {arrow}{'  (needs masks)' if needs_mask else ''}")
     elif args.what == "maps":
         from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
@@ -372,9 +399,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
-        from absgrad.cases import CASES
-
-        for name in CASES:
+        for name in catalogue.CASES:
             print(name)
     else:
         from absgrad.protocol.config import shipped_configs
@@ -421,9 +446,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"--target {target} is out of range for a model with {probs.shape[0]} classes"
         )
     gen = torch.Generator().manual_seed(args.seed)
-    smap = explain(model, x, target, args.method, generator=gen, **_parse_params(args.param))[
-        0
-    ].cpu()
+    params = _parse_params(args.param)
+    if args.layer is not None:
+        if args.method.lower() != "gradcam":
+            raise UserError(f"--layer applies to --method gradcam, not {args.method!r}")
+        params["layer"] = args.layer
+    smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), smap.numpy())
@@ -471,9 +499,6 @@ def _save_overlay(pixels, smap, out: Path, title: str) -> None:
 # -- entry point --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
-    from absgrad.protocol.config import ConfigError
-    from absgrad.protocol.store import RunDirError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -487,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (UserError, ConfigError, RunDirError, OSError, ValueError, TypeError) as e:
+    except (AbsgradError, OSError, ValueError, TypeError) as e:  # config, run-dir, input errors
         if os.environ.get("ABSGRAD_DEBUG"):
             raise
         print(f"absgrad: error: {e}", file=sys.stderr)
