@@ -12,7 +12,7 @@ from torch import nn
 
 from absgrad import metrics as M
 from absgrad.dedupe import DedupQueue, ProbCache
-from absgrad.metrics._perturb import sorted_values
+from absgrad.metrics.thresholds import sorted_values
 from absgrad.metrics.auc import curve_inputs
 from absgrad.metrics.rcap import rcap_inputs, rcap_percentiles
 from absgrad.protocol.scoring import EvalSettings, score_many

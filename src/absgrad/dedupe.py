@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from absgrad.metrics._perturb import ForwardQueue, fraction_positions, thresholds
+from absgrad.metrics.forward import ForwardQueue
+from absgrad.metrics.thresholds import fraction_positions, thresholds
 
 
 def _digest(t: Tensor) -> bytes:
@@ -141,10 +142,27 @@ class DedupQueue:
                 )
         return keys
 
+    def keys(
+        self, perturbation: str, m: Tensor, ordered: Tensor, context: Any, batch: Any
+    ) -> list[Hashable] | None:
+        """Keys of a perturbation's batch (``rcap``, ``delete_insert``); ``None`` for a
+        perturbation this module does not know (its images are all scored)."""
+        if perturbation == "rcap":
+            return self.rcap_keys(m, ordered, context.percentiles)
+        if perturbation == "delete_insert":
+            return self.curve_keys(
+                m, ordered, batch.steps, batch.steps - batch.n_del, batch.steps - batch.n_ins
+            )
+        return None
+
     # -- queue -------------------------------------------------------------------------------
-    def put(self, images: Tensor, targets: Tensor, keys: Sequence[Hashable]) -> Tensor:
-        """Queue the rows of ``images`` whose key is not known yet; returns the indices of all
-        rows in :meth:`probs`."""
+    def put(
+        self, images: Tensor, targets: Tensor, keys: Sequence[Hashable] | None = None
+    ) -> Tensor:
+        """Queue the rows of ``images`` whose key is not known yet (``keys=None``: all rows);
+        returns the indices of all rows in :meth:`probs`."""
+        if keys is None:
+            keys = [object() for _ in range(images.shape[0])]
         if len(keys) != images.shape[0]:
             raise ValueError(f"{len(keys)} keys for {images.shape[0]} images")
         start = len(self._rows)
