@@ -12,9 +12,9 @@ from torch import nn
 
 from absgrad import metrics as M
 from absgrad.dedupe import DedupQueue, ProbCache
-from absgrad.metrics.thresholds import sorted_values
 from absgrad.metrics.auc import curve_inputs
 from absgrad.metrics.rcap import rcap_inputs, rcap_percentiles
+from absgrad.metrics.thresholds import sorted_values
 from absgrad.protocol.scoring import EvalSettings, score_many
 
 NORM = ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))

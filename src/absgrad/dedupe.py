@@ -145,11 +145,15 @@ class DedupQueue:
     def keys(
         self, perturbation: str, m: Tensor, ordered: Tensor, context: Any, batch: Any
     ) -> list[Hashable] | None:
-        """Keys of a perturbation's batch (``rcap``, ``delete_insert``); ``None`` for a
-        perturbation this module does not know (its images are all scored)."""
-        if perturbation == "rcap":
+        """Keys of a perturbation's batch (RCAP's recovered images, the deletion/insertion
+        images); ``None`` for a perturbation this module does not know (all its images are
+        scored)."""
+        from absgrad.metrics.auc import CurveInputs
+        from absgrad.metrics.rcap import RCAPInputs
+
+        if isinstance(batch, RCAPInputs):
             return self.rcap_keys(m, ordered, context.percentiles)
-        if perturbation == "delete_insert":
+        if isinstance(batch, CurveInputs):
             return self.curve_keys(
                 m, ordered, batch.steps, batch.steps - batch.n_del, batch.steps - batch.n_ins
             )
