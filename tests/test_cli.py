@@ -261,6 +261,20 @@ def test_explain_errors(capsys, tmp_path):
     assert "--target 9 is out of range" in err
 
 
+def test_explain_gradcam_layer(capsys, tmp_path):
+    src = tmp_path / "x.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(src)
+    out = tmp_path / "cam.png"
+    base = ["explain", str(src), "--model", "synthetic", "--out", str(out)]
+    assert main([*base, "--method", "gradcam", "--layer", "block2"]) == 0
+    assert np.load(out.with_suffix(".npy")).shape == (32, 32)
+    capsys.readouterr()
+    err = fails(capsys, [*base, "--method", "gradcam", "--layer", "block9"])
+    assert "'block9' is not in the model" in err and "block3" in err
+    err = fails(capsys, [*base, "--method", "gag", "--layer", "block2"])
+    assert "--layer applies to --method gradcam" in err
+
+
 def test_missing_dataset_names_it_and_creates_nothing(capsys, tmp_path):
     out = tmp_path / "ins"
     err = fails(
@@ -318,14 +332,14 @@ def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src)
     out = tmp_path / "cam.png"
     argv = ["explain", str(src), "--model", "timm:test_resnet", "--weights", str(tmp_path / "w.pth")]
-    argv += ["--size", "32", "--resize", "stretch", "--norm", "0.5", "--method", "gradcam"]
+    argv += ["--size", "64", "--resize", "stretch", "--norm", "0.5", "--method", "gradcam"]
     argv += ["--classes", str(tmp_path / "classes.txt"), "--target", "1", "--out", str(out)]
     assert main(argv) == 0
     assert "class 1 bee" in capsys.readouterr().out
     # the same map from the Python API with the same preprocessing, computed here
-    model = load_model("timm:test_resnet", tmp_path / "w.pth", size=(32, 32))
+    model = load_model("timm:test_resnet", tmp_path / "w.pth", size=(64, 64))
     with Image.open(src) as im:
-        pixels = torch.from_numpy(np.asarray(im.convert("RGB").resize((32, 32), Image.BILINEAR)))
+        pixels = torch.from_numpy(np.asarray(im.convert("RGB").resize((64, 64), Image.BILINEAR)))
     x = (pixels.permute(2, 0, 1).float() / 255 - 0.5) / 0.5
     expect = explain(model, x[None], 1, "gradcam")[0].numpy()
     np.testing.assert_allclose(np.load(out.with_suffix(".npy")), expect, atol=1e-6)

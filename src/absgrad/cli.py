@@ -99,6 +99,18 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             help="run the model in channels-last memory format: about 20%% faster on CPU, "
             "fp32 results differ slightly (docs/performance.md)",
         )
+        p.add_argument(
+            "--engine",
+            choices=("auto", "eager", "compile"),
+            help="forward passes of the metrics: torch.compile (compile), plain PyTorch (eager) "
+            "or auto (default: compile for runs of 16+ images); scores agree to 1e-5",
+        )
+        p.add_argument(
+            "--precision",
+            choices=("fp32", "bf16"),
+            help="bf16: bfloat16 autocast in the metrics' forward passes; scores move by about "
+            "1e-3 (docs/performance.md); default fp32",
+        )
         p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
         p.add_argument(
             "--n-samples", type=int, metavar="N", help="samples per sampled method (paper: 20)"
@@ -208,7 +220,12 @@ def _add_model_options(p: argparse.ArgumentParser, *, explain: bool = False) -> 
         metavar="NAME",
         help="imagenet, 0.5, none or MEAN,STD (2 or 6 numbers; default: the model's)",
     )
-    g.add_argument("--layer", metavar="NAME", help="Grad-CAM layer (a module name)")
+    g.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
+        "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +339,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": get("batch_size"),
         "eval_batch_size": get("eval_batch_size"),
         "channels_last": get("channels_last"),
+        "engine": get("engine"),
+        "precision": get("precision"),
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
@@ -411,10 +430,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for key, m in METRICS.items():
             print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
     elif args.what == "maps":
-        from absgrad.protocol.tables import Sampling, paper_maps
+        from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
-        rev = dict.fromkeys(("sg", "ig", "guidedig", "blurig", "gb"), (0.07, 0.1))
-        for label, s in paper_maps(Sampling(), rev).items():
+        rev = dict.fromkeys(REVERSED_BASES, (0.07, 0.1))
+        for label, s in paper_maps(PAPER_SAMPLING, rev).items():
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
@@ -487,7 +506,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     params = _parse_params(args.param)
     layer = args.layer or case.gradcam_layer or None
-    if args.layer is not None and args.method != "gradcam":
+    if args.layer is not None and args.method.lower() != "gradcam":
         raise UserError(f"--layer applies to --method gradcam, not to {args.method!r}")
     if args.method == "gradcam" and layer is not None:
         params.setdefault("layer", layer)
@@ -511,13 +530,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _load_image(path: Path, size: tuple[int, int]):
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+    from absgrad.cases.io import read_rgb_image
+
+    im = read_rgb_image(path)
     w, h = im.size
     s = max(size) / min(w, h)
     im = im.resize((max(size[1], round(w * s)), max(size[0], round(h * s))), Image.BILINEAR)

@@ -131,7 +131,7 @@ FACTORY = textwrap.dedent(
         def __init__(self):
             super().__init__()
             torch.manual_seed(2)
-            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
             self.head = nn.Linear(4, 3)
 
         def forward(self, x):

@@ -20,6 +20,7 @@ from protocol_helpers import cli, unit_scores
 from absgrad.protocol.config import ConfigError, make_config
 
 SETTINGS = ["--size", "32", "--no-select", "--limit", "2", "--n-samples", "2", "--batch-size", "2"]
+SETTINGS += ["--layer", "layer3"]  # Grad-CAM: layer4 is 1 x 1 at 32 px
 ARGS = ["--model", "timm:test_resnet", *SETTINGS, "--quiet"]
 
 
@@ -63,6 +64,7 @@ def test_run_to_the_three_tables(own_run):
     assert meta["case"]["num_classes"] == 3 and meta["case"]["image_size"] == [32, 32]
     assert meta["images"]["ids"] == ["ant/ant0", "ant/ant1"]
     assert meta["config"]["model"] == "timm:test_resnet"
+    assert meta["maps"]["gradcam"]["params"]["layer"] == "layer3"
     for t in (1, 2, 3):
         assert (own_run / "tables" / f"table{t}.csv").is_file()
     tables = (own_run / "tables" / "tables.md").read_text()
@@ -90,6 +92,7 @@ def test_yaml_config_is_the_same_run(own, own_run, tmp_path):
         "weights": str(own / "w.pth"),
         "masks": str(own / "masks"),
         "size": 32,
+        "layer": "layer3",
         "select": False,
         "limit": 2,
         "batch_size": 2,

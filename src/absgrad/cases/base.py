@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from absgrad.errors import AbsgradError
+from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,10 +31,6 @@ PAPER_REVERSAL: dict[str, tuple[float, float]] = {
     "blurig": (0.07, 0.10),
     "gb": (0.03, 0.10),
 }
-
-
-class UnreadableImageError(AbsgradError, OSError):
-    """An image (or mask) file exists but cannot be decoded; the message names the file."""
 
 
 @dataclass
@@ -140,23 +136,16 @@ def _header_problem(path: Path) -> str | None:
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """Decode an image file fully as RGB; decoding problems raise ``UnreadableImageError``."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise UnreadableImageError(f"cannot decode image {path}: {e}") from e
+    """Decode an image file fully as 8-bit RGB (any bit depth and mode, see ``cases.io``)."""
+    return read_rgb_image(path)
 
 
 def read_raw(path: Path) -> Image.Image:
     """Decode an image file fully without a mode change (masks)."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise UnreadableImageError(f"cannot decode mask {path}: {e}") from e
+        return open_image(path)
+    except UnreadableImageError as e:
+        raise UnreadableImageError(f"mask: {e}") from e
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:

@@ -53,9 +53,8 @@ from absgrad.cases.base import (
     Sample,
     UnreadableImageError,
     pil_to_tensor,
-    read_raw,
-    read_rgb,
 )
+from absgrad.cases.io import open_image, read_rgb_image
 from absgrad.cases.model_spec import (
     ModelSpec,
     load_model,
@@ -229,37 +228,43 @@ def _is_label_table(path: Path) -> bool:
 
 
 def read_label_table(path: Path) -> list[tuple[str, str]]:
-    """``(file, label)`` pairs of a label table (see the module docstring)."""
+    """``(file, label)`` pairs of a label table (see the module docstring).
+
+    With a header, rows are read by :func:`absgrad.cases.io.read_label_table` (BOM, short rows
+    and files listed twice are errors naming the line).
+    """
+    from absgrad.cases.io import read_label_table as read_with_header
+
     rows = read_table(path)
     if not rows:
         raise DataLayoutError(f"label table {path} is empty")
     head = [c.lower() for c in rows[0]]
-    fcol = next((head.index(c) for c in FILE_COLUMNS if c in head), None)
-    lcol = next((head.index(c) for c in LABEL_COLUMNS if c in head), None)
+    fcol = next((rows[0][head.index(c)] for c in FILE_COLUMNS if c in head), None)
+    lcol = next((rows[0][head.index(c)] for c in LABEL_COLUMNS if c in head), None)
+    if fcol is not None and lcol is not None:
+        table = read_with_header(path, required=(lcol,), key=fcol, what="label table")
+        for line, row in table.numbered():
+            if not row[lcol]:
+                raise DataLayoutError(f"label table {path}, row {line}: empty {lcol}")
+        return [(row[fcol], row[lcol]) for row in table]
     if fcol is not None or lcol is not None:
-        if fcol is None or lcol is None:
-            raise DataLayoutError(
-                f"label table {path}: header {rows[0]} needs a file column "
-                f"({'/'.join(FILE_COLUMNS)}) and a label column ({'/'.join(LABEL_COLUMNS)})"
-            )
-        rows = rows[1:]
-    elif len(rows[0]) == 2 and Path(rows[0][0]).suffix.lower() in IMAGE_EXTS:
-        fcol, lcol = 0, 1
-    else:
+        raise DataLayoutError(
+            f"label table {path}: header {rows[0]} needs a file column "
+            f"({'/'.join(FILE_COLUMNS)}) and a label column ({'/'.join(LABEL_COLUMNS)})"
+        )
+    if len(rows[0]) != 2 or Path(rows[0][0]).suffix.lower() not in IMAGE_EXTS:
         raise DataLayoutError(
             f"label table {path}: expected a header with file and label columns, or rows "
             f"'file,label'; first row is {rows[0]}"
         )
-    out, seen = [], {}
-    for n, r in enumerate(rows, start=2 if head else 1):
-        if len(r) <= max(fcol, lcol) or not r[fcol] or not r[lcol]:
-            raise DataLayoutError(f"label table {path}, row {n}: missing file or label in {r}")
-        f, lab = r[fcol], r[lcol]
-        if f in seen and seen[f] != lab:
-            raise DataLayoutError(f"label table {path}: {f} has two labels, {seen[f]} and {lab}")
-        if f not in seen:
-            seen[f] = lab
-            out.append((f, lab))
+    out, seen = [], set()
+    for n, r in enumerate(rows, start=1):
+        if len(r) != 2 or not r[0] or not r[1]:
+            raise DataLayoutError(f"label table {path}, row {n}: expected 'file,label', got {r}")
+        if r[0] in seen:
+            raise DataLayoutError(f"label table {path}, row {n}: {r[0]} is listed twice")
+        seen.add(r[0])
+        out.append((r[0], r[1]))
     return out
 
 
@@ -547,12 +552,12 @@ class FolderCase(Case):
     # -- data --------------------------------------------------------------------------------
     def load_image(self, path: Path) -> Tensor:
         """One image file -> ``(3, H, W)`` pixels in [0, 1], preprocessed as the case's samples."""
-        im = resize_crop(read_rgb(path), self.image_size, self.resize, self.interpolation)
+        im = resize_crop(read_rgb_image(path), self.image_size, self.resize, self.interpolation)
         return pil_to_tensor(im)
 
     def _load_mask(self, r: Record, photo_size: tuple[int, int]) -> Tensor:
         assert r.mask_path is not None
-        im = read_raw(r.mask_path)
+        im = open_image(r.mask_path)
         if im.size != photo_size:
             raise UnreadableImageError(
                 f"mask {r.mask_path} is {im.size[0]}x{im.size[1]} but its image {r.path} is "
@@ -566,7 +571,7 @@ class FolderCase(Case):
         records = self._records()
 
         def load(r: Record) -> Sample:
-            photo = read_rgb(r.path)
+            photo = read_rgb_image(r.path)
             im = resize_crop(photo, self.image_size, self.resize, self.interpolation)
             mask = self._load_mask(r, photo.size) if r.mask_path is not None else None
             return Sample(r.id, pil_to_tensor(im), r.label, mask)

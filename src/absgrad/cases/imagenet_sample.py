@@ -7,7 +7,6 @@ Preprocessing: resize the shorter side to 256, center-crop 224, inputs in [-1, 1
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
@@ -26,23 +25,16 @@ from absgrad.cases.base import (
     require_file,
     resize_center_crop,
 )
+from absgrad.cases.io import LabelTable, read_label_table
 from absgrad.cases.models import lite0_model
 
 LABELS_FILE = "labels.csv"
 COLUMNS = ("file", "wnid", "class_index", "name")
 
 
-def read_labels_csv(path: Path) -> list[dict[str, str]]:
-    """Rows of ``labels.csv``; a missing column is an error that names the file and columns."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("file", "class_index") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the column(s) {missing}: expected a header {','.join(COLUMNS)}, "
-                f"got {reader.fieldnames}"
-            )
-        return list(reader)
+def read_labels_csv(path: Path) -> LabelTable:
+    """Rows of ``labels.csv``; a missing column, short row or repeated file names file and row."""
+    return read_label_table(path, required=("file", "class_index"), key="file")
 
 
 class ImageNetSampleCase(Case):
@@ -76,19 +68,12 @@ class ImageNetSampleCase(Case):
         return lite0_model(self.weights, device)
 
     def _build_dataset(self) -> CaseDataset:
-        records = []
-        for row in read_labels_csv(self.labels_path):
-            try:
-                label = int(row["class_index"])
-            except ValueError as e:
-                raise ValueError(
-                    f"{self.labels_path}: class_index {row['class_index']!r} of {row['file']} is not an int"
-                ) from e
-            if not 0 <= label < self.num_classes:
-                raise ValueError(
-                    f"{self.labels_path}: class_index {label} of {row['file']} not in [0, 1000)"
-                )
-            records.append(Record(Path(row["file"]).stem, self.root / row["file"], label))
+        table = read_labels_csv(self.labels_path)
+        labels = table.int_column("class_index", 0, self.num_classes)
+        records = [
+            Record(Path(row["file"]).stem, self.root / row["file"], label)
+            for row, label in zip(table, labels, strict=True)
+        ]
 
         def load(r: Record) -> Sample:
             im = resize_center_crop(read_rgb(r.path), 256, self.image_size[0], Image.BILINEAR)

@@ -17,7 +17,6 @@ The model is a user checkpoint: a ``tf_efficientnet_b4`` backbone under ``enet.`
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from absgrad.cases.base import (
     require_dir,
     require_file,
 )
+from absgrad.cases.io import LabelTableError, read_label_table
 from absgrad.cases.models import isic_model
 
 DIAGNOSES = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "unknown")
@@ -131,40 +131,46 @@ class IsicCase(Case):
         return isic_model(self.weights, device, arch=self.arch, num_classes=self.num_classes)
 
     def _rows(self) -> list[tuple[str, int]]:
-        with open(self.csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            if "image_name" not in cols or not ({"diagnosis", "target"} & set(cols)):
-                raise ValueError(
-                    f"{self.csv_path} needs the columns image_name and diagnosis (or a 9-class "
-                    f"target); it has {cols}"
-                )
-            if self.folds is not None and "fold" not in cols:
-                raise ValueError(
-                    f"fold={sorted(self.folds)} given but {self.csv_path} has no fold column"
-                )
-            rows = list(reader)
+        table = read_label_table(self.csv_path, required=("image_name",), key="image_name")
+        cols = table.columns
+        if not ({"diagnosis", "target"} & set(cols)):
+            raise LabelTableError(
+                f"{self.csv_path} needs the columns image_name and diagnosis (or a 9-class "
+                f"target); it has {cols}"
+            )
+        if self.folds is not None and "fold" not in cols:
+            raise LabelTableError(
+                f"fold={sorted(self.folds)} given but {self.csv_path} has no fold column"
+            )
+        rows = list(table.numbered())
         if self.folds is not None:
-            rows = [r for r in rows if int(r["fold"]) in self.folds]
+            folds = table.int_column("fold", -(2**31), 2**31)
+            rows = [lr for lr, f in zip(rows, folds, strict=True) if f in self.folds]
         out = []
         if "diagnosis" in cols:
-            for r in rows:
+            for line, r in rows:
                 try:
                     out.append((r["image_name"], diagnosis_index(r["diagnosis"])))
                 except ValueError as e:
-                    raise ValueError(f"{self.csv_path}, image {r['image_name']}: {e}") from e
+                    raise LabelTableError(
+                        f"{self.csv_path}, row {line}, image {r['image_name']}: {e}"
+                    ) from e
         else:
-            targets = [int(r["target"]) for r in rows]
+            all_targets = dict(
+                zip(table.lines, table.int_column("target", 0, 2**31), strict=True)
+            )
+            targets = [all_targets[line] for line, _ in rows]
             if targets and max(targets) <= 1:
-                raise ValueError(
+                raise LabelTableError(
                     f"{self.csv_path} has no diagnosis column and its target is binary (melanoma or "
                     f"not); the isic case needs the 9 diagnosis classes {list(DIAGNOSES)}"
                 )
-            if any(not 0 <= t < len(DIAGNOSES) for t in targets):
-                raise ValueError(
-                    f"{self.csv_path}: target values must lie in [0, {len(DIAGNOSES)})"
-                )
-            out = [(r["image_name"], t) for r, t in zip(rows, targets, strict=True)]
+            for (line, _), t in zip(rows, targets, strict=True):
+                if not 0 <= t < len(DIAGNOSES):
+                    raise LabelTableError(
+                        f"{self.csv_path}, row {line}: target {t} is not in [0, {len(DIAGNOSES)})"
+                    )
+            out = [(r["image_name"], t) for (_, r), t in zip(rows, targets, strict=True)]
         return out
 
     def _build_dataset(self) -> CaseDataset:

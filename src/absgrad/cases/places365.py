@@ -32,6 +32,7 @@ from absgrad.cases.base import (
     require_dir,
     resize_center_crop,
 )
+from absgrad.cases.io import LabelTableError
 from absgrad.cases.models import PLACES_FILE, PLACES_URL, densenet161_places365
 
 SOURCE = "the Places365-Standard release (http://places2.csail.mit.edu/download.html)"
@@ -68,7 +69,8 @@ def read_categories(path: Path) -> list[str]:
 def read_val_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
     """``(file name, label)`` pairs from ``places365_val.txt``."""
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    seen: dict[str, int] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -76,6 +78,11 @@ def read_val_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
             raise ValueError(
                 f"{path}, line {n}: expected '<file>.jpg <label in 0..{num_classes - 1}>', got {line!r}"
             )
+        if parts[0] in seen:
+            raise LabelTableError(
+                f"{path}, line {n}: {parts[0]} is listed again (first at line {seen[parts[0]]})"
+            )
+        seen[parts[0]] = n
         out.append((parts[0], int(parts[1])))
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from absgrad.errors import AbsgradError
+from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES
 
 
 class ConfigError(AbsgradError):
@@ -46,16 +47,18 @@ class RunConfig:
     threshold: float | None = None  # None: the case's threshold (paper: 0.9)
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = 4  # images per work unit and per gradient chunk
+    batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
+    engine: str = "auto"  # forward passes of the metrics: eager, compile, or auto (by run size)
+    precision: str = "fp32"  # fp32, or bf16 autocast in the metrics' forward passes (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
-    n_samples: int = 20
-    spread: float = 0.15
-    percentile: float = 0.85
-    ig_trials: int = 2
-    ig_steps: int = 5
-    objective: str = "logit"
+    n_samples: int = PAPER_SAMPLING.n_samples
+    spread: float = PAPER_SAMPLING.spread
+    percentile: float = PAPER_SAMPLING.percentile
+    ig_trials: int = PAPER_SAMPLING.ig_trials
+    ig_steps: int = PAPER_SAMPLING.ig_steps
+    objective: str = PAPER_SAMPLING.objective
     rcap_lower_bound: float = 0.5
     rcap_interval: float = 0.1
     auc_steps: int = 10
@@ -79,6 +82,8 @@ class RunConfig:
             d.pop(k)
         if not d["channels_last"]:
             d.pop("channels_last")  # runs from before the option keep their hash
+        if d["precision"] == "fp32":
+            d.pop("precision")  # likewise: only bf16 changes the hash
         for k in OWN_MODEL_FIELDS:
             if d[k] is None:
                 d.pop(k)  # likewise for the folder case's fields
@@ -89,7 +94,7 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOT_HASHED = ("device", "eval_batch_size", "save_maps")
+NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
 OWN_MODEL_FIELDS = (
     "model", "masks", "classes", "labels", "size", "resize", "norm", "layer", "weights_sha",
     "model_sha",
@@ -182,7 +187,9 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
             _check_int(k, d[k], lo)
     if "eval_batch_size" in d and d["eval_batch_size"] != "auto":
         if not _is_int(d["eval_batch_size"]) or d["eval_batch_size"] < 1:
-            raise _fail("eval_batch_size", "must be an integer >= 1 or 'auto'", d["eval_batch_size"])
+            raise _fail(
+                "eval_batch_size", "must be an integer >= 1 or 'auto'", d["eval_batch_size"]
+            )
     for k, lo in (("ig_trials", 2), ("ig_steps", 1), ("auc_steps", 2)):
         if k in d:
             _check_int(k, d[k], lo)
@@ -203,6 +210,10 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
         isinstance(d["device"], str) and d["device"].split(":")[0] in ("cpu", "cuda", "mps")
     ):
         raise _fail("device", "must be cpu, cuda, cuda:N or mps", d["device"])
+    if "engine" in d and d["engine"] not in ("auto", "eager", "compile"):
+        raise _fail("engine", "must be auto, eager or compile", d["engine"])
+    if "precision" in d and d["precision"] not in ("fp32", "bf16"):
+        raise _fail("precision", "must be fp32 or bf16", d["precision"])
     if "objective" in d and d["objective"] not in ("logit", "log_softmax", "nll"):
         raise _fail("objective", "must be logit, log_softmax or nll", d["objective"])
     if "save_maps" in d and not (
@@ -275,8 +286,8 @@ def _check_reversal(rev: Any) -> dict[str, tuple[float, float]]:
     out = {}
     for base, v in rev.items():
         name = f"reversal.{base}"
-        if base not in ("sg", "ig", "guidedig", "blurig", "gb"):
-            raise _fail(name, "names no base method (sg, ig, guidedig, blurig, gb)", base)
+        if base not in REVERSED_BASES:
+            raise _fail(name, f"names no base method ({', '.join(REVERSED_BASES)})", base)
         if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_num(x) for x in v):
             raise _fail(name, "must be [remain, mis]", v)
         remain, mis = float(v[0]), float(v[1])

@@ -168,6 +168,23 @@ def plan_run(
     return units, new_meta
 
 
+def _choose_engine(
+    config: RunConfig, ctx: WorkerContext, todo: list[Unit]
+) -> tuple[RunConfig, str]:
+    """Resolve ``engine: auto`` by the number of images left to compute; every worker gets
+    the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
+    from absgrad.engine import resolve_engine
+
+    n_images = len({i for u in todo for i in u.indices})
+    kind = resolve_engine(config.engine, n_images)
+    if kind != config.engine:
+        config = dataclasses.replace(config, engine=kind)
+        set_context(config, ctx)
+    if getattr(ctx.forward, "kind", None) != kind:
+        ctx.use_engine(kind)
+    return config, kind
+
+
 def run_protocol(
     config: RunConfig,
     out: str | Path,
@@ -218,11 +235,14 @@ def run_protocol(
         done = store.done_ids()
         todo = [u for u in units if u.id not in done]
         skipped = len(units) - len(todo)
+        config, engine = _choose_engine(config, ctx, todo)
+        log.info("engine: %s (%s)", engine, config.precision)
         session: dict[str, Any] = {
             "started": started,
             "executor": executor.describe(),
             "device": str(ctx.device),
             "eval_batch_size": ctx.eval.batch_size,
+            "engine": engine,
             "versions": versions(),
             "skipped_units": skipped,
             "computed_units": 0,
