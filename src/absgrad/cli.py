@@ -125,6 +125,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
         p.add_argument(
+            "--layer",
+            metavar="NAME",
+            help="Grad-CAM layer, a name from model.named_modules() (default: the case's, else "
+            "the rule for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+        )
+        p.add_argument(
             "--executor", default="local", help="how units are run: local (default) or ray"
         )
         ray = p.add_argument_group("--executor ray (pip install 'absgrad[ray]'; see docs/ray.md)")
@@ -220,12 +226,13 @@ def _add_model_options(p: argparse.ArgumentParser, *, explain: bool = False) -> 
         metavar="NAME",
         help="imagenet, 0.5, none or MEAN,STD (2 or 6 numbers; default: the model's)",
     )
-    g.add_argument(
-        "--layer",
-        metavar="NAME",
-        help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
-        "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
-    )
+    if explain:  # `run` has its own --layer
+        g.add_argument(
+            "--layer",
+            metavar="NAME",
+            help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
+            "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights rn50.pth --out runs/ins\n"
         "  absgrad run --data photos/ --model timm:resnet18 --weights r18.pth --out runs/mine\n"
         "  absgrad report runs/syn --compare-paper imagenet-s\n"
+        "  absgrad compare runs/syn runs/syn-50 --out runs/compare\n"
         "  absgrad explain photo.jpg --method gag --out map.png\n"
         "See docs/protocol.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -301,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-paper", nargs="?", const=True, default=None, metavar="CASE")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser(
+        "compare",
+        help="two runs side by side: every shared map and metric, B - A with its interval",
+    )
+    p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
+    p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write compare.md and compare.html into DIR"
+    )
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
     p.add_argument("what", choices=["cases", "methods", "maps", "metrics", "configs"])
     p.set_defaults(func=cmd_list)
@@ -330,7 +349,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "size": get("size"),
         "resize": get("resize"),
         "norm": get("norm"),
-        "layer": get("layer"),
         "tables": get("tables"),
         "maps": get("methods"),
         "metrics": get("metrics"),
@@ -344,6 +362,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
+        "gradcam_layer": get("layer"),
     }
     if get("no_select"):
         out["select"] = False
@@ -418,17 +437,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from absgrad.protocol.compare import compare_runs, comparison_markdown
+
+    comparison, files = compare_runs(args.run_a, args.run_b, args.out)
+    print(comparison_markdown(comparison))
+    for path in files.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    from absgrad import catalogue  # no torch: `absgrad list` answers at once
+
     if args.what == "methods":
-        from absgrad.methods import METHODS
-
-        for name, m in METHODS.items():
-            print(f"{name:10s} {m.title}")
+        for name, title in catalogue.METHODS.items():
+            print(f"{name:10s} {title}")
     elif args.what == "metrics":
-        from absgrad.protocol.scoring import METRICS
-
-        for key, m in METRICS.items():
-            print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
+        for key, (title, higher, needs_mask) in catalogue.METRICS.items():
+            arrow = "↑" if higher else "↓"
+            print(f"{key:14s} {title} {arrow}{'  (needs masks)' if needs_mask else ''}")
     elif args.what == "maps":
         from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
@@ -437,9 +465,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
-        from absgrad.cases import CASES
-
-        for name in CASES:
+        for name in catalogue.CASES:
             print(name)
     else:
         from absgrad.protocol.config import shipped_configs
@@ -561,9 +587,6 @@ def _save_overlay(pixels, smap, out: Path, title: str) -> None:
 # -- entry point --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
-    from absgrad.protocol.config import ConfigError
-    from absgrad.protocol.store import RunDirError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -577,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (UserError, ConfigError, RunDirError, OSError, ValueError, TypeError) as e:
+    except (AbsgradError, OSError, ValueError, TypeError) as e:  # config, run-dir, input errors
         if os.environ.get("ABSGRAD_DEBUG"):
             raise
         print(f"absgrad: error: {e}", file=sys.stderr)

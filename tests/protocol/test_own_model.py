@@ -92,7 +92,7 @@ def test_yaml_config_is_the_same_run(own, own_run, tmp_path):
         "weights": str(own / "w.pth"),
         "masks": str(own / "masks"),
         "size": 32,
-        "layer": "layer3",
+        "gradcam_layer": "layer3",
         "select": False,
         "limit": 2,
         "batch_size": 2,

@@ -36,7 +36,6 @@ class RunConfig:
     size: tuple[int, int] | None = None
     resize: int | str | None = None
     norm: str | None = None
-    layer: str | None = None  # Grad-CAM layer (default: the case's, or the model's rule)
     weights_sha: str | None = None  # set from the weights file: part of the hash
     model_sha: str | None = None  # set from a model spec's .py file: part of the hash
     tables: tuple[int, ...] = (1, 2, 3)
@@ -63,6 +62,7 @@ class RunConfig:
     rcap_interval: float = 0.1
     auc_steps: int = 10
     reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
+    gradcam_layer: str | None = None  # None: the case's layer, else the default-layer rule
     extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +84,8 @@ class RunConfig:
             d.pop("channels_last")  # runs from before the option keep their hash
         if d["precision"] == "fp32":
             d.pop("precision")  # likewise: only bf16 changes the hash
+        if d["gradcam_layer"] is None:
+            d.pop("gradcam_layer")  # likewise: only a chosen layer changes the hash
         for k in OWN_MODEL_FIELDS:
             if d[k] is None:
                 d.pop(k)  # likewise for the folder case's fields
@@ -96,8 +98,7 @@ class RunConfig:
 
 NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
 OWN_MODEL_FIELDS = (
-    "model", "masks", "classes", "labels", "size", "resize", "norm", "layer", "weights_sha",
-    "model_sha",
+    "model", "masks", "classes", "labels", "size", "resize", "norm", "weights_sha", "model_sha",
 )  # fmt: skip
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: YAML sections flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
@@ -220,6 +221,10 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
         isinstance(d["save_maps"], bool) or (_is_int(d["save_maps"]) and d["save_maps"] >= 0)
     ):
         raise _fail("save_maps", "must be true, false or a number of images", d["save_maps"])
+    if d.get("gradcam_layer") is not None and (
+        not isinstance(d["gradcam_layer"], str) or not d["gradcam_layer"].strip()
+    ):
+        raise _fail("gradcam_layer", "must be a module name of the model", d["gradcam_layer"])
     out.update(_check_own_model(d))
     if d.get("reversal") is not None:
         out["reversal"] = _check_reversal(d["reversal"])
@@ -269,8 +274,6 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             out["norm"] = norm_text(parse_norm(d["norm"]))
     except (DataLayoutError, ModelSpecError) as e:
         raise ConfigError(f"config: {e}") from None
-    if d.get("layer") is not None and not isinstance(d["layer"], str):
-        raise _fail("layer", "must be a module name such as layer4", d["layer"])
     w = d.get("weights")
     if w is not None and Path(w).expanduser().is_file():
         sha = file_fingerprint(Path(w).expanduser())

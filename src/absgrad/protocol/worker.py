@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from absgrad.methods.layers import find_layer
 from absgrad.protocol.config import ConfigError, RunConfig
-from absgrad.protocol.plan import Unit, label_seed, resolve_specs
+from absgrad.protocol.plan import Unit, resolve_specs
 from absgrad.protocol.scoring import (
     EvalSettings,
     check_metrics,
@@ -142,7 +143,7 @@ def load_case(config: RunConfig) -> Any:
                 f"the run was configured with (SHA-256 prefix {config.weights_sha})"
             )
     if config.case == "folder":
-        own = ("model", "masks", "classes", "labels", "size", "resize", "norm", "layer")
+        own = ("model", "masks", "classes", "labels", "size", "resize", "norm")
         kw = {k: getattr(config, k) for k in own if getattr(config, k) is not None}
         return get_case("folder", data=config.data, weights=config.weights, **kw)
     return get_case(config.case, data=config.data, weights=config.weights)
@@ -164,8 +165,11 @@ def build_context(
     metrics = check_metrics(
         config.metrics or default_metrics(case.has_masks), case.has_masks, config.case
     )
-    specs = resolve_specs(config, case.reversal, config.layer or case.gradcam_layer or None)
+    layer = config.gradcam_layer or case.gradcam_layer or None  # None: the default-layer rule
+    specs = resolve_specs(config, case.reversal, layer)
     model = case.build_model(device)
+    if layer is not None:
+        find_layer(model, layer)  # a wrong name fails here, before any work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     eval_batch_size = config.eval_batch_size
@@ -221,12 +225,14 @@ class UnitResult:
     timing: dict[str, float]
     maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
     images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
+    targets: list[int] | None = None  # (B,) target classes of the batch
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready record stored for the unit."""
         return {
             "unit": self.unit.to_dict(),
             "image_ids": list(self.unit.image_ids),
+            "targets": self.targets,
             "clean_prob": self.clean_prob,
             "blurred_prob": self.blurred_prob,
             "scores": self.scores,
@@ -238,6 +244,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     """Compute one unit: its sampler group's maps (one sampler run), their reversed maps, and
     every metric of the case on every map."""
     from absgrad.methods import explain_many, reverse
+    from absgrad.methods.randomness import image_seed
 
     t0 = time.perf_counter()
     ctx = context if context is not None else get_context(config)
@@ -245,12 +252,14 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     clean, blurred = ctx.probs(data)
     t1 = time.perf_counter()
     requests = {lb: (ctx.specs[lb].method, dict(ctx.specs[lb].params)) for lb in unit.labels}
-    maps = explain_many(ctx.model, data.x, data.target, requests, seed=unit.seed)
+    # every image draws from its own generator, seeded from the run seed and its id
+    seeds = [image_seed(config.seed, image_id) for image_id in unit.image_ids]
+    maps = explain_many(ctx.model, data.x, data.target, requests, seeds=seeds)
     for lb in unit.derived:
         spec = ctx.specs[lb]
         remain, mis = spec.reversal or (0.0, 0.0)
-        gen = torch.Generator().manual_seed(label_seed(unit.seed, lb))
-        maps[lb] = reverse(maps[spec.reverse_of].cpu(), remain=remain, mis=mis, generator=gen).to(
+        shuffles = [image_seed(s, lb) for s in seeds]
+        maps[lb] = reverse(maps[spec.reverse_of].cpu(), remain=remain, mis=mis, seeds=shuffles).to(
             ctx.device
         )
     t2 = time.perf_counter()
@@ -277,4 +286,5 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         if unit.save_maps
         else None,
         images=data.pixels if unit.first_of_batch else None,
+        targets=[int(t) for t in data.target.cpu().tolist()],
     )
