@@ -135,6 +135,7 @@ def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
         "model": type(ctx.model).__name__,
         "data": str(c.data) if getattr(c, "data", None) else None,
         "weights": str(c.weights) if getattr(c, "weights", None) else None,
+        **({"folder": c.describe()} if hasattr(c, "describe") else {}),
     }
 
 

@@ -138,6 +138,18 @@ def load_case(config: RunConfig) -> Any:
         raise ConfigError(
             f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
         )
+    if config.weights_sha is not None and config.weights is not None:
+        from absgrad.cases.model_spec import file_fingerprint
+
+        if file_fingerprint(config.weights) != config.weights_sha:
+            raise ConfigError(
+                f"config field 'weights': the file {config.weights} here differs from the one "
+                f"the run was configured with (SHA-256 prefix {config.weights_sha})"
+            )
+    if config.case == "folder":
+        own = ("model", "masks", "classes", "labels", "size", "resize", "norm")
+        kw = {k: getattr(config, k) for k in own if getattr(config, k) is not None}
+        return get_case("folder", data=config.data, weights=config.weights, **kw)
     return get_case(config.case, data=config.data, weights=config.weights)
 
 
