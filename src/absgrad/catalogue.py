@@ -33,4 +33,12 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
 }
 
 #: built-in case names, in the order of absgrad.cases.CASES
-CASES: tuple[str, ...] = ("demo", "synthetic", "imagenet-sample", "imagenet-s", "isic", "places365")
+CASES: tuple[str, ...] = (
+    "demo",
+    "synthetic",
+    "imagenet-sample",
+    "imagenet-s",
+    "isic",
+    "places365",
+    "folder",
+)
