@@ -46,6 +46,7 @@ class BatchData:
     clean: Tensor | None = None
     blurred: Tensor | None = None
     blurred_x: Tensor | None = None  # the insertion start image, blurred once per batch
+    cache: Any = None  # absgrad.dedupe.ProbCache: perturbed images already scored in the batch
 
 
 @dataclass
@@ -92,7 +93,10 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+        from absgrad.dedupe import ProbCache
+
         data = BatchData(
+            cache=ProbCache(),
             x=self.case.normalize(pixels).to(self.device),
             target=torch.tensor([s.label for s in items], device=self.device),
             masks=masks,
@@ -274,6 +278,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         clean_probs=clean,
         blurred_probs=blurred,
         blurred_inputs=data.blurred_x,
+        cache=data.cache,
     )
     t3 = time.perf_counter()
     return UnitResult(
