@@ -32,13 +32,7 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
     "pointing_game": ("Pointing", True, True),
 }
 
-#: built-in case names, in the order of absgrad.cases.CASES
+#: case names, in the order of absgrad.cases.CASES ("folder": your data and model)
 CASES: tuple[str, ...] = (
-    "demo",
-    "synthetic",
-    "imagenet-sample",
-    "imagenet-s",
-    "isic",
-    "places365",
-    "folder",
-)
+    "demo", "synthetic", "imagenet-sample", "imagenet-s", "isic", "places365", "folder",
+)  # fmt: skip
