@@ -9,6 +9,7 @@ computation so that methods sharing a sampler share its samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -19,19 +20,24 @@ from absgrad.methods.aggregators import SampleStats
 from absgrad.methods.blur import gaussian_blur
 from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
-from absgrad.methods.processing import PROCESSINGS
+from absgrad.methods.processing import PROCESSINGS, finish_sample
+from absgrad.methods.randomness import draw
 
 
 @dataclass
 class GradContext:
-    """What every sampler needs: model, inputs ``(B, C, H, W)``, targets ``(B,)`` and settings."""
+    """What every sampler needs: model, inputs ``(B, C, H, W)``, targets ``(B,)`` and settings.
+
+    ``generators``: one CPU generator per image (see :mod:`absgrad.methods.randomness`), or
+    None for the global generator; every random draw is taken image by image from them.
+    """
 
     model: nn.Module
     x: Tensor
     target: Tensor
     objective: str = "logit"
     batch_size: int = 4
-    generator: torch.Generator | None = None
+    generators: list[torch.Generator] | None = None
 
     @property
     def batch(self) -> int:
@@ -44,20 +50,27 @@ class GradContext:
         g = input_gradient(self.model, points.reshape(k * b, *points.shape[2:]), t, self.objective)
         return g.view(points.shape)
 
-    def randn(self, shape: tuple[int, ...]) -> Tensor:
-        # Drawn on the CPU so that a seed gives the same noise on every device.
-        return torch.randn(shape, generator=self.generator, dtype=self.x.dtype).to(self.x.device)
+    def randn(self) -> Tensor:
+        """One standard normal draw per image, ``(B, C, H, W)``, from each image's generator."""
+        return draw("randn", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(self.x.device)
 
-    def rand(self, shape: tuple[int, ...]) -> Tensor:
-        return torch.rand(shape, generator=self.generator, dtype=self.x.dtype).to(self.x.device)
+    def rand(self) -> Tensor:
+        """One uniform [0, 1) draw per image, ``(B, C, H, W)``, from each image's generator."""
+        return draw("rand", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(self.x.device)
+
+    def image_range(self) -> tuple[Tensor, Tensor]:
+        """Per-image ``min x`` and ``max x``, each ``(B, 1, 1, 1)``."""
+        flat = self.x.reshape(self.batch, -1)
+        shape = (-1,) + (1,) * (self.x.dim() - 1)
+        return flat.min(dim=1).values.view(shape), flat.max(dim=1).values.view(shape)
 
 
 def _processed(g: Tensor, processings: tuple[str, ...], times: Tensor | None = None) -> dict[str, Tensor]:
-    """``{p: times * p(g)}`` for each processing (``times`` = the path term, or none)."""
+    """``{p: finish(times * p(g))}`` for each processing (``times`` = the path term, or none)."""
     out = {}
     for p in processings:
         v = PROCESSINGS[p](g)
-        out[p] = v if times is None else v * times
+        out[p] = v if times is None else finish_sample(p, v * times)
     return out
 
 
@@ -100,7 +113,7 @@ class SingleSampler(Sampler):
 
 @dataclass
 class NoiseSampler(Sampler):
-    """Gradients at ``x + e_i``, ``e_i ~ N(0, s^2)``, ``s = spread * (max x - min x)`` over the batch.
+    """Gradients at ``x + e_i``, ``e_i ~ N(0, s^2)``, ``s = spread * (max x - min x)`` per image.
 
     ``noise`` ``(N, B, C, H, W)``, when given, replaces the random draw (it is used as is).
     """
@@ -118,9 +131,10 @@ class NoiseSampler(Sampler):
     def _draw(self, ctx: GradContext, ids: range) -> Tensor:
         if self.noise is not None:
             return self.noise[ids.start : ids.stop].to(ctx.x)
-        sigma = self.spread * (ctx.x.max() - ctx.x.min())
-        # One draw per sample index, so the noise does not depend on the chunking.
-        return torch.stack([ctx.randn(tuple(ctx.x.shape)) for _ in ids]) * sigma
+        lo, hi = ctx.image_range()
+        sigma = self.spread * (hi - lo)
+        # One draw per sample index and image, so the noise does not depend on the chunking.
+        return torch.stack([ctx.randn() for _ in ids]) * sigma
 
     def run(self, ctx: GradContext, stats: SampleStats) -> None:
         if self.noise is not None and (
@@ -163,8 +177,9 @@ def path_rule(steps: int, rule: str) -> tuple[Tensor, Tensor]:
 class StraightPathSampler(Sampler):
     """Integrated Gradients with random uniform baselines; the samples are the trials.
 
-    Trial ``t``: ``b_t ~ U(min x, max x)`` elementwise (or the given ``baselines``), sample
-    ``(x - b_t) * sum_k w_k p(g(b_t + alpha_k (x - b_t)))`` with ``steps`` points.
+    Trial ``t``: ``b_t ~ U(min x, max x)`` elementwise, per image (or the given ``baselines``),
+    sample ``q((x - b_t) * sum_k w_k p(g(b_t + alpha_k (x - b_t))))`` with ``steps`` points
+    (``q``: the processing's sample part, ``|.|`` for ``abs``).
     ``baselines``: ``(N, B, C, H, W)``, ``(B, C, H, W)``, ``(C, H, W)`` or a number.
     """
 
@@ -180,8 +195,8 @@ class StraightPathSampler(Sampler):
 
     def _baseline(self, ctx: GradContext, t: int) -> Tensor:
         if self.baselines is None:
-            lo, hi = ctx.x.min(), ctx.x.max()
-            return lo + (hi - lo) * ctx.rand(tuple(ctx.x.shape))
+            lo, hi = ctx.image_range()
+            return lo + (hi - lo) * ctx.rand()
         b = torch.as_tensor(self.baselines, dtype=ctx.x.dtype, device=ctx.x.device)
         if b.dim() == 5:
             b = b[t]
@@ -203,7 +218,7 @@ class StraightPathSampler(Sampler):
                     g = ctx.grad(points[:, imgs], imgs)
                     for p in stats.processings:
                         partial[p][imgs] += (w * PROCESSINGS[p](g)).sum(dim=0)
-            sample = {p: (diff * partial[p]).unsqueeze(0) for p in stats.processings}
+            sample = {p: finish_sample(p, diff * partial[p]).unsqueeze(0) for p in stats.processings}
             stats.add(sample, slice(0, ctx.batch), ctx.batch)
 
 
@@ -211,7 +226,8 @@ class StraightPathSampler(Sampler):
 class BlurPathSampler(Sampler):
     """BlurIG: ``n_samples`` steps along the Gaussian scale-space path up to ``max_sigma``.
 
-    Sample k: ``(s_{k+1} - s_k) * p(g(blur(x, s_k))) * (blur(x, s_k + d) - blur(x, s_k)) / d``.
+    Sample k: ``q((s_{k+1} - s_k) * p(g(blur(x, s_k))) * (blur(x, s_k + d) - blur(x, s_k)) / d)``
+    (``q``: the processing's sample part, ``|.|`` for ``abs``).
     """
 
     name: ClassVar[str] = "blur_path"
@@ -240,13 +256,35 @@ class BlurPathSampler(Sampler):
                 stats.add(_processed(g, stats.processings, term[:, imgs]), imgs, ctx.batch)
 
 
+def _path_position(cur: Tensor, base: Tensor, diff: Tensor, where_fixed: float) -> Tensor:
+    """Each feature's position ``alpha`` on the straight path from ``base`` (``where_fixed`` for
+    features whose path has length 0)."""
+    safe = torch.where(diff != 0, diff, torch.ones_like(diff))
+    return torch.where(diff != 0, (cur - base) / safe, torch.full_like(diff, where_fixed))
+
+
+def _smallest_fraction(work: Tensor, kth: int) -> Tensor:
+    """The features whose ``|work|`` is at most its ``kth`` smallest value, ignoring infinities
+    (the reference's 'lower' quantile of ``fraction``)."""
+    mag = work.abs().flatten()
+    threshold = mag.kthvalue(kth).values
+    return ((mag <= threshold) & torch.isfinite(mag)).view_as(work)
+
+
+def _l1(a: Tensor) -> Tensor:
+    return a.abs().sum()
+
+
 @dataclass
 class GuidedPathSampler(Sampler):
-    """Guided IG (Kapishnikov et al. 2021), batched over images; samples are per-step contributions.
+    """Guided IG (Kapishnikov et al. 2021); each **round** of moves is one sample.
 
     From the all-zeros baseline (the mean colour in normalised space), each of ``n_samples``
     steps moves the features with the smallest ``|g|`` (``fraction`` per round) until the L1
-    distance to ``x`` meets the schedule, within ``max_dist`` of the straight path.
+    distance to ``x`` meets the schedule, within ``max_dist`` of the straight path. A step
+    may take several rounds; every round's contribution ``(x_new - x_old) * g`` is a sample
+    (so one image may have more samples than another). Each image follows its own path with
+    its own model calls, so batching cannot change its path decisions.
     """
 
     name: ClassVar[str] = "guided_path"
@@ -258,52 +296,65 @@ class GuidedPathSampler(Sampler):
     def n_passes(self) -> int:
         return self.n_samples
 
-    def _full_grad(self, ctx: GradContext, point: Tensor) -> Tensor:
-        out = torch.empty_like(point)
-        for imgs in image_slices(ctx.batch, ctx.batch_size):
-            out[imgs] = ctx.grad(point[imgs].unsqueeze(0), imgs)[0]
-        return out
-
     def run(self, ctx: GradContext, stats: SampleStats) -> None:
-        x = ctx.x
-        b = x.shape[0]
+        for i in range(ctx.batch):
+            img = slice(i, i + 1)
+            for contribution in self.rounds(ctx, img):
+                stats.add(_processed(contribution.unsqueeze(0), stats.processings), img, ctx.batch)
+
+    def rounds(self, ctx: GradContext, img: slice) -> Iterator[Tensor]:
+        """The contributions ``(1, C, H, W)`` of every round of every step for one image."""
+        x = ctx.x[img]
         base = torch.zeros_like(x)
         diff = x - base
-        flat = (b, -1)
-        l1_total = diff.abs().reshape(flat).sum(1)
+        l1_total = _l1(diff)
+        if float(l1_total) <= 1e-9:  # x is the baseline: nothing moves, one zero per step
+            for _ in range(self.n_samples):
+                yield torch.zeros_like(x)
+            return
+        kth = int(math.floor(self.fraction * (x.numel() - 1))) + 1
         cur = base.clone()
-        n_feat = x[0].numel()
-        kth = int(math.floor(self.fraction * (n_feat - 1))) + 1
         for step in range(self.n_samples):
-            g = self._full_grad(ctx, cur)
+            g = ctx.grad(cur.unsqueeze(0), img)[0]
             alpha = (step + 1.0) / self.n_samples
-            a_min, a_max = max(alpha - self.max_dist, 0.0), min(alpha + self.max_dist, 1.0)
-            x_min, x_max = base + a_min * diff, base + a_max * diff
-            l1_target = l1_total * (1 - alpha)
+            bounds = (max(alpha - self.max_dist, 0.0), min(alpha + self.max_dist, 1.0))
+            target = l1_total * (1 - alpha)
             work = g.clone()
-            start = cur.clone()
-            active = l1_total > 1e-9
-            while bool(active.any()):
-                am = active.view(-1, 1, 1, 1)
-                with torch.no_grad():
-                    x_alpha = torch.where(diff != 0, (cur - base) / torch.where(diff != 0, diff, 1), a_max)
-                    cur = torch.where(am & (x_alpha < a_min), x_min, cur)
-                    l1_cur = (cur - x).abs().reshape(flat).sum(1)
-                    close = (l1_cur - l1_target).abs() <= 1e-9 + 1e-6 * l1_target.abs()
-                    active = active & ~close
-                    am = active.view(-1, 1, 1, 1)
-                    work = torch.where(cur == x_max, torch.full_like(work, math.inf), work)
-                    mag = work.abs().reshape(flat)
-                    thr = mag.kthvalue(kth, dim=1).values.view(-1, 1)
-                    sel = ((mag <= thr) & torch.isfinite(mag)).view_as(x) & am
-                    l1_s = ((cur - x_max).abs() * sel).reshape(flat).sum(1)
-                    gamma = torch.where(l1_s > 0, (l1_cur - l1_target) / torch.where(l1_s > 0, l1_s, 1), math.inf)
-                    full = (gamma > 1).view(-1, 1, 1, 1)
-                    moved = torch.where(full, x_max, cur + gamma.clamp(max=1).view(-1, 1, 1, 1) * (x_max - cur))
-                    cur = torch.where(sel, moved, cur)
-                    active = active & (gamma > 1) & (l1_s > 0)
-            contrib = (cur - start) * g
-            stats.add(_processed(contrib.unsqueeze(0), stats.processings), slice(0, b), b)
+            more = True
+            while more:
+                new, more = self._round(cur, work, x, base, diff, bounds, target, kth)
+                yield (new - cur) * g
+                cur = new
+
+    @staticmethod
+    def _round(
+        cur: Tensor,
+        work: Tensor,
+        x: Tensor,
+        base: Tensor,
+        diff: Tensor,
+        bounds: tuple[float, float],
+        target: Tensor,
+        kth: int,
+    ) -> tuple[Tensor, bool]:
+        """One round of moves: lift laggards to the band's lower edge, then move the features
+        with the smallest ``|g|`` toward the upper edge; ``work`` marks finished features with
+        infinity (in place). Returns the new point and whether the step needs another round."""
+        a_min, a_max = bounds
+        x_min, x_max = base + a_min * diff, base + a_max * diff
+        cur = torch.where(_path_position(cur, base, diff, a_max) < a_min, x_min, cur)
+        l1_cur = _l1(cur - x)
+        if float((l1_cur - target).abs()) <= 1e-9 + 1e-6 * float(target.abs()):
+            return cur, False
+        work.masked_fill_(cur == x_max, math.inf)
+        sel = _smallest_fraction(work, kth)
+        l1_sel = _l1((cur - x_max) * sel)
+        if float(l1_sel) <= 0:
+            return cur, False
+        gamma = float((l1_cur - target) / l1_sel)
+        if gamma > 1:
+            return torch.where(sel, x_max, cur), True
+        return torch.where(sel, cur + gamma * (x_max - cur), cur), False
 
 
 __all__ = [
