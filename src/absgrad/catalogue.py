@@ -1,7 +1,7 @@
 """What ``absgrad list`` prints, importable without torch (so the command answers at once).
 
 The registries stay the source of truth: :data:`absgrad.methods.METHODS`, the metric
-definitions of :mod:`absgrad.protocol.scoring` and :data:`absgrad.cases.CASES`.
+declarations :data:`absgrad.metrics.METRICS` and :data:`absgrad.cases.CASES`.
 ``tests/test_catalogue.py`` checks that this catalogue lists exactly what they hold: a method,
 metric or case added there must be added here too.
 """

@@ -115,6 +115,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
         p.add_argument(
+            "--layer",
+            metavar="NAME",
+            help="Grad-CAM layer, a name from model.named_modules() (default: the case's, else "
+            "the rule for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+        )
+        p.add_argument(
             "--executor", default="local", help="how units are run: local (default) or ray"
         )
         ray = p.add_argument_group("--executor ray (pip install 'absgrad[ray]'; see docs/ray.md)")
@@ -297,6 +303,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
+        "gradcam_layer": get("layer"),
     }
     if get("no_select"):
         out["select"] = False

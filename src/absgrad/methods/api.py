@@ -18,14 +18,14 @@ from absgrad.methods.aggregators import (
     needed_processings,
     variance_needed,
 )
-from absgrad.methods.chunking import check_batch_size
-from absgrad.methods.gradients import OBJECTIVES, frozen_eval, predict
+from absgrad.methods.gradients import OBJECTIVES, predict
 from absgrad.methods.processing import check_processing
 from absgrad.methods.randomness import GeneratorArg, SeedsArg, image_generators
 from absgrad.methods.registry import MethodDef, get_method, resolve_params
 from absgrad.methods.samplers import GradContext, Sampler
 from absgrad.utils.maps import to_map
-from absgrad.utils.validation import check_images, resolve_target
+from absgrad.utils.model_state import eval_mode
+from absgrad.utils.validation import check_batch_size, check_images, resolve_target
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def attribute(
     req = make_request(method, params)
     model, x, t = _prepare(model, inputs, target)
     gens = image_generators(x.shape[0], generator, seeds)
-    with frozen_eval(model):
+    with eval_mode(model, frozen=True):
         t = _target_or_prediction(model, x, t)
         return _run_group([req], model, x, t, gens)[0].detach()
 
@@ -177,7 +177,7 @@ def explain_many(
     for label, req in built.items():
         groups.setdefault(req.group_key, []).append(label)
     out: dict[str, Tensor] = {}
-    with frozen_eval(model):
+    with eval_mode(model, frozen=True):
         t = _target_or_prediction(model, x, t)
         for labels in groups.values():
             gen = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -52,6 +52,7 @@ class RunConfig:
     rcap_interval: float = 0.1
     auc_steps: int = 10
     reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
+    gradcam_layer: str | None = None  # None: the case's layer, else the default-layer rule
     extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +74,8 @@ class RunConfig:
             d.pop("channels_last")  # runs from before the option keep their hash
         if d["precision"] == "fp32":
             d.pop("precision")  # likewise: only bf16 changes the hash
+        if d["gradcam_layer"] is None:
+            d.pop("gradcam_layer")  # likewise: only a chosen layer changes the hash
         return d
 
     def config_hash(self) -> str:
@@ -200,6 +203,10 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
         isinstance(d["save_maps"], bool) or (_is_int(d["save_maps"]) and d["save_maps"] >= 0)
     ):
         raise _fail("save_maps", "must be true, false or a number of images", d["save_maps"])
+    if d.get("gradcam_layer") is not None and (
+        not isinstance(d["gradcam_layer"], str) or not d["gradcam_layer"].strip()
+    ):
+        raise _fail("gradcam_layer", "must be a module name of the model", d["gradcam_layer"])
     if d.get("reversal") is not None:
         out["reversal"] = _check_reversal(d["reversal"])
     if d.get("extra_maps"):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from absgrad.methods.layers import find_layer
 from absgrad.protocol.config import ConfigError, RunConfig
 from absgrad.protocol.plan import Unit, resolve_specs
 from absgrad.protocol.scoring import (
@@ -152,8 +153,11 @@ def build_context(
     metrics = check_metrics(
         config.metrics or default_metrics(case.has_masks), case.has_masks, config.case
     )
-    specs = resolve_specs(config, case.reversal, case.gradcam_layer or None)
+    layer = config.gradcam_layer or case.gradcam_layer or None  # None: the default-layer rule
+    specs = resolve_specs(config, case.reversal, layer)
     model = case.build_model(device)
+    if layer is not None:
+        find_layer(model, layer)  # a wrong name fails here, before any work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     eval_batch_size = config.eval_batch_size
