@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, group_specs, make_plan
@@ -89,8 +90,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], list[str], int]:
-    """The run's images: the case's samples passing the selection rule, cut to ``limit``."""
+def select_images(
+    config: RunConfig, ctx: WorkerContext, progress: bool = False
+) -> tuple[list[int], list[str], int]:
+    """The run's images: the case's samples passing the selection rule, cut to ``limit``
+    (``progress``: a progress bar for the selection pass)."""
     from absgrad.cases import select
 
     samples = ctx.case.samples()
@@ -102,6 +106,7 @@ def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], lis
             threshold=config.threshold,
             batch_size=ctx.eval.batch_size,
             device=ctx.device,
+            progress=progress,
         )
     else:
         indices = list(range(total))
@@ -130,11 +135,12 @@ def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
         "model": type(ctx.model).__name__,
         "data": str(c.data) if getattr(c, "data", None) else None,
         "weights": str(c.weights) if getattr(c, "weights", None) else None,
+        **({"folder": c.describe()} if hasattr(c, "describe") else {}),
     }
 
 
 def plan_run(
-    config: RunConfig, ctx: WorkerContext, meta: dict[str, Any] | None
+    config: RunConfig, ctx: WorkerContext, meta: dict[str, Any] | None, progress: bool = False
 ) -> tuple[list[Unit], dict[str, Any]]:
     """The units of the run and its metadata (reusing a resumed run's image selection)."""
     if meta is not None:
@@ -144,7 +150,7 @@ def plan_run(
             meta["images"]["candidates"],
         )
     else:
-        indices, ids, total = select_images(config, ctx)
+        indices, ids, total = select_images(config, ctx, progress)
     groups = group_specs(ctx.specs)
     units = make_plan(config, groups, indices, ids)
     new_meta = {
@@ -218,7 +224,7 @@ def run_protocol(
             f"selecting images by the true-class probability rule "
             f"({len(ctx.case.samples())} candidates)",
         )
-    units, meta = plan_run(config, ctx, old)
+    units, meta = plan_run(config, ctx, old, progress=not quiet)
     with run_logging(out, quiet):
         log.info(
             "images: %d of %d candidates (%s)",
@@ -261,13 +267,8 @@ def run_protocol(
         )
         if skipped:
             log.info("skipping %d stored unit(s); computing %d", skipped, len(todo))
-        bar = tqdm(
-            total=len(units),
-            initial=skipped,
-            unit="unit",
-            desc="protocol",
-            disable=quiet,
-            dynamic_ncols=True,
+        bar = RunProgress(
+            units, skipped, len(meta["groups"]), len(meta["images"]["ids"]), disable=quiet
         )
         timing = {"load": 0.0, "explain": 0.0, "metrics": 0.0}
 
@@ -282,8 +283,7 @@ def run_protocol(
                 result.timing.get("total", 0.0),
                 extra={"file_only": True},
             )
-            bar.set_postfix_str(result.unit.id, refresh=False)
-            bar.update(1)
+            bar.update(result.unit)
 
         status = "complete"
         try:

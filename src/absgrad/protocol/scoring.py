@@ -105,6 +105,7 @@ def score_many(
     clean_probs: Tensor | None = None,
     blurred_probs: Tensor | None = None,
     blurred_inputs: Tensor | None = None,
+    cache: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`score_maps` for several maps of the same images ``{label: (B, H, W)}``.
 
@@ -112,9 +113,11 @@ def score_many(
     sees full chunks of ``settings.batch_size`` across maps; each map is sorted once for RCAP
     and the curves, and the insertion start image is blurred once (or taken from
     ``blurred_inputs``, :func:`absgrad.metrics.blurred` ``(x)`` computed by the caller).
+    Each distinct perturbed image is scored once (:mod:`absgrad.dedupe`; ``cache``: a
+    :class:`absgrad.dedupe.ProbCache` shared with other calls on the same images).
     """
+    from absgrad.dedupe import DedupQueue
     from absgrad.metrics import blurred
-    from absgrad.metrics.forward import ForwardQueue
     from absgrad.metrics.inputs import check_probs, prepare
     from absgrad.metrics.perturbation import PerturbContext
     from absgrad.metrics.rcap import rcap_percentiles
@@ -144,7 +147,11 @@ def score_many(
     )
     nonnegative = any(p.nonnegative_maps for p in perturbations)
     with eval_mode(model), torch.inference_mode():
-        queue = ForwardQueue(model, settings.batch_size)
+        queue = DedupQueue(
+            model, settings.batch_size, x, target, cache=cache,
+            normalization=settings.normalization, clean_probs=clean_probs,
+            blurred_probs=blurred_probs,
+        )  # fmt: skip
         pending: dict[str, list[tuple[str, Any, slice]]] = {}
         for label, raw in maps.items():
             name = f"map {label!r}" if label else "maps"
@@ -153,7 +160,8 @@ def score_many(
             work = []
             for p in perturbations:
                 batch = p.build(xi, m, ordered, context)
-                rows = queue.put(batch.images, target.repeat_interleave(batch.per_image))
+                keys = queue.keys(p.key, m, ordered, context, batch)
+                rows = queue.put(batch.images, target.repeat_interleave(batch.per_image), keys)
                 work.append((p.key, batch, rows))
             pending[label] = work
         probs = queue.probs()

@@ -46,6 +46,7 @@ class BatchData:
     clean: Tensor | None = None
     blurred: Tensor | None = None
     blurred_x: Tensor | None = None  # the insertion start image, blurred once per batch
+    cache: Any = None  # absgrad.dedupe.ProbCache: perturbed images already scored in the batch
 
 
 @dataclass
@@ -92,7 +93,10 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+        from absgrad.dedupe import ProbCache
+
         data = BatchData(
+            cache=ProbCache(),
             x=self.case.normalize(pixels).to(self.device),
             target=torch.tensor([s.label for s in items], device=self.device),
             masks=masks,
@@ -134,6 +138,18 @@ def load_case(config: RunConfig) -> Any:
         raise ConfigError(
             f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
         )
+    if config.weights_sha is not None and config.weights is not None:
+        from absgrad.cases.model_spec import file_fingerprint
+
+        if file_fingerprint(config.weights) != config.weights_sha:
+            raise ConfigError(
+                f"config field 'weights': the file {config.weights} here differs from the one "
+                f"the run was configured with (SHA-256 prefix {config.weights_sha})"
+            )
+    if config.case == "folder":
+        own = ("model", "masks", "classes", "labels", "size", "resize", "norm")
+        kw = {k: getattr(config, k) for k in own if getattr(config, k) is not None}
+        return get_case("folder", data=config.data, weights=config.weights, **kw)
     return get_case(config.case, data=config.data, weights=config.weights)
 
 
@@ -262,6 +278,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         clean_probs=clean,
         blurred_probs=blurred,
         blurred_inputs=data.blurred_x,
+        cache=data.cache,
     )
     t3 = time.perf_counter()
     return UnitResult(
