@@ -18,7 +18,6 @@ from absgrad.methods.aggregators import (
     needed_processings,
     variance_needed,
 )
-from absgrad.methods.gradcam import gradcam
 from absgrad.methods.gradients import OBJECTIVES, predict
 from absgrad.methods.processing import check_processing
 from absgrad.methods.randomness import GeneratorArg, SeedsArg, image_generators
@@ -31,17 +30,15 @@ from absgrad.utils.validation import check_batch_size, check_images, resolve_tar
 
 @dataclass(frozen=True)
 class Request:
-    """A validated method call: the method, its sampler (or None) and its parameters."""
+    """A validated method call: the method, its sampler and its parameters."""
 
     method: MethodDef
     params: dict[str, Any]
-    sampler: Sampler | None
+    sampler: Sampler
 
     @property
     def group_key(self) -> tuple:
         """Requests with equal keys share one sampler run."""
-        if self.sampler is None:
-            return ("gradcam", str(self.params["layer"]), self.params["objective"])
         return (self.sampler.key(), self.params["objective"], self.params["batch_size"])
 
 
@@ -64,8 +61,6 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
             f"aggregation {p['aggregation']!r} needs a variance over samples: n_samples must be >= 2"
             + ("" if "n_samples" in p else f" and method {m.name!r} takes a single sample")
         )
-    if m.sampler is None:
-        return Request(m, p, None)
     sampler = m.sampler(**{k: p[k] for k in m.sampler_params})
     return Request(m, p, sampler)
 
@@ -89,9 +84,6 @@ def _run_group(
     """Run the shared sampler of ``reqs`` once (``generators``: one per image, or None); return
     each request's attribution."""
     first = reqs[0]
-    if first.sampler is None:
-        p = first.params
-        return [gradcam(model, x, t, p["layer"], p["objective"], p["batch_size"])] * len(reqs)
     source = first.sampler.variance_source
     procs: set[str] = set()
     var_of: set[str] = set()

@@ -1,4 +1,4 @@
-"""Deletion / insertion curves and their areas (DAUC, IAUC; Petsiuk et al. 2018), SPEC §3.2."""
+"""Deletion / insertion curves and their areas (DAUC, IAUC; Petsiuk et al. 2018)."""
 
 from __future__ import annotations
 

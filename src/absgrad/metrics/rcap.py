@@ -1,4 +1,4 @@
-"""RCAP (ReCover And Predict), SPEC §3.1: higher is better."""
+"""RCAP (ReCover And Predict) of Huang & Liu 2024: higher is better."""
 
 from __future__ import annotations
 

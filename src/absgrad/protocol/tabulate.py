@@ -219,3 +219,31 @@ def _table3(results: Results, cols: list[MetricDef], compare: str | None, boot: 
         " rows use the original hook. Bold: best per column; * marks an improvement over the base."
     )
     return t
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell with its interval: ``label`` is the map (Table 3: the variant symbol)."""
+
+    table: int
+    row: str
+    label: str
+    metric: str
+    ci: Interval
+
+
+def table_cells(
+    results: Results,
+    tables: tuple[int, ...] | None = None,
+    *,
+    bootstrap: Bootstrap | None = None,
+) -> list[Cell]:
+    """Every computed cell of the run's tables (default: the run's own) with its interval."""
+    numbers = tables or tuple(results.meta.get("config", {}).get("tables", (1, 2, 3)))
+    return [
+        Cell(t.number, r.title, r.key, m.key, r.ci[m.key])
+        for t in build_tables(results, numbers, bootstrap=bootstrap)
+        for r in t.rows
+        for m in t.columns
+        if m.key in r.ci
+    ]
