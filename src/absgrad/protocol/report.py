@@ -292,7 +292,15 @@ def build_report(
     page = out / "report.html"
     _write(page, render_html(res, built, figs, claims, gallery, shown, ranking))
     summary: dict[str, Any] = {
-        "tables": {t.number: {r.key: r.values for r in t.rows} for t in built}
+        "tables": {t.number: {r.key: r.values for r in t.rows} for t in built},
+        "intervals": {
+            t.number: {r.key: {m: [ci.lo, ci.hi] for m, ci in r.ci.items()} for r in t.rows}
+            for t in built
+        },
+        "claims": [
+            {"claim": c.claim, "status": c.status, "p_value": c.p_value, "n_images": c.n_images}
+            for c in claims
+        ],
     }
     files["summary.json"] = _write(out / "summary.json", json.dumps(summary, indent=1))
     return Report(page, built, files, claims, res.complete, gallery)
