@@ -401,6 +401,7 @@ def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int
         report = build_report(out, compare=args.compare_paper)
         if not args.quiet:
             print((out / "tables" / "tables.md").read_text())
+            print((out / "claims.md").read_text())
         print(f"report: {report.html.resolve()}")
     print(
         f"run {meta['status']}: {meta['done_units']} of {meta['n_units']} units "
@@ -431,6 +432,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.dir, compare=args.compare_paper, tables=tuple(args.tables) if args.tables else None
     )
     print((Path(args.dir) / "tables" / "tables.md").read_text())
+    print((Path(args.dir) / "claims.md").read_text())
     if not report.complete:
         print("note: the run is partial; the tables cover the stored units only", file=sys.stderr)
     print(f"report: {report.html.resolve()}")

@@ -489,6 +489,12 @@ class FolderCase(Case):
     def _check_classes(
         self, names: list[str] | None, source: str, items: list[tuple[str, Path, int]], k: int
     ) -> None:
+        inferred = source.startswith("the sorted")
+        if names is not None and not inferred and len(names) != k:
+            raise DataLayoutError(
+                f"the class table ({source}) lists {len(names)} classes but the model outputs {k}:"
+                " is this the right model / weights?"
+            )
         if names is not None and len(names) > k:
             raise DataLayoutError(
                 f"the data has {len(names)} classes (from {source}) but the model outputs {k}: "
@@ -500,7 +506,7 @@ class FolderCase(Case):
                 f"the model outputs {k} classes but {len(bad)} image(s) have labels outside "
                 f"0..{k - 1} (class indices from {source}), e.g. {bad[0][0]}: {bad[0][1]}"
             )
-        if names is not None and len(names) < k and source.startswith("the sorted"):
+        if names is not None and len(names) < k and inferred:
             warnings.warn(
                 f"class indices 0..{len(names) - 1} come from {source}, but the model outputs "
                 f"{k} classes; if that is not how the model was trained, give a class table "

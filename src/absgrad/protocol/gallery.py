@@ -26,7 +26,7 @@ from absgrad.protocol.scoring import METRICS
 from absgrad.protocol.store import RunStore, atomic_write_bytes
 
 PAGE_SIZE = 20
-TILE_MAX = 256  # longest side of a stored tile, px
+TILE_MAX = 160  # longest side of a stored tile, px
 TILE_SHOW = 128  # displayed size, px
 
 
@@ -92,7 +92,7 @@ def _jpeg(pixels: np.ndarray, path: Path) -> None:
     if max(img.size) > TILE_MAX:
         img.thumbnail((TILE_MAX, TILE_MAX), Image.LANCZOS)
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
+    img.save(buf, format="JPEG", quality=82)
     atomic_write_bytes(path, buf.getvalue())
 
 
