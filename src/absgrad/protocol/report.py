@@ -128,7 +128,7 @@ caption{font-weight:bold;text-align:left;padding:4px 0}
 tr.group td{border-top:3px double #666}
 .note{color:#555;font-size:90%;margin:0 0 1.5em}
 img{max-width:100%;border:1px solid #eee}
-.facts td,#claims td,#claims th{text-align:left}
+.facts td,#claims td,#claims th,#ranking td:nth-child(2){text-align:left}
 .refuted{color:#a00}.confirmed{color:#070}.inconclusive{color:#a60}.not-tested{color:#777}
 .ci{color:#666;font-size:85%}
 """
