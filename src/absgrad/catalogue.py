@@ -32,5 +32,7 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
     "pointing_game": ("Pointing", True, True),
 }
 
-#: built-in case names, in the order of absgrad.cases.CASES
-CASES: tuple[str, ...] = ("demo", "synthetic", "imagenet-sample", "imagenet-s", "isic", "places365")
+#: case names, in the order of absgrad.cases.CASES ("folder": your data and model)
+CASES: tuple[str, ...] = (
+    "demo", "synthetic", "imagenet-sample", "imagenet-s", "isic", "places365", "folder",
+)  # fmt: skip

@@ -35,23 +35,41 @@ def test_maps_are_in_unit_range_with_min0_max1(tiny_model, method, seed, scale):
             assert (img == 1).all()
 
 
+class _Flat(torch.nn.Module):
+    """Zero gradients everywhere: the output is multiplied by 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x)).mean((2, 3)) * 0.0
+
+
+class _Dead(_Flat):
+    """Zero gradients through dead ReLUs (every pre-activation < 0), non-zero logits."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-1.0)
+
+    def forward(self, x):
+        return self.act(self.conv(x)).mean((2, 3)) + torch.tensor([1.0, 0.0])
+
+
+@pytest.mark.parametrize("model_cls", [_Flat, _Dead])
 @pytest.mark.parametrize("method", sorted(FAST))
-def test_constant_inputs_and_zero_gradients_give_no_nan(method):
-    class Flat(torch.nn.Module):  # zero gradients everywhere
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 2, 1)
-            self.act = torch.nn.ReLU()
-
-        def forward(self, x):
-            return self.act(self.conv(x)).mean((2, 3)) * 0.0
-
-    for model in (Flat().eval(),):
-        for x in (torch.zeros(1, 3, 8, 8), torch.full((2, 3, 8, 8), 0.3)):
-            m = absgrad.explain(model, x, 0, method, layer="conv" if method == "gradcam" else None, **FAST[method]) \
-                if method == "gradcam" else absgrad.explain(model, x, 0, method, **FAST[method])
-            assert torch.isfinite(m).all()
-            assert (m == 1).all()  # a constant map becomes all ones
+def test_constant_inputs_and_zero_gradients_give_no_nan(method, model_cls):
+    model = model_cls().eval()
+    layer = {"layer": "conv"} if method == "gradcam" else {}
+    for x in (torch.zeros(1, 3, 8, 8), torch.full((2, 3, 8, 8), 0.3)):
+        m = absgrad.explain(model, x, 0, method, **layer, **FAST[method])
+        assert m.shape == (x.shape[0], 8, 8)
+        assert torch.isfinite(m).all()
+        assert (m == 1).all()  # a constant map becomes all ones
 
 
 @COMMON

@@ -17,16 +17,6 @@ def _grad(model, x, target):
     return x.grad.detach()
 
 
-@pytest.fixture
-def dmodel(tiny_model):
-    return tiny_model.double()
-
-
-@pytest.fixture
-def x(tiny_inputs):
-    return tiny_inputs.double()
-
-
 T = torch.tensor([1, 3])
 
 
@@ -134,3 +124,28 @@ def test_objectives_flip_and_scale(dmodel, x):
     lsm = absgrad.attribute(dmodel, x, T, "vg", objective="log_softmax")
     torch.testing.assert_close(nll, -lsm)
     assert not torch.allclose(logit, lsm)
+
+
+@pytest.mark.parametrize(("at", "expected"), [
+    # a = q(term * p(g)): p on the gradient before its path term, |.| again on the sample for abs
+    ("gradient", {"raw": [2.0, 6.0], "pos": [0.0, 6.0], "neg": [2.0, 0.0], "abs": [2.0, 6.0]}),
+    # a = q(p(term * g)): p on the product (Guided IG's move contributions)
+    ("product", {"raw": [2.0, 6.0], "pos": [2.0, 6.0], "neg": [0.0, 0.0], "abs": [2.0, 6.0]}),
+])
+def test_a_sampler_declares_where_processing_applies(at, expected):
+    from absgrad.methods.aggregators import SampleStats, aggregate
+    from absgrad.methods.samplers import GradContext, Sampler, Samples
+
+    grad = torch.tensor([-2.0, 3.0]).view(1, 1, 1, 1, 2)
+    term = torch.tensor([-1.0, 2.0]).view(1, 1, 1, 1, 2)
+
+    class Fixed(Sampler):
+        processing_at = at
+
+        def pieces(self, ctx):
+            yield Samples(slice(0, 1), grad, term)
+
+    stats = SampleStats(["raw", "pos", "neg", "abs"])
+    Fixed().run(GradContext(torch.nn.Identity(), torch.zeros(1, 1, 1, 2), torch.zeros(1)), stats)
+    for p, values in expected.items():
+        assert aggregate(stats, p, "mean").flatten().tolist() == values, p

@@ -65,6 +65,10 @@ def test_report_renders_in_headless_chromium(synthetic_run, tmp_path):
     assert dom.count("<tr") > 9 + 14 + 5
     # every number of Tables 1 and 2 carries its interval (7 metrics on the synthetic case)
     assert dom.count('<span class="ci"') >= (9 + 14) * 7
+    # the claims' verdicts and Table 2's RCAP ranking with its intervals
+    assert dom.count("<tr><td>") >= 4 and 'id="ranking"' in dom
+    ranking = dom[dom.index('id="ranking"') :].split("</table>")[0]
+    assert len(re.findall(r"<td>\[\d\.\d{4}, \d\.\d{4}\]</td>", ranking)) == 9
     ok, total = _loaded(dom)
     assert total == 4 and ok == total, f"{ok} of {total} figures decoded"
     # every figure links its SVG, which exists beside the PNG

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,6 @@ from absgrad.methods.aggregators import (
     needed_processings,
     variance_needed,
 )
-from absgrad.methods.gradcam import gradcam
 from absgrad.methods.gradients import OBJECTIVES, predict
 from absgrad.methods.processing import check_processing
 from absgrad.methods.randomness import GeneratorArg, SeedsArg, image_generators
@@ -31,17 +30,15 @@ from absgrad.utils.validation import check_batch_size, check_images, resolve_tar
 
 @dataclass(frozen=True)
 class Request:
-    """A validated method call: the method, its sampler (or None) and its parameters."""
+    """A validated method call: the method, its sampler and its parameters."""
 
     method: MethodDef
     params: dict[str, Any]
-    sampler: Sampler | None
+    sampler: Sampler
 
     @property
     def group_key(self) -> tuple:
         """Requests with equal keys share one sampler run."""
-        if self.sampler is None:
-            return ("gradcam", str(self.params["layer"]), self.params["objective"])
         return (self.sampler.key(), self.params["objective"], self.params["batch_size"])
 
 
@@ -64,8 +61,6 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
             f"aggregation {p['aggregation']!r} needs a variance over samples: n_samples must be >= 2"
             + ("" if "n_samples" in p else f" and method {m.name!r} takes a single sample")
         )
-    if m.sampler is None:
-        return Request(m, p, None)
     sampler = m.sampler(**{k: p[k] for k in m.sampler_params})
     return Request(m, p, sampler)
 
@@ -89,9 +84,6 @@ def _run_group(
     """Run the shared sampler of ``reqs`` once (``generators``: one per image, or None); return
     each request's attribution."""
     first = reqs[0]
-    if first.sampler is None:
-        p = first.params
-        return [gradcam(model, x, t, p["layer"], p["objective"], p["batch_size"])] * len(reqs)
     source = first.sampler.variance_source
     procs: set[str] = set()
     var_of: set[str] = set()
@@ -166,6 +158,7 @@ def explain_many(
     seed: int | None = None,
     seeds: SeedsArg = None,
     on_group: Any = None,
+    groups: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Tensor]:
     """Maps for many methods at once; every distinct sampler runs once and serves all its methods.
 
@@ -174,20 +167,20 @@ def explain_many(
     torch.Generator().manual_seed(seed), **params)``. With ``seeds`` (one integer per image),
     each sampler run gets fresh per-image generators, so every map equals ``explain(...,
     seeds=seeds, **params)`` and does not depend on the batch. ``on_group(n_methods)`` is
-    called after each sampler run (progress). Returns ``{label: (B, H, W)}``.
+    called after each sampler run (progress). ``groups``: the labels of each sampler run when
+    already grouped (e.g. by a plan, as :func:`sampler_groups` does); they are checked, not redone.
+    Returns ``{label: (B, H, W)}``.
     """
     built = {label: make_request(m, p) for label, (m, p) in requests.items()}
     model, x, t = _prepare(model, inputs, target)
     if seed is not None and seeds is not None:
         raise AbsgradError("give seed= or seeds=, not both")
     image_generators(x.shape[0], seeds=seeds)  # checks seeds before any work
-    groups: dict[tuple, list[str]] = {}
-    for label, req in built.items():
-        groups.setdefault(req.group_key, []).append(label)
+    runs = _grouped(built) if groups is None else _checked_groups(built, groups)
     out: dict[str, Tensor] = {}
     with eval_mode(model, frozen=True):
         t = _target_or_prediction(model, x, t)
-        for labels in groups.values():
+        for labels in runs:
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
             gens = image_generators(x.shape[0], gen, seeds)
             attrs = _run_group([built[lb] for lb in labels], model, x, t, gens)
@@ -198,9 +191,27 @@ def explain_many(
     return {lb: out[lb] for lb in requests}
 
 
+def _grouped(built: Mapping[str, Request]) -> list[list[str]]:
+    """Labels sharing one sampler run, in first-appearance order."""
+    groups: dict[tuple, list[str]] = {}
+    for label, req in built.items():
+        groups.setdefault(req.group_key, []).append(label)
+    return list(groups.values())
+
+
+def _checked_groups(built: Mapping[str, Request], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``groups`` as lists, after checking that they cover ``built`` once and share samplers."""
+    flat = [lb for g in groups for lb in g]
+    if sorted(flat) != sorted(built):
+        raise AbsgradError(
+            f"groups must name every requested label once: got {flat}, requests {list(built)}"
+        )
+    for g in groups:
+        if not g or len({built[lb].group_key for lb in g}) > 1:
+            raise AbsgradError(f"the maps {list(g)} do not share one sampler run")
+    return [list(g) for g in groups]
+
+
 def sampler_groups(requests: Mapping[str, tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
     """How ``explain_many`` would group ``requests`` (labels sharing one sampler run)."""
-    groups: dict[tuple, list[str]] = {}
-    for label, (m, p) in requests.items():
-        groups.setdefault(make_request(m, p).group_key, []).append(label)
-    return list(groups.values())
+    return _grouped({label: make_request(m, p) for label, (m, p) in requests.items()})

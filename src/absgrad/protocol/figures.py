@@ -259,11 +259,16 @@ def ablation_curves(
         ax.set_xticks(x)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
     for ax in axes[len(metrics) :]:
-        ax.set_visible(False)
-    fig.axes[0].legend(fontsize=7, loc="lower left")
+        ax.axis("off")
     fig.suptitle("GAG-p ablation (axes from 0; shaded: 95% bootstrap interval over images)")
     fig.tight_layout()
+    if len(metrics) < len(axes):  # the legend takes the first empty panel
+        axes[len(metrics)].legend(handles, names, loc="center", fontsize=9, frameon=False)
+    else:
+        fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.22 / nrow)
     return _save(fig, path)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from absgrad.protocol.claims import (
     Claim,
+    Ranking,
     check_claims,
     claims_markdown,
     rank_pairs,
@@ -20,6 +21,7 @@ from absgrad.protocol.figures import make_figures
 from absgrad.protocol.gallery import Gallery, write_gallery
 from absgrad.protocol.render import to_csv, to_html, to_latex, to_markdown
 from absgrad.protocol.results import Results, load_results, write_scores
+from absgrad.protocol.scoring import METRICS
 from absgrad.protocol.store import RunStore, atomic_write_bytes
 from absgrad.protocol.tabulate import Table, build_tables, paper_case_name, paper_numbers
 
@@ -126,9 +128,40 @@ caption{font-weight:bold;text-align:left;padding:4px 0}
 tr.group td{border-top:3px double #666}
 .note{color:#555;font-size:90%;margin:0 0 1.5em}
 img{max-width:100%;border:1px solid #eee}
-.facts td,#claims td{text-align:left}
-.refuted{color:#a00}.confirmed{color:#070}
+.facts td,#claims td,#claims th,#ranking td:nth-child(2){text-align:left}
+.refuted{color:#a00}.confirmed{color:#070}.inconclusive{color:#a60}.not-tested{color:#777}
+.ci{color:#666;font-size:85%}
 """
+
+
+def _status(c: Claim) -> str:
+    """CSS class of a claim's verdict: confirmed, refuted, inconclusive or not-tested."""
+    status = c.status or c.verdict.split(" (")[0]
+    return status.replace(" ", "-")
+
+
+def _ranking_html(r: Ranking, tables: list[Table]) -> str:
+    """Table 2's pairwise ranking: each method's mean [interval] and whom it beats."""
+    titles = {row.key: row.title for t in tables for row in t.rows}
+    m = METRICS[r.metric]
+    n = min(ci.n for ci in r.means.values())
+    out = [
+        f'<table id="ranking"><caption>Ranking on {html.escape(m.title)} {m.arrow}: paired '
+        f"sign-flip tests of every two methods, Holm-adjusted over {len(r.pairs)} pairs "
+        f"(level {r.alpha:g}), n = {n} images</caption>",
+        f"<tr><th>Rank</th><th>Method</th><th>{html.escape(m.title)}</th>"
+        "<th>95% interval</th><th>Significantly better than</th></tr>",
+    ]
+    for i, lb in enumerate(r.order, start=1):
+        ci = r.means[lb]
+        beats = ", ".join(html.escape(titles.get(x, x)) for x in r.beats(lb)) or "—"
+        title = html.escape(titles.get(lb, lb)).replace("^R", "<sup>R</sup>")
+        out.append(
+            f"<tr><td>{i}</td><td>{title}</td><td>{ci.value:.4f}</td>"
+            f"<td>[{ci.lo:.4f}, {ci.hi:.4f}]</td><td>{beats}</td></tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
 
 
 def _figure_html(name: str, path: Path, caption: str) -> str:
@@ -167,6 +200,7 @@ def render_html(
     claims: list[Claim],
     gallery: Gallery | None = None,
     shown: int = 0,
+    ranking: Ranking | None = None,
 ) -> str:
     """The report page: facts, tables, claims, the gallery's link and the figures (embedded as
     data URIs, with their PNG and SVG files linked)."""
@@ -195,11 +229,15 @@ def render_html(
         '<table id="claims"><tr><th>Claim</th><th>Verdict</th><th>Evidence</th></tr>'
     )
     parts += [
-        f'<tr><td>{html.escape(c.claim)}</td><td class="{c.verdict.split()[0]}">{c.verdict}</td>'
+        f"<tr><td>{html.escape(c.claim)}</td>"
+        f'<td class="{_status(c)}">{html.escape(c.verdict)}</td>'
         f"<td>{html.escape(c.evidence)}</td></tr>"
         for c in claims
     ]
-    parts.append("</table><h2>Images and maps</h2>")
+    parts.append("</table>")
+    if ranking is not None:
+        parts.append(_ranking_html(ranking, tables))
+    parts.append("<h2>Images and maps</h2>")
     parts.append(_gallery_html(res, gallery, shown))
     total = len(res.meta["images"]["ids"])
     for name, path in figures.items():
@@ -252,9 +290,17 @@ def build_report(
     if gallery is not None:
         files["gallery"] = gallery.index
     page = out / "report.html"
-    _write(page, render_html(res, built, figs, claims, gallery, shown))
+    _write(page, render_html(res, built, figs, claims, gallery, shown, ranking))
     summary: dict[str, Any] = {
-        "tables": {t.number: {r.key: r.values for r in t.rows} for t in built}
+        "tables": {t.number: {r.key: r.values for r in t.rows} for t in built},
+        "intervals": {
+            t.number: {r.key: {m: [ci.lo, ci.hi] for m, ci in r.ci.items()} for r in t.rows}
+            for t in built
+        },
+        "claims": [
+            {"claim": c.claim, "status": c.status, "p_value": c.p_value, "n_images": c.n_images}
+            for c in claims
+        ],
     }
     files["summary.json"] = _write(out / "summary.json", json.dumps(summary, indent=1))
     return Report(page, built, files, claims, res.complete, gallery)
