@@ -210,3 +210,20 @@ def test_shared_photos_in_wnid_folders(imagenet_sample_dir, tmp_path, weights):
     )
     with pytest.raises(DataLayoutError, match="4 classes"):
         three.samples()
+
+
+def test_selection_cache_tells_preprocessings_apart(folders, weights, tmp_path):
+    from absgrad.cases import score_case
+
+    probs = {}
+    for norm in ("imagenet", "0.5", "imagenet"):
+        case = _case(folders, weights, norm=norm)
+        model = case.build_model()
+        got = score_case(case, model, cache_dir=tmp_path)  # one cache folder for all three
+        s = case.samples()[4]
+        with torch.no_grad():
+            expect = model(case.normalize(s.image[None])).softmax(1)[0, s.label]
+        assert got[s.id][0] == pytest.approx(float(expect), abs=1e-6)
+        probs.setdefault(norm, got[s.id][0])
+    assert probs["imagenet"] != probs["0.5"]
+    assert len(list(tmp_path.glob("select-folder-*.json"))) == 2

@@ -549,6 +549,20 @@ class FolderCase(Case):
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return self._load().to(device).eval()
 
+    def data_id(self) -> str:
+        """The data and everything that changes a sample: layout, class table, preprocessing."""
+        return json.dumps(
+            [
+                super().data_id(),
+                str(self._classes_arg),
+                str(self._layout.get("table")) if self._layout else None,
+                list(self.image_size),
+                self.resize,
+                norm_text(self.normalization),
+                int(self.interpolation),
+            ]
+        )
+
     def weights_id(self) -> str:
         from absgrad.cases.model_spec import file_fingerprint
 

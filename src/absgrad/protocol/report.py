@@ -128,7 +128,7 @@ caption{font-weight:bold;text-align:left;padding:4px 0}
 tr.group td{border-top:3px double #666}
 .note{color:#555;font-size:90%;margin:0 0 1.5em}
 img{max-width:100%;border:1px solid #eee}
-.facts td,#claims td,#claims th{text-align:left}
+.facts td,#claims td,#claims th,#ranking td:nth-child(2){text-align:left}
 .refuted{color:#a00}.confirmed{color:#070}.inconclusive{color:#a60}.not-tested{color:#777}
 .ci{color:#666;font-size:85%}
 """
@@ -164,8 +164,24 @@ def _ranking_html(r: Ranking, tables: list[Table]) -> str:
     return "\n".join(out)
 
 
+#: Figures of photos embed as JPEG (the PNG of the map figure is ~1.5 MB; its file stays PNG).
+PHOTO_FIGURES = ("maps",)
+
+
+def _data_uri(name: str, path: Path) -> str:
+    if name not in PHOTO_FIGURES:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with Image.open(path) as im:
+        im.convert("RGB").save(buf, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def _figure_html(name: str, path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
     title = FIGURE_TITLES.get(name, name)
     svg = path.with_suffix(".svg")
     links = f'<a href="figures/{path.name}">PNG</a>'
@@ -173,7 +189,7 @@ def _figure_html(name: str, path: Path, caption: str) -> str:
         links += f' · <a class="svg" href="figures/{svg.name}">SVG</a>'
     return (
         f'<figure><img id="fig-{name}" alt="{html.escape(title)}" '
-        f'src="data:image/png;base64,{data}">'
+        f'src="{_data_uri(name, path)}">'
         f"<figcaption>{html.escape(title)}{caption} ({links})</figcaption></figure>"
     )
 
