@@ -41,9 +41,9 @@ log = logging.getLogger("absgrad.engine")
 ENGINES = ("auto", "eager", "compile")
 PRECISIONS = ("fp32", "bf16")
 #: ``auto`` compiles when a run computes at least this many images. On the 2-core development
-#: CPU (EfficientNet-Lite0, 224 px) a cold compile costs about 1-2 minutes and a warm one
-#: (kernels cached on disk) about 15 s, and compiling saves about 4 s per protocol image
-#: (docs/performance.md), so 16 images repay even a cold compile.
+#: CPU (EfficientNet-Lite0, 224 px) a cold compile costs about 50 s on a quiet machine and a
+#: warm one (kernels cached on disk) much less, and compiling saves about 5 s per protocol
+#: image (docs/performance.md), so 16 images repay even a cold compile.
 AUTO_MIN_IMAGES = 16
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 #: The ``torch.compile`` backend when none is given (``$ABSGRAD_COMPILE_BACKEND`` overrides it,
