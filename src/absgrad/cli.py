@@ -389,12 +389,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from absgrad.cases import CASES, get_case
     from absgrad.methods import explain
+    from absgrad.protocol.config import check_device
 
     src = Path(args.image)
     if not src.is_file():
         raise UserError(f"image file not found: {src}")
     if args.model not in CASES:
         raise UserError(f"unknown model/case {args.model!r}; choose one of {', '.join(CASES)}")
+    check_device("--device", args.device)
+    out = _explain_out(Path(args.out), src, args.method)
+    params = _parse_params(args.param)
     case = get_case(args.model, weights=args.weights)
     pixels = _load_image(src, case.image_size)
     model = case.build_model(args.device)
@@ -407,10 +411,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"--target {target} is out of range for a model with {probs.shape[0]} classes"
         )
     gen = torch.Generator().manual_seed(args.seed)
-    smap = explain(model, x, target, args.method, generator=gen, **_parse_params(args.param))[
-        0
-    ].cpu()
-    out = Path(args.out)
+    smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), smap.numpy())
     _save_overlay(
@@ -421,6 +422,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"map: {out} and {out.with_suffix('.npy')}"
     )
     return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def _explain_out(out: Path, image: Path, method: str) -> Path:
+    """``--out``: an image file (``.png``, ...), or a folder that receives ``<image>-<method>.png``."""
+    if out.is_dir() or str(out).endswith(("/", os.sep)):
+        return out / f"{image.stem}-{method}.png"
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(
+            f"--out {out}: give a file name ending in {', '.join(IMAGE_SUFFIXES)}, or an "
+            "existing folder (or one written with a trailing /) to write into"
+        )
+    return out
 
 
 def _load_image(path: Path, size: tuple[int, int]):
@@ -457,9 +473,6 @@ def _save_overlay(pixels, smap, out: Path, title: str) -> None:
 # -- entry point --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
-    from absgrad.protocol.config import ConfigError
-    from absgrad.protocol.store import RunDirError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -473,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (UserError, ConfigError, RunDirError, OSError, ValueError, TypeError) as e:
+    except AbsgradError as e:  # the user's input; anything else is a bug and shows as one
         if os.environ.get("ABSGRAD_DEBUG"):
             raise
         print(f"absgrad: error: {e}", file=sys.stderr)

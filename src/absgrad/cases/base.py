@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
+from absgrad.errors import MissingFileError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -170,12 +171,12 @@ def resize_center_crop(im: Image.Image, resize: int, crop: int, resample: int) -
 def require_dir(path: Path | str | None, what: str, expected: str, source: str) -> Path:
     """Return ``path`` as a directory or raise ``FileNotFoundError`` saying what belongs there."""
     if path is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no {what} given: pass data=PATH. Expected: {expected}. Source: {source}"
         )
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise FileNotFoundError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
+        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
     return p
 
 
@@ -183,7 +184,7 @@ def require_file(path: Path | str, what: str, expected: str, source: str) -> Pat
     """Return ``path`` as a file or raise ``FileNotFoundError`` saying what it is and where from."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
+        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
     return p
 
 

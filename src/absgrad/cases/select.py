@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from absgrad.cases.base import Case, Sample, UnreadableImageError
+from absgrad.errors import AbsgradError
 
 CACHE_ENV = "ABSGRAD_CACHE"
 _CACHE_VERSION = 2
@@ -71,7 +72,7 @@ def score_case(
     Unreadable images are skipped with a warning naming the file and left out of the result.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise AbsgradError(f"batch_size must be >= 1, got {batch_size}")
     cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path, key = _cache_file(case, model, cdir)
     ds = case.samples()
@@ -141,6 +142,6 @@ def select(
     """
     thr = case.threshold if threshold is None else float(threshold)
     if not 0.0 <= thr < 1.0:
-        raise ValueError(f"threshold must lie in [0, 1), got {thr}")
+        raise AbsgradError(f"threshold must lie in [0, 1), got {thr}")
     scores = score_case(case, model, batch_size=batch_size, cache_dir=cache_dir, device=device)
     return [i for i, sid in enumerate(case.samples().ids) if sid in scores and scores[sid][0] > thr]

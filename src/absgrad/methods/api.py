@@ -20,6 +20,7 @@ from absgrad.methods.aggregators import (
 from absgrad.methods.chunking import check_batch_size
 from absgrad.methods.gradcam import gradcam
 from absgrad.methods.gradients import OBJECTIVES, frozen_eval, predict
+from absgrad.methods.params import ParamError, check_params
 from absgrad.methods.processing import check_processing
 from absgrad.methods.registry import MethodDef, get_method, resolve_params
 from absgrad.methods.samplers import GradContext, Sampler
@@ -47,6 +48,7 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
     """Validate ``params`` for ``method`` (errors name the bad parameter) and build its sampler."""
     m = method if isinstance(method, MethodDef) else get_method(method)
     p = resolve_params(m, dict(params))
+    check_params(p, where=f"method {m.name!r} parameter")
     check_processing(p["processing"])
     if p["aggregation"] not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {p['aggregation']!r}; choose one of {AGGREGATIONS}")
@@ -58,7 +60,7 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n_samples must be a positive int, got {n!r}")
     if p["aggregation"] in ("var", "guided") and n < 2:
-        raise ValueError(
+        raise ParamError(
             f"aggregation {p['aggregation']!r} needs a variance over samples: n_samples must be >= 2"
             + ("" if "n_samples" in p else f" and method {m.name!r} takes a single sample")
         )

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from absgrad.methods.guided_backprop import GuidedBackpropSampler
+from absgrad.methods.params import ParamError, UnknownParamError
 from absgrad.methods.samplers import (
     BlurPathSampler,
     GuidedPathSampler,
@@ -66,7 +67,7 @@ METHODS = MappingProxyType({d.name: d for d in _DEFS})
 
 def get_method(name: object) -> MethodDef:
     if not isinstance(name, str) or name.lower() not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+        raise ParamError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     return METHODS[name.lower()]
 
 
@@ -75,7 +76,7 @@ def resolve_params(method: MethodDef, params: dict[str, Any]) -> dict[str, Any]:
     allowed = method.defaults
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise TypeError(
+        raise UnknownParamError(
             f"unknown parameter(s) {', '.join(unknown)} for method {method.name!r}; "
             f"valid: {', '.join(sorted(allowed))}"
         )

@@ -19,6 +19,7 @@ from absgrad.methods.aggregators import SampleStats
 from absgrad.methods.blur import gaussian_blur
 from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
+from absgrad.methods.params import check_fields
 from absgrad.methods.processing import PROCESSINGS
 
 
@@ -67,6 +68,9 @@ class Sampler:
 
     name: ClassVar[str] = "sampler"
     variance_source: ClassVar[str] = "processed"
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # every parameter's rule, from the one table in methods.params
 
     def key(self) -> tuple:
         """Hashable identity of the computation (sampler name and parameters)."""

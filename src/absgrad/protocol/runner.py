@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from absgrad.errors import AbsgradError
 from absgrad.protocol.config import RunConfig
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, group_specs, make_plan
@@ -108,7 +109,7 @@ def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], lis
     if config.limit is not None:
         indices = indices[: config.limit]
     if not indices:
-        raise ValueError(
+        raise AbsgradError(
             f"no image of case {config.case!r} passes the selection rule "
             f"(threshold {ctx.case.threshold if config.threshold is None else config.threshold}); "
             "lower 'threshold' or set 'select: false'"

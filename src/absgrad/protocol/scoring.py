@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from absgrad.errors import AbsgradError
+
 
 @dataclass(frozen=True)
 class MetricDef:
@@ -52,9 +54,9 @@ def check_metrics(names: Sequence[str], has_masks: bool, case: str) -> tuple[str
     out = []
     for name in names:
         if name not in METRICS:
-            raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+            raise AbsgradError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
         if METRICS[name].needs_mask and not has_masks:
-            raise ValueError(f"metric {name!r} needs ground-truth masks and case {case!r} has none")
+            raise AbsgradError(f"metric {name!r} needs ground-truth masks and case {case!r} has none")
         out.append(name)
     return tuple(sorted(set(out), key=list(METRICS).index))
 
@@ -201,7 +203,7 @@ def _mask_scores(maps: Tensor, metrics: Sequence[str], masks: Tensor | None, b: 
     for name, fn in mask_fns.items():
         if name in metrics:
             if masks is None:
-                raise ValueError(f"metric {name!r} needs masks and this batch has none")
+                raise AbsgradError(f"metric {name!r} needs masks and this batch has none")
             out[name] = _floats(fn(maps, masks.to(maps.device)).float())
     return out
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from absgrad.errors import AbsgradError
+
 #: Table 1's percentiles p of GAG-p.
 ABLATION_P = (0.0, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)
 #: Table 3's base methods and their reversal keys.
@@ -132,7 +134,7 @@ def paper_maps(
     titles = {"sg": "SG", "ig": "IG", "gb": "GB", "guidedig": "Guided IG", "blurig": "BlurIG"}
     for base in ("sg", "ig", "gb", "guidedig", "blurig"):
         if base not in reversal:
-            raise ValueError(
+            raise AbsgradError(
                 f"the case gives no reversal settings for {base!r} (needed by Table 2)"
             )
         remain, mis = reversal[base]
@@ -211,7 +213,7 @@ def table_labels(table: int) -> list[str]:
         for base, variants in TABLE3_VARIANTS.values():
             out += [base, *variants.values()]
         return list(dict.fromkeys(out))
-    raise ValueError(f"unknown table {table!r}; choose 1, 2 or 3")
+    raise AbsgradError(f"unknown table {table!r}; choose 1, 2 or 3")
 
 
 def with_sources(labels: Iterable[str], specs: Mapping[str, MapSpec]) -> list[str]:
