@@ -351,10 +351,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for key, m in METRICS.items():
             print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
     elif args.what == "maps":
-        from absgrad.protocol.tables import Sampling, paper_maps
+        from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
-        rev = dict.fromkeys(("sg", "ig", "guidedig", "blurig", "gb"), (0.07, 0.1))
-        for label, s in paper_maps(Sampling(), rev).items():
+        rev = dict.fromkeys(REVERSED_BASES, (0.07, 0.1))
+        for label, s in paper_maps(PAPER_SAMPLING, rev).items():
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":

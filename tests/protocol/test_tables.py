@@ -8,15 +8,12 @@ import io
 import numpy as np
 import pytest
 
+from absgrad.protocol.paper import TABLE3_VARIANTS, Sampling, paper_maps
 from absgrad.protocol.plan import group_specs
+from absgrad.protocol.render import to_csv, to_latex, to_markdown
 from absgrad.protocol.results import Results
-from absgrad.protocol.tables import (
-    TABLE3_VARIANTS,
-    Sampling,
-    paper_maps,
-    table_labels,
-)
-from absgrad.protocol.tabulate import build_tables, paper_numbers, to_csv, to_latex, to_markdown
+from absgrad.protocol.tables import table_labels
+from absgrad.protocol.tabulate import build_tables, paper_numbers
 
 REV = {
     "sg": (0.07, 0.1),
@@ -183,3 +180,33 @@ def test_missing_maps_show_as_dashes_and_a_note():
     (t1,) = build_tables(fake_results(vals), (1,))
     assert "| GAG-85 | — | — | — |" in to_markdown(t1)
     assert any("Not computed" in n for n in t1.notes)
+
+
+def test_the_catalogue_declares_base_family_and_reversal_once(specs):
+    from absgrad.protocol.paper import METHOD_FAMILY, REVERSED_BASES, REVERSED_PAIRS, TABLE2
+
+    for sp in specs.values():
+        assert sp.base in METHOD_FAMILY and sp.family == METHOD_FAMILY[sp.base]
+        if sp.derived:  # a reversed map belongs to its source's method
+            assert specs[sp.reverse_of].base == sp.base and sp.reverse_of in REVERSED_BASES
+        elif sp.method != "gag":
+            assert sp.method == sp.base
+    assert sorted(sp.reverse_of for sp in specs.values() if sp.derived) == sorted(REVERSED_BASES)
+    reference = set(TABLE2.reference_rows) - {"gradcam"}
+    assert reference == {rev for rev, _ in REVERSED_PAIRS} == {
+        lb for _, lb in TABLE2.rows if specs[lb].derived
+    }
+    assert specs["gag-85"].as_dict()["family"] == "noise"
+
+
+def test_run_config_defaults_are_the_papers_sampling():
+    import dataclasses
+
+    from absgrad.protocol.config import RunConfig
+
+    cfg = RunConfig(case="synthetic", n_samples=7, ig_steps=3)
+    s = Sampling.from_config(cfg, "features")
+    assert (s.n_samples, s.ig_steps, s.gradcam_layer) == (7, 3, "features")
+    base = Sampling.from_config(RunConfig(case="synthetic"))
+    assert base == dataclasses.replace(Sampling(), gradcam_layer=None)
+    assert Sampling().n_samples == 20 and Sampling().percentile == 0.85

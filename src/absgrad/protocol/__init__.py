@@ -12,12 +12,12 @@ from absgrad.protocol.executors import (
     get_executor,
     register_executor,
 )
+from absgrad.protocol.paper import MapSpec, paper_maps
 from absgrad.protocol.plan import Group, Unit, group_specs, make_plan, resolve_specs
 from absgrad.protocol.report import build_report
 from absgrad.protocol.results import Results, load_results
 from absgrad.protocol.runner import run_protocol
 from absgrad.protocol.store import RunDirError, RunStore
-from absgrad.protocol.tables import MapSpec, paper_maps
 from absgrad.protocol.worker import UnitResult, WorkerContext, build_context, run_unit
 
 __all__ = [

@@ -6,18 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from absgrad.protocol.paper import ABLATION_P, GRADIENT_METHODS, REVERSED_PAIRS, gag_label
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS, PAPER_METRICS
-from absgrad.protocol.tables import ABLATION_P, gag_label
-
-GRADIENT_ROWS = ("gag-85", "vargrad", "sg", "ig", "gb", "guidedig", "blurig", "vg")
-REVERSED = {
-    "sg-r": "sg",
-    "ig-r": "ig",
-    "gb-r": "gb",
-    "guidedig-r": "guidedig",
-    "blurig-r": "blurig",
-}
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ def check_claims(res: Results) -> list[Claim]:
         out.append(Claim(c1, "not tested", "GAG-p maps or RCAP not computed"))
 
     c2 = "GAG has the best RCAP of the gradient methods (Table 2)"
-    vals = {lb: res.value(lb, "rcap") for lb in GRADIENT_ROWS}
+    vals = {lb: res.value(lb, "rcap") for lb in GRADIENT_METHODS}
     vals = {k: v for k, v in vals.items() if v is not None}
     if "gag-85" in vals and len(vals) > 1:
         best = max(vals, key=lambda k: vals[k])
@@ -77,7 +68,7 @@ def check_claims(res: Results) -> list[Claim]:
 
     c3 = "Every reversed map is worse than its original on every metric (Table 2)"
     worse, total, fails = 0, 0, []
-    for rev, base in REVERSED.items():
+    for rev, base in REVERSED_PAIRS:
         for m in (m for m in res.metrics if m in PAPER_METRICS):
             a, b = res.value(rev, m), res.value(base, m)
             if a is None or b is None:

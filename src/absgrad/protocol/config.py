@@ -16,6 +16,7 @@ import yaml
 
 from absgrad.errors import AbsgradError
 from absgrad.methods.params import PARAMS, Rule
+from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES
 
 
 class ConfigError(AbsgradError):
@@ -37,16 +38,16 @@ class RunConfig:
     threshold: float | None = None  # None: the case's threshold (paper: 0.9)
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = 4  # images per work unit and per gradient chunk
+    batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
-    n_samples: int = 20
-    spread: float = 0.15
-    percentile: float = 0.85
-    ig_trials: int = 2
-    ig_steps: int = 5
-    objective: str = "logit"
+    n_samples: int = PAPER_SAMPLING.n_samples
+    spread: float = PAPER_SAMPLING.spread
+    percentile: float = PAPER_SAMPLING.percentile
+    ig_trials: int = PAPER_SAMPLING.ig_trials
+    ig_steps: int = PAPER_SAMPLING.ig_steps
+    objective: str = PAPER_SAMPLING.objective
     rcap_lower_bound: float = 0.5
     rcap_interval: float = 0.1
     auc_steps: int = 10
@@ -239,8 +240,8 @@ def _check_reversal(rev: Any) -> dict[str, tuple[float, float]]:
     out = {}
     for base, v in rev.items():
         name = f"reversal.{base}"
-        if base not in ("sg", "ig", "guidedig", "blurig", "gb"):
-            raise _fail(name, "names no base method (sg, ig, guidedig, blurig, gb)", base)
+        if base not in REVERSED_BASES:
+            raise _fail(name, f"names no base method ({', '.join(REVERSED_BASES)})", base)
         if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_num(x) for x in v):
             raise _fail(name, "must be [remain, mis]", v)
         remain, mis = float(v[0]), float(v[1])

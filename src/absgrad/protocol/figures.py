@@ -8,16 +8,17 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
+from absgrad.protocol.plan import unit_id
 from absgrad.protocol.results import Results
 from absgrad.protocol.store import RunStore
-from absgrad.protocol.tables import ABLATION_P, TABLE2, gag_label
 
 DPI = 100
 
 
 def _table2_labels(res: Results, reversed_too: bool = True) -> list[tuple[str, str]]:
     rows = [(t, lb) for t, lb in TABLE2.rows if lb in res.per_image]
-    return rows if reversed_too else [(t, lb) for t, lb in rows if not lb.endswith("-r")]
+    return rows if reversed_too else [(t, lb) for t, lb in rows if not res.is_reversed(lb)]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -38,7 +39,7 @@ def map_grid(res: Results, store: RunStore, path: Path, max_images: int = 4) -> 
     while len(images) < max_images and store.load_images(batch) is not None:
         imgs = store.load_images(batch)
         loaded = {
-            lb: store.load_maps(f"b{batch:05d}-{groups[lb]}").get(lb)
+            lb: store.load_maps(unit_id(batch, groups[lb])).get(lb)
             for _, lb in rows
             if lb in groups
         }
@@ -105,7 +106,7 @@ def auc_curves(res: Results, path: Path) -> Path | None:
             ax.plot(
                 r,
                 curve,
-                linestyle="--" if lb.endswith("-r") else "-",
+                linestyle="--" if res.is_reversed(lb) else "-",
                 label=title.replace("^R", "$^R$"),
             )
         ax.set_xlabel("fraction of pixels r")

@@ -12,22 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from absgrad.protocol.config import ConfigError, RunConfig
-from absgrad.protocol.tables import MapSpec, Sampling, paper_maps, table_labels, with_sources
-
-REVERSAL_KEYS = ("sg", "ig", "guidedig", "blurig", "gb")
-
-
-def sampling_of(config: RunConfig, gradcam_layer: str | None) -> Sampling:
-    return Sampling(
-        n_samples=config.n_samples,
-        spread=config.spread,
-        percentile=config.percentile,
-        ig_trials=config.ig_trials,
-        ig_steps=config.ig_steps,
-        objective=config.objective,
-        batch_size=config.batch_size,
-        gradcam_layer=gradcam_layer,
-    )
+from absgrad.protocol.paper import REVERSED_BASES, MapSpec, Sampling, paper_maps
+from absgrad.protocol.tables import table_labels, with_sources
 
 
 def resolve_specs(
@@ -36,13 +22,13 @@ def resolve_specs(
     """The maps this run computes: the tables' maps (or ``config.maps``) and ``extra_maps``."""
     reversal = {k: tuple(v) for k, v in case_reversal.items()}
     reversal.update(config.reversal or {})
-    missing = [k for k in REVERSAL_KEYS if k not in reversal]
+    missing = [k for k in REVERSED_BASES if k not in reversal]
     if missing:
         raise ConfigError(
             f"config field 'reversal': no settings for {', '.join(missing)} "
             "(and the case gives none)"
         )
-    allspecs = paper_maps(sampling_of(config, gradcam_layer), reversal)
+    allspecs = paper_maps(Sampling.from_config(config, gradcam_layer), reversal)
     for label, m in config.extra_maps.items():
         if label in allspecs:
             raise ConfigError(f"config field 'extra_maps.{label}': label is already a protocol map")
@@ -107,6 +93,11 @@ class Unit:
         return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
 
+def unit_id(batch: int, group: str) -> str:
+    """The id of the unit computing sampler group ``group`` on image batch ``batch``."""
+    return f"b{batch:05d}-{group}"
+
+
 def batch_seed(seed: int, batch: int) -> int:
     """The seed of every sampler run on image batch ``batch`` (the same for all its groups)."""
     return (seed * 1_000_003 + batch * 7919 + 17) % (2**63 - 1)
@@ -134,7 +125,7 @@ def make_plan(
         for gi, g in enumerate(groups):
             units.append(
                 Unit(
-                    id=f"b{b:05d}-{g.name}",
+                    id=unit_id(b, g.name),
                     batch=b,
                     group=g.name,
                     indices=idx,

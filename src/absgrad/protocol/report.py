@@ -12,18 +12,10 @@ from typing import Any
 from absgrad.errors import AbsgradError
 from absgrad.protocol.claims import Claim, check_claims, claims_markdown
 from absgrad.protocol.figures import make_figures
+from absgrad.protocol.render import to_csv, to_html, to_latex, to_markdown
 from absgrad.protocol.results import Results, load_results
 from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
-from absgrad.protocol.tabulate import (
-    Table,
-    build_tables,
-    paper_case_name,
-    paper_numbers,
-    to_csv,
-    to_html,
-    to_latex,
-    to_markdown,
-)
+from absgrad.protocol.tabulate import Table, build_tables, paper_case_name, paper_numbers
 
 FIGURE_TITLES = {
     "maps": "Saliency maps (images x methods)",

@@ -15,8 +15,6 @@ import torch
 
 from absgrad.protocol.store import RunStore
 
-CURVE_KEYS = ("deletion", "insertion", "rcap_hit", "rcap_prob", "rcap_valid")
-
 
 @dataclass
 class Results:
@@ -36,6 +34,14 @@ class Results:
     @property
     def complete(self) -> bool:
         return self.done_units >= int(self.meta.get("n_units", 0))
+
+    def spec(self, label: str) -> dict[str, Any]:
+        """The stored declaration of map ``label`` (see :class:`absgrad.protocol.paper.MapSpec`)."""
+        return dict(self.meta.get("maps", {}).get(label) or {})
+
+    def is_reversed(self, label: str) -> bool:
+        """Whether map ``label`` is a reversed map (Proposition 1's superscript R)."""
+        return self.spec(label).get("reverse_of") is not None
 
     def n_images(self, label: str) -> int:
         return len(self.image_ids.get(label, []))
