@@ -151,7 +151,7 @@ def test_device_cuda_without_gpu(capsys, tmp_path):
     err = user_error(
         capsys, ["run", "--case", "synthetic", "--device", "cuda", "--out", str(tmp_path / "r")]
     )
-    assert "config field 'device'" in err and "no CUDA device" in err
+    assert "'device'" in err and "no CUDA device" in err
 
 
 # -- row 12: explain --out FOLDER ------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The paper's selection rule: keep the images whose true-class probability exceeds a threshold.
 
 The model runs once over a case; the true-class probability of every sample is cached in a JSON
-file keyed by (case, data, weights, model fingerprint), so a rerun (with any threshold) is instant.
+file keyed by (case, data, weights, model fingerprint, data fingerprint), so a rerun (with any
+threshold) is instant, and an edited label file or a replaced image is a new key (scored again).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from absgrad.cases.base import Case, Sample, UnreadableImageError
 from absgrad.errors import AbsgradError
 
 CACHE_ENV = "ABSGRAD_CACHE"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def default_cache_dir() -> Path:
@@ -50,6 +51,7 @@ def _cache_file(case: Case, model: nn.Module, cache_dir: Path) -> tuple[Path, di
         "version": _CACHE_VERSION,
         "case": case.name,
         "data": case.data_id(),
+        "data_fingerprint": case.data_fingerprint()["digest"],  # labels, sizes, mtimes
         "weights": case.weights_id(),
         "model": model_fingerprint(model),
         "image_size": list(case.image_size),

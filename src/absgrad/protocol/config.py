@@ -155,13 +155,22 @@ def _eval_batch(name: str, v: Any) -> int | str:
     return v
 
 
-def check_device(name: str, v: Any) -> str:
-    """``v`` when it names a device this machine has (cpu, cuda, cuda:N, mps), else an error."""
-    import torch
-
+def _device(name: str, v: Any) -> str:
     kind, _, index = v.partition(":") if isinstance(v, str) else ("", "", "")
     if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
         raise _fail(name, "must be cpu, cuda, cuda:N or mps", v)
+    return v
+
+
+def check_device(name: str, v: Any) -> str:
+    """``v`` when it names a device this machine has (cpu, cuda, cuda:N, mps), else an error.
+
+    A config may name a device the machine writing it lacks; the run checks it where it runs.
+    """
+    import torch
+
+    _device(name, v)
+    kind, _, index = v.partition(":")
     if kind == "cuda" and not torch.cuda.is_available():
         raise _fail(name, "asks for a GPU but PyTorch sees no CUDA device here (use cpu)", v)
     if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
@@ -198,7 +207,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "select": _ruled(Rule("bool")),
     "threshold": _unit(optional=True),
     "seed": _int(0),
-    "device": check_device,
+    "device": _device,
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),
