@@ -261,6 +261,20 @@ def test_explain_errors(capsys, tmp_path):
     assert "--target 9 is out of range" in err
 
 
+def test_explain_gradcam_layer(capsys, tmp_path):
+    src = tmp_path / "x.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(src)
+    out = tmp_path / "cam.png"
+    base = ["explain", str(src), "--model", "synthetic", "--out", str(out)]
+    assert main([*base, "--method", "gradcam", "--layer", "block2"]) == 0
+    assert np.load(out.with_suffix(".npy")).shape == (32, 32)
+    capsys.readouterr()
+    err = fails(capsys, [*base, "--method", "gradcam", "--layer", "block9"])
+    assert "'block9' is not in the model" in err and "block3" in err
+    err = fails(capsys, [*base, "--method", "gag", "--layer", "block2"])
+    assert "--layer applies to --method gradcam" in err
+
+
 def test_missing_dataset_names_it_and_creates_nothing(capsys, tmp_path):
     out = tmp_path / "ins"
     err = fails(

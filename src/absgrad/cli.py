@@ -89,6 +89,18 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             help="run the model in channels-last memory format: about 20%% faster on CPU, "
             "fp32 results differ slightly (docs/performance.md)",
         )
+        p.add_argument(
+            "--engine",
+            choices=("auto", "eager", "compile"),
+            help="forward passes of the metrics: torch.compile (compile), plain PyTorch (eager) "
+            "or auto (default: compile for runs of 16+ images); scores agree to 1e-5",
+        )
+        p.add_argument(
+            "--precision",
+            choices=("fp32", "bf16"),
+            help="bf16: bfloat16 autocast in the metrics' forward passes; scores move by about "
+            "1e-3 (docs/performance.md); default fp32",
+        )
         p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
         p.add_argument(
             "--n-samples", type=int, metavar="N", help="samples per sampled method (paper: 20)"
@@ -213,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="method parameter, e.g. --param n_samples=50 (repeatable)",
     )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
+        "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+    )
     p.add_argument("--target", type=int, help="class index (default: the predicted class)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu")
@@ -262,6 +280,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": get("batch_size"),
         "eval_batch_size": get("eval_batch_size"),
         "channels_last": get("channels_last"),
+        "engine": get("engine"),
+        "precision": get("precision"),
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
@@ -411,6 +431,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"--target {target} is out of range for a model with {probs.shape[0]} classes"
         )
     gen = torch.Generator().manual_seed(args.seed)
+    if args.layer is not None:
+        if args.method.lower() != "gradcam":
+            raise UserError(f"--layer applies to --method gradcam, not {args.method!r}")
+        params["layer"] = args.layer
     smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), smap.numpy())

@@ -146,7 +146,7 @@ def test_best_values_are_marked_by_direction():
     assert {rows[i] for i in t2.best(cols["dauc"])} == {"ig"}
     assert {rows[i] for i in t2.best(cols["iauc"])} == {"vg"}
     md = to_markdown(t2)
-    assert "| GAG | **0.4000** |" in md and "| Grad-CAM | 0.9000 |" in md
+    assert "| GAG | **0.4000** ± 0.0000 |" in md and "| Grad-CAM | 0.9000 ± 0.0000 |" in md
     assert "\\textbf{0.2000}" in to_latex(t2)
     assert t2.rows[1].values["dauc"] == pytest.approx(0.5)
 
@@ -193,9 +193,11 @@ def test_the_catalogue_declares_base_family_and_reversal_once(specs):
             assert sp.method == sp.base
     assert sorted(sp.reverse_of for sp in specs.values() if sp.derived) == sorted(REVERSED_BASES)
     reference = set(TABLE2.reference_rows) - {"gradcam"}
-    assert reference == {rev for rev, _ in REVERSED_PAIRS} == {
-        lb for _, lb in TABLE2.rows if specs[lb].derived
-    }
+    assert (
+        reference
+        == {rev for rev, _ in REVERSED_PAIRS}
+        == {lb for _, lb in TABLE2.rows if specs[lb].derived}
+    )
     assert specs["gag-85"].as_dict()["family"] == "noise"
 
 
@@ -210,3 +212,67 @@ def test_run_config_defaults_are_the_papers_sampling():
     base = Sampling.from_config(RunConfig(case="synthetic"))
     assert base == dataclasses.replace(Sampling(), gradcam_layer=None)
     assert Sampling().n_samples == 20 and Sampling().percentile == 0.85
+
+
+def _varied_results(labels, n=24, seed=0):
+    """Results with random per-image RCAP and flat curves (DAUC/IAUC vary per image)."""
+    rng = np.random.default_rng(seed)
+    res = Results(meta={"maps": dict.fromkeys(labels), "config": {}}, metrics=("rcap", "dauc"))
+    ids = [f"img{i}" for i in range(n)]
+    for lb in labels:
+        level = rng.uniform(0.1, 0.9, size=(n, 1))
+        res.per_image[lb] = {
+            "rcap": rng.uniform(0.05, 0.6, size=n),
+            "dauc": np.zeros(n),
+            "deletion": level * np.linspace(1, 0.2, 10)[None, :],
+        }
+        res.image_ids[lb] = ids
+    return res
+
+
+def test_cells_carry_bootstrap_intervals_in_every_format():
+    from absgrad.protocol.render import to_html
+    from absgrad.protocol.tabulate import Bootstrap
+
+    res = _varied_results(table_labels(1))
+    (t1,) = build_tables(res, (1,), bootstrap=Bootstrap(n_resamples=4000, seed=3))
+    row = t1.rows[0]
+    per_image = res.per_image["gag-0"]["rcap"]
+    ci = row.ci["rcap"]
+    assert ci.value == row.values["rcap"] == pytest.approx(per_image.mean())
+    # an independent loop bootstrap of the same cell
+    rng = np.random.default_rng(99)
+    means = [per_image[rng.integers(0, 24, 24)].mean() for _ in range(4000)]
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    assert ci.lo == pytest.approx(lo, abs=0.1 * (hi - lo)) and ci.hi == pytest.approx(
+        hi, abs=0.1 * (hi - lo)
+    )
+    csv_row = next(csv.DictReader(io.StringIO(to_csv(t1))))
+    assert float(csv_row["rcap_lo"]) == ci.lo and float(csv_row["rcap_hi"]) == ci.hi
+    assert float(csv_row["dauc_lo"]) < float(csv_row["dauc"]) < float(csv_row["dauc_hi"])
+    half = f"{(ci.hi - ci.lo) / 2:.4f}"
+    assert f"{ci.value:.4f} ± {half}" in to_markdown(t1)
+    assert f"{ci.value:.4f} $\\pm$ {half}" in to_latex(t1)
+    assert f"[{ci.lo:.4f}, {ci.hi:.4f}]" in to_html(t1)
+
+
+def test_table3_intervals_bootstrap_the_ratio_of_means_over_paired_images():
+    from absgrad.protocol.tabulate import Bootstrap
+
+    labels = table_labels(3)
+    res = _varied_results(labels, n=20, seed=1)
+    (t3,) = build_tables(res, (3,), bootstrap=Bootstrap(n_resamples=4000))
+    cell = {r.key: r for r in t3.rows}["A"]
+    pairs = [(base, variants["A"]) for base, variants in TABLE3_VARIANTS.values()]
+    r = {lb: res.per_image[lb]["rcap"] for lb in labels}
+
+    def stat(idx):
+        return np.mean([r[v][idx].mean() / r[b][idx].mean() for b, v in pairs])
+
+    assert cell.values["rcap"] == pytest.approx(stat(np.arange(20)))
+    rng = np.random.default_rng(5)
+    boots = [stat(rng.integers(0, 20, 20)) for _ in range(3000)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    ci = cell.ci["rcap"]
+    assert ci.lo == pytest.approx(lo, abs=0.1 * (hi - lo))
+    assert ci.hi == pytest.approx(hi, abs=0.1 * (hi - lo))

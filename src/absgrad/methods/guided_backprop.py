@@ -1,4 +1,4 @@
-"""Guided backpropagation: ReLU modules pass back a filtered gradient (SPEC §2.1, §2.2)."""
+"""Guided backpropagation: activation modules pass back a filtered gradient (ReLU, GELU, SiLU...)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from absgrad.methods.activations import guided_forward, is_guided
 from absgrad.methods.aggregators import SampleStats
 from absgrad.methods.chunking import image_slices
 from absgrad.methods.samplers import GradContext, Sampler, _processed
@@ -36,33 +37,43 @@ class _GuidedReLU(torch.autograd.Function):
         return HOOKS[ctx.rule](grad * passing), None, None
 
 
-def _activations(model: nn.Module) -> list[tuple[nn.Module, float | None]]:
-    found = []
+def _activations(model: nn.Module) -> list[tuple[nn.Module, float | None | str]]:
+    """Guided modules with their ReLU upper bound, or ``"smooth"`` for other activations."""
+    found: list[tuple[nn.Module, float | None | str]] = []
     for m in model.modules():
         if isinstance(m, nn.ReLU6):
             found.append((m, 6.0))
         elif isinstance(m, nn.ReLU):
             found.append((m, None))
+        elif is_guided(m):
+            found.append((m, "smooth"))
     return found
 
 
 @contextlib.contextmanager
 def guided_relus(model: nn.Module, rule: str = "positive") -> Iterator[int]:
     """Within the block, every ``nn.ReLU``/``nn.ReLU6`` of ``model`` back-propagates
-    ``HOOKS[rule]`` of its gradient. The original modules are restored on exit, even on error.
+    ``HOOKS[rule]`` of its gradient, and so does every smooth rectifier (GELU, SiLU, ...: see
+    :mod:`absgrad.methods.activations`). The original modules are restored on exit, even on error.
 
-    Yields the number of patched modules. Functional ReLUs (``F.relu`` in ``forward``) cannot be
-    reached and keep their plain gradient.
+    Yields the number of patched modules. Functional activations (``F.relu`` in ``forward``)
+    cannot be reached and keep their plain gradient.
     """
     if rule not in HOOKS:
         raise ValueError(f"unknown guided-backprop hook {rule!r}; choose one of {tuple(HOOKS)}")
     acts = _activations(model)
     if not acts:
-        raise ValueError("guided backprop needs nn.ReLU or nn.ReLU6 modules, and the model has none")
+        raise ValueError(
+            "guided backprop needs activation modules (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, ...) "
+            "to guide, and the model has none (functional activations cannot be reached)"
+        )
     saved = [(m, m.__dict__.get("forward")) for m, _ in acts]
     try:
         for m, upper in acts:
-            m.forward = lambda x, _u=upper: _GuidedReLU.apply(x, _u, rule)  # type: ignore[method-assign]
+            if upper == "smooth":
+                m.forward = guided_forward(m, HOOKS[rule])  # type: ignore[method-assign]
+            else:
+                m.forward = lambda x, _u=upper: _GuidedReLU.apply(x, _u, rule)  # type: ignore[method-assign]
         yield len(acts)
     finally:
         for m, old in saved:

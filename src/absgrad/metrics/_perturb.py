@@ -202,6 +202,9 @@ class ForwardQueue:
     """
 
     def __init__(self, model: nn.Module, batch_size: int) -> None:
+        from absgrad.utils.allocator import tune_allocator
+
+        tune_allocator()  # the runner's per-pass cost for every caller (idempotent, glibc only)
         self.model = model
         self.batch_size = check_batch_size(batch_size)
         self._parts: list[tuple[Tensor, Tensor]] = []

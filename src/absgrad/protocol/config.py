@@ -41,6 +41,8 @@ class RunConfig:
     batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
+    engine: str = "auto"  # forward passes of the metrics: eager, compile, or auto (by run size)
+    precision: str = "fp32"  # fp32, or bf16 autocast in the metrics' forward passes (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
     n_samples: int = PAPER_SAMPLING.n_samples
     spread: float = PAPER_SAMPLING.spread
@@ -71,6 +73,8 @@ class RunConfig:
             d.pop(k)
         if not d["channels_last"]:
             d.pop("channels_last")  # runs from before the option keep their hash
+        if d["precision"] == "fp32":
+            d.pop("precision")  # likewise: only bf16 changes the hash
         return d
 
     def config_hash(self) -> str:
@@ -78,7 +82,7 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOT_HASHED = ("device", "eval_batch_size", "save_maps")
+NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: YAML sections flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
 SECTIONS = {
@@ -208,6 +212,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _unit(optional=True),
     "seed": _int(0),
     "device": _device,
+    "engine": _ruled(Rule("choice", choices=("auto", "eager", "compile"))),
+    "precision": _ruled(Rule("choice", choices=("fp32", "bf16"))),
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),

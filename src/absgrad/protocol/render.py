@@ -7,11 +7,28 @@ import html
 import io
 from typing import Any
 
+from absgrad.protocol.stats import Interval
 from absgrad.protocol.tabulate import Table
+
+PLUS_MINUS = {"md": " ± ", "latex": " $\\pm$ ", "html": " ± "}
 
 
 def _fmt(v: float | None, decimals: int) -> str:
     return "—" if v is None else f"{v:.{decimals}f}"
+
+
+def interval_suffix(ci: Interval, decimals: int, style: str = "md") -> str:
+    """`` ± 0.0300``: the half-width of an interval (HTML: its exact bounds as a tooltip)."""
+    half = f"{ci.half_width:.{decimals}f}"
+    if style == "html":
+        bounds = f"{ci.level:.0%} CI [{ci.lo:.{decimals}f}, {ci.hi:.{decimals}f}], n = {ci.n}"
+        return f'<span class="ci" title="{bounds}"> ± {half}</span>'
+    return f"{PLUS_MINUS[style]}{half}"
+
+
+def format_interval(ci: Interval | None, decimals: int, style: str = "md") -> str:
+    """``0.3610 ± 0.0300``: an estimate and the half-width of its interval (``—`` if none)."""
+    return "—" if ci is None else _fmt(ci.value, decimals) + interval_suffix(ci, decimals, style)
 
 
 def _header(t: Table, style: str) -> list[str]:
@@ -33,15 +50,16 @@ def to_csv(t: Table) -> str:
     w = csv.writer(buf)
     head = ["row", "label", "n_images"]
     for m in t.columns:
-        head.append(m.key)
+        head += [m.key, f"{m.key}_lo", f"{m.key}_hi"]
         if m.key in t.paper_keys:
             head.append(f"paper_{m.key}")
     w.writerow(head)
     for r in t.rows:
         line: list[Any] = [r.title, r.key, r.n_images]
         for m in t.columns:
-            v = r.values.get(m.key)
+            v, ci = r.values.get(m.key), r.ci.get(m.key)
             line.append("" if v is None else repr(float(v)))
+            line += ["", ""] if ci is None else [repr(ci.lo), repr(ci.hi)]
             if m.key in t.paper_keys:
                 pv = r.paper.get(m.key)
                 line.append("" if pv is None else pv)
@@ -65,6 +83,9 @@ def _cells(t: Table, style: str) -> list[list[str]]:
                 s = {"md": f"**{s}**", "latex": f"\\textbf{{{s}}}", "html": f"<b>{s}</b>"}[style]
             if t.improves(r, m):
                 s += {"md": "\\*", "latex": "$^*$", "html": "*"}[style]
+            ci = r.ci.get(m.key)
+            if ci is not None:
+                s += interval_suffix(ci, t.decimals, style)
             line.append(s)
             if m.key in t.paper_keys:
                 pv = r.paper.get(m.key)

@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from absgrad.errors import AbsgradError
-from absgrad.protocol.claims import Claim, check_claims, claims_markdown
+from absgrad.protocol.claims import (
+    Claim,
+    check_claims,
+    claims_markdown,
+    rank_pairs,
+    ranking_markdown,
+)
 from absgrad.protocol.figures import make_figures
 from absgrad.protocol.render import to_csv, to_html, to_latex, to_markdown
-from absgrad.protocol.results import Results, load_results
+from absgrad.protocol.results import Results, load_results, write_scores
 from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
 from absgrad.protocol.tabulate import Table, build_tables, paper_case_name, paper_numbers
 
@@ -196,8 +202,14 @@ def build_report(
         files[f"table{t.number}.tex"] = _write(stem.with_suffix(".tex"), to_latex(t))
         md_all.append(to_markdown(t))
     files["tables.md"] = _write(out / "tables" / "tables.md", "\n".join(md_all))
+    files.update(write_scores(res, out))
     claims = check_claims(res)
-    files["claims.md"] = _write(out / "claims.md", claims_markdown(claims))
+    ranking = rank_pairs(res)
+    titles = {lb: title for t in built for title, lb in ((r.title, r.key) for r in t.rows)}
+    claims_md = claims_markdown(claims)
+    if ranking is not None:
+        claims_md += "\n" + ranking_markdown(ranking, titles)
+    files["claims.md"] = _write(out / "claims.md", claims_md)
     figs = make_figures(res, RunStore(out), out / "figures")
     files.update({f"figure:{k}": v for k, v in figs.items()})
     page = out / "report.html"

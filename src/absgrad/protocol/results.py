@@ -1,11 +1,12 @@
 """Stored unit records -> per-map, per-image arrays and the dataset-level metrics of the tables.
 
-Dataset level: RCAP and the mask metrics are means over images; DAUC and IAUC are the areas
-of the mean deletion/insertion curve over images (SPEC §3.2).
+Dataset level: every metric is the mean of its per-image scores; for DAUC and IAUC that equals
+the area of the mean deletion/insertion curve over images, since the area is linear.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from absgrad.protocol.store import RunStore
+from absgrad.protocol.store import RunStore, atomic_write_bytes
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Results:
     metrics: tuple[str, ...]
     per_image: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     image_ids: dict[str, list[str]] = field(default_factory=dict)
+    targets: dict[str, int] = field(default_factory=dict)  # image id -> target class
     done_units: int = 0
     unit_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -46,21 +48,44 @@ class Results:
     def n_images(self, label: str) -> int:
         return len(self.image_ids.get(label, []))
 
-    def value(self, label: str, metric: str) -> float | None:
-        """The dataset-level value of ``metric`` for map ``label`` (None if not computed)."""
+    def scores(self, label: str, metric: str) -> np.ndarray | None:
+        """Per-image scores ``(n,)`` of ``metric`` for map ``label``, in ``image_ids[label]`` order.
+
+        DAUC/IAUC are the areas of each image's deletion/insertion curve; the area is linear, so
+        their mean is the area of the mean curve (the paper's dataset-level number).
+        """
         d = self.per_image.get(label)
-        if d is None:
+        if d is None or metric not in d:
             return None
         if metric in ("dauc", "iauc"):
             curve = d.get("deletion" if metric == "dauc" else "insertion")
-            if curve is None or metric not in d:
+            if curve is None:
                 return None
             from absgrad.metrics import auc
 
-            return float(auc(torch.from_numpy(curve.mean(axis=0))))
-        if metric not in d:
+            return auc(torch.from_numpy(curve)).numpy()
+        return np.asarray(d[metric], dtype=np.float64)
+
+    def value(self, label: str, metric: str) -> float | None:
+        """The dataset-level value of ``metric`` for map ``label`` (None if not computed)."""
+        v = self.scores(label, metric)
+        return None if v is None or v.size == 0 else float(np.mean(v))
+
+    def paired(self, labels: Sequence[str], metric: str) -> tuple[list[str], np.ndarray] | None:
+        """Scores of several maps on the images all of them have: ``(image ids, (n, k))``.
+
+        None when a map lacks the metric or the maps share no image.
+        """
+        cols = []
+        for lb in labels:
+            v = self.scores(lb, metric)
+            if v is None:
+                return None
+            cols.append(dict(zip(self.image_ids[lb], v.tolist(), strict=True)))
+        ids = [i for i in self.image_ids[labels[0]] if all(i in c for c in cols)] if cols else []
+        if not ids:
             return None
-        return float(np.mean(d[metric]))
+        return ids, np.array([[c[i] for c in cols] for i in ids], dtype=np.float64)
 
     def mean_curve(self, label: str, key: str) -> np.ndarray | None:
         d = self.per_image.get(label, {})
@@ -92,6 +117,7 @@ def load_results(out: str | Path) -> Results:
     parts: dict[str, dict[str, list[np.ndarray]]] = {}
     for rec in store.records():
         res.done_units += 1
+        res.targets.update(zip(rec["image_ids"], rec.get("targets") or (), strict=False))
         for k, v in rec.get("timing", {}).items():
             res.unit_seconds[k] = res.unit_seconds.get(k, 0.0) + float(v)
         for label, scores in rec["scores"].items():
@@ -102,3 +128,57 @@ def load_results(out: str | Path) -> Results:
     for label, slot in parts.items():
         res.per_image[label] = {k: np.concatenate(v, axis=0) for k, v in slot.items()}
     return res
+
+
+SCORE_COLUMNS = ("image_id", "label", "map", "metric", "value")
+
+
+def score_rows(res: Results) -> list[tuple[str, int | None, str, str, float]]:
+    """Every per-image score of a run: ``(image id, target class, map, metric, value)``.
+
+    Maps in run order, then metrics in the run's order, then images in plan order.
+    """
+    rows = []
+    for label in res.labels:
+        for metric in res.metrics:
+            v = res.scores(label, metric)
+            if v is None:
+                continue
+            for image_id, x in zip(res.image_ids[label], v.tolist(), strict=True):
+                rows.append((image_id, res.targets.get(image_id), label, metric, float(x)))
+    return rows
+
+
+def write_scores(res: Results, folder: str | Path) -> dict[str, Path]:
+    """``scores.csv`` (and ``scores.parquet`` when pyarrow is installed) in ``folder``."""
+    import csv
+    import importlib.util
+    import io
+
+    rows = score_rows(res)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SCORE_COLUMNS)
+    w.writerows((i, "" if t is None else t, m, k, repr(x)) for i, t, m, k, x in rows)
+    folder = Path(folder)
+    out = {"scores.csv": folder / "scores.csv"}
+    atomic_write_bytes(out["scores.csv"], buf.getvalue().encode())
+    if importlib.util.find_spec("pyarrow") is not None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cols = list(zip(*rows, strict=True)) if rows else [()] * len(SCORE_COLUMNS)
+        table = pa.table(
+            {
+                "image_id": pa.array(cols[0], pa.string()),
+                "label": pa.array(cols[1], pa.int64()),
+                "map": pa.array(cols[2], pa.string()),
+                "metric": pa.array(cols[3], pa.string()),
+                "value": pa.array(cols[4], pa.float64()),
+            }
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        out["scores.parquet"] = folder / "scores.parquet"
+        atomic_write_bytes(out["scores.parquet"], sink.getvalue().to_pybytes())
+    return out

@@ -172,6 +172,23 @@ def plan_run(
     return units, new_meta
 
 
+def _choose_engine(
+    config: RunConfig, ctx: WorkerContext, todo: list[Unit]
+) -> tuple[RunConfig, str]:
+    """Resolve ``engine: auto`` by the number of images left to compute; every worker gets
+    the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
+    from absgrad.engine import resolve_engine
+
+    n_images = len({i for u in todo for i in u.indices})
+    kind = resolve_engine(config.engine, n_images)
+    if kind != config.engine:
+        config = dataclasses.replace(config, engine=kind)
+        set_context(config, ctx)
+    if getattr(ctx.forward, "kind", None) != kind:
+        ctx.use_engine(kind)
+    return config, kind
+
+
 def data_changes(old: dict[str, Any], new: dict[str, Any], ids: list[str]) -> list[str]:
     """What differs between two data fingerprints, for the run's images ``ids`` and overall."""
     before, now = old.get("images", {}), new.get("images", {})
@@ -290,11 +307,14 @@ class RunSession:
         done = store.done_ids()
         self.todo = [u for u in self.units if u.id not in done]
         skipped = len(self.units) - len(self.todo)
+        self.config, engine = _choose_engine(config, self.ctx, self.todo)
+        log.info("engine: %s (%s)", engine, self.config.precision)
         self.session = {
             "started": self.started,
             "executor": self.executor.describe(),
             "device": str(self.ctx.device),
             "eval_batch_size": self.ctx.eval.batch_size,
+            "engine": engine,
             "versions": versions(),
             "skipped_units": skipped,
             "computed_units": 0,
@@ -428,7 +448,7 @@ def prompt_interrupt(on_stuck: Callable[[], None], grace: float = 1.0) -> Iterat
         os.close(w)
 
 
-def execute(session: RunSession, executor: Executor, config: RunConfig) -> None:
+def execute(session: RunSession, executor: Executor) -> None:
     """Compute the session's units that are not stored yet, storing each as it finishes."""
     bar = tqdm(
         total=len(session.units),
@@ -445,7 +465,7 @@ def execute(session: RunSession, executor: Executor, config: RunConfig) -> None:
         bar.update(1)
 
     try:
-        executor.run(session.todo, functools.partial(run_unit, config), on_result)
+        executor.run(session.todo, functools.partial(run_unit, session.config), on_result)
     finally:
         bar.close()
 
@@ -501,5 +521,5 @@ def run_protocol(
         auto_chunk=auto_chunk,
     )
     with session:
-        execute(session, executor, config)
+        execute(session, executor)
     return session.meta

@@ -1,4 +1,9 @@
-"""Build Tables 1-3 from results, as data (rendering: :mod:`absgrad.protocol.render`)."""
+"""Build Tables 1-3 from results, as data (rendering: :mod:`absgrad.protocol.render`).
+
+Every cell carries its 95% percentile bootstrap interval over images
+(:mod:`absgrad.protocol.stats`); Table 3's ratios bootstrap the ratio of means with the
+images resampled together for the base map and its variant (paired).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 from absgrad.protocol.paper import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS, MetricDef
+from absgrad.protocol.stats import LEVEL, N_RESAMPLES, Interval, bootstrap_ci
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +38,7 @@ class Row:
     values: dict[str, float | None]
     paper: dict[str, float] = field(default_factory=dict)
     n_images: int = 0
+    ci: dict[str, Interval] = field(default_factory=dict)  # metric -> interval over images
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     paper_case: str | None = None
     decimals: int = 4
+    level: float = LEVEL
 
     @property
     def paper_keys(self) -> set[str]:
@@ -80,27 +88,65 @@ def _paper_row(table: int, key: str, case: str | None) -> dict[str, float]:
     return dict(paper_numbers()["tables"].get(str(table), {}).get(key, {}).get(case, {}))
 
 
+@dataclass(frozen=True)
+class Bootstrap:
+    """How the tables' intervals are computed: resamples, level, seed."""
+
+    n_resamples: int = N_RESAMPLES
+    level: float = LEVEL
+    seed: int = 0
+
+    def ci(self, values: Any, of: Any = None) -> Interval:
+        out = bootstrap_ci(
+            values, of=of, n_resamples=self.n_resamples, level=self.level, seed=self.seed
+        )
+        assert isinstance(out, Interval)
+        return out
+
+
+def _map_row(
+    results: Results, title: str, label: str, cols: list[MetricDef], boot: Bootstrap, **kw: Any
+) -> Row:
+    values: dict[str, float | None] = {}
+    ci: dict[str, Interval] = {}
+    for m in cols:
+        v = results.scores(label, m.key)
+        values[m.key] = None if v is None or v.size == 0 else float(v.mean())
+        if values[m.key] is not None:
+            ci[m.key] = boot.ci(v)
+    return Row(title, label, values, n_images=results.n_images(label), ci=ci, **kw)
+
+
 def build_tables(
-    results: Results, tables: tuple[int, ...] = (1, 2, 3), compare: str | None = None
+    results: Results,
+    tables: tuple[int, ...] = (1, 2, 3),
+    compare: str | None = None,
+    *,
+    bootstrap: Bootstrap | None = None,
 ) -> list[Table]:
-    """The requested tables; ``compare``: a paper case name (``ImageNet-S``) to show beside ours."""
+    """The requested tables; ``compare``: a paper case name (``ImageNet-S``) to show beside ours.
+
+    ``bootstrap``: interval settings (default: 2,000 resamples, 95%, the run's seed).
+    """
+    boot = bootstrap or Bootstrap(seed=int(results.meta.get("config", {}).get("seed", 0)))
     cols = _columns(results)
     out = []
     for n in tables:
         if n in TABLES:
             tdef = TABLES[n]
             rows = [
-                Row(
-                    title,
-                    label,
-                    {m.key: results.value(label, m.key) for m in cols},
-                    _paper_row(n, label, compare),
-                    results.n_images(label),
-                )
+                _map_row(results, title, label, cols, boot, paper=_paper_row(n, label, compare))
                 for title, label in tdef.rows
             ]
             t = Table(
-                n, tdef.title, cols, rows, tdef.reference_rows, tdef.groups, paper_case=compare
+                n,
+                tdef.title,
+                cols,
+                rows,
+                tdef.reference_rows,
+                tdef.groups,
+                paper_case=compare,
+                level=boot.level,
             )
             if n == 2:
                 t.notes.append(
@@ -109,19 +155,11 @@ def build_tables(
                 )
             out.append(t)
         elif n == 3:
-            out.append(_table3(results, cols, compare))
+            out.append(_table3(results, cols, compare, boot))
     extra = list(results.meta.get("config", {}).get("extra_maps") or {})
     if extra:
-        rows = [
-            Row(
-                lb,
-                lb,
-                {m.key: results.value(lb, m.key) for m in cols},
-                n_images=results.n_images(lb),
-            )
-            for lb in extra
-        ]
-        out.append(Table(4, "Extra maps (the config's extra_maps)", cols, rows))
+        rows = [_map_row(results, lb, lb, cols, boot) for lb in extra]
+        out.append(Table(4, "Extra maps (the config's extra_maps)", cols, rows, level=boot.level))
     for t in out:
         missing = [r.title for r in t.rows if all(v is None for v in r.values.values())]
         if missing:
@@ -131,25 +169,48 @@ def build_tables(
                 "sqrtMAE = sqrt(mean |M - S|): the number the paper prints as MAE "
                 "(MAE is the plain mean |M - S|)."
             )
+        if any(r.ci for r in t.rows):
+            t.notes.append(
+                f"± : half-width of the {boot.level:.0%} percentile bootstrap interval over "
+                f"images ({boot.n_resamples} resamples, seed {boot.seed}"
+                + ("; paired ratio of means" if t.number == 3 else "")
+                + "); the CSV gives its bounds."
+            )
     return out
 
 
-def _table3(results: Results, cols: list[MetricDef], compare: str | None) -> Table:
+def _ratio_of_means(k: int) -> Any:
+    """Mean over k pairs of (variant mean / base mean); columns are [base, variant] x k."""
+
+    def of(means: Any) -> Any:
+        return sum(means[..., 2 * j + 1] / means[..., 2 * j] for j in range(k)) / k
+
+    return of
+
+
+def _table3(results: Results, cols: list[MetricDef], compare: str | None, boot: Bootstrap) -> Table:
     rows = []
     used: dict[str, list[str]] = {}
     for sym in VARIANTS:
         values: dict[str, float | None] = {}
+        ci: dict[str, Interval] = {}
         for m in cols:
-            ratios = []
+            pairs: list[str] = []
             for base_name, (base, variants) in TABLE3_VARIANTS.items():
                 b, v = results.value(base, m.key), results.value(variants[sym], m.key)
                 if b is not None and v is not None and b != 0:
-                    ratios.append(v / b)
+                    pairs += [base, variants[sym]]
                     if base_name not in used.setdefault(sym, []):
                         used[sym].append(base_name)
-            values[m.key] = sum(ratios) / len(ratios) if ratios else None
-        rows.append(Row(sym, sym, values, _paper_row(3, sym, compare)))
-    t = Table(3, TABLE3_TITLE, cols, rows, paper_case=compare, decimals=2)
+            both = results.paired(pairs, m.key) if pairs else None
+            if both is None:
+                values[m.key] = None
+                continue
+            cell = boot.ci(both[1], of=_ratio_of_means(len(pairs) // 2))
+            values[m.key], ci[m.key] = cell.value, cell
+        n_img = max((c.n for c in ci.values()), default=0)
+        rows.append(Row(sym, sym, values, _paper_row(3, sym, compare), n_img, ci))
+    t = Table(3, TABLE3_TITLE, cols, rows, paper_case=compare, decimals=2, level=boot.level)
     bases = sorted({b for v in used.values() for b in v})
     t.notes.append(
         "Each cell: variant metric / base metric, averaged over "

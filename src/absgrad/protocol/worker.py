@@ -61,6 +61,19 @@ class WorkerContext:
     eval: EvalSettings
     batches: OrderedDict[int, BatchData] = field(default_factory=OrderedDict)
     stats: dict[str, int] = field(default_factory=lambda: {"batches_loaded": 0, "clean_passes": 0})
+    forward: Any = None  # the no-grad forward callable of the metrics (absgrad.engine.Engine)
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.use_engine("eager")
+
+    def use_engine(self, kind: str) -> None:
+        """Score with an :class:`absgrad.engine.Engine` of ``kind`` (``eager``/``compile``)."""
+        from absgrad.engine import Engine
+
+        self.forward = Engine(
+            self.model, kind, chunk=self.eval.batch_size, precision=self.config.precision
+        )
 
     def batch(self, unit: Unit) -> BatchData:
         """The unit's images (loaded once per batch and kept for the batch's other units)."""
@@ -98,7 +111,7 @@ class WorkerContext:
 
             data.blurred_x = blurred(data.x)
             data.clean, data.blurred = clean_and_blurred_probs(
-                self.model, data.x, data.target, self.eval, data.blurred_x
+                self.forward, data.x, data.target, self.eval, data.blurred_x
             )
             self.stats["clean_passes"] += 1
         return data.clean, data.blurred
@@ -162,7 +175,10 @@ def build_context(
         auc_steps=config.auc_steps,
         batch_size=int(eval_batch_size),
     )
-    return WorkerContext(config, case, model.eval(), device, specs, metrics, settings)
+    ctx = WorkerContext(config, case, model.eval(), device, specs, metrics, settings)
+    if config.engine != "auto":  # auto: the runner chooses once it knows the run's size
+        ctx.use_engine(config.engine)
+    return ctx
 
 
 _CONTEXTS: dict[tuple[str, str], WorkerContext] = {}
@@ -194,12 +210,14 @@ class UnitResult:
     timing: dict[str, float]
     maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
     images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
+    targets: list[int] | None = None  # (B,) target classes of the batch
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready record stored for the unit."""
         return {
             "unit": self.unit.to_dict(),
             "image_ids": list(self.unit.image_ids),
+            "targets": self.targets,
             "clean_prob": self.clean_prob,
             "blurred_prob": self.blurred_prob,
             "scores": self.scores,
@@ -228,7 +246,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         )
     t2 = time.perf_counter()
     scores = score_many(
-        ctx.model,
+        ctx.forward,
         data.x,
         data.target,
         maps,
@@ -250,4 +268,5 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         if unit.save_maps
         else None,
         images=data.pixels if unit.first_of_batch else None,
+        targets=[int(t) for t in data.target.cpu().tolist()],
     )

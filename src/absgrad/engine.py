@@ -1,0 +1,221 @@
+"""Forward engines: a model wrapped into a fast no-grad forward callable for the metrics.
+
+The perturbation metrics (RCAP, deletion/insertion) spend almost all their time in inference
+forward passes of a fixed model on fixed-size chunks of images. :class:`Engine` wraps a model
+into a callable ``(N, C, H, W) -> (N, K)`` logits that runs under ``torch.inference_mode`` in
+eval mode, either eagerly or through ``torch.compile``:
+
+* ``compile``: every call is cut into chunks of ``chunk`` images and the last chunk is padded
+  (with copies of its last image) to ``chunk``, so the compiled graph sees one input shape
+  and never recompiles. The compiled kernels are cached on disk (:func:`compile_cache_dir`),
+  so later runs and other worker processes on the same machine skip most of the compile. If
+  compiling or running the compiled model fails, the engine warns once and runs eagerly.
+* ``eager``: the model as it is (chunks of ``chunk``, no padding).
+* ``auto`` (:func:`resolve_engine`): ``compile`` when a run has enough images to repay the
+  one-off compile (:data:`AUTO_MIN_IMAGES`), else ``eager``.
+
+``precision="bf16"`` runs the forward pass under bfloat16 autocast: faster on some hardware,
+but probabilities move by about 1e-3, so it is an explicit option only (fp32 by default).
+
+Pass an engine anywhere a metric takes a model (``absgrad.metrics.rcap(engine, ...)``); the
+gradient methods need the ``nn.Module`` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from absgrad.errors import AbsgradError
+
+log = logging.getLogger("absgrad.engine")
+
+ENGINES = ("auto", "eager", "compile")
+PRECISIONS = ("fp32", "bf16")
+#: ``auto`` compiles when a run computes at least this many images. On the 2-core development
+#: CPU (EfficientNet-Lite0, 224 px) a cold compile costs about 1-2 minutes and a warm one
+#: (kernels cached on disk) about 15 s, and compiling saves about 4 s per protocol image
+#: (docs/performance.md), so 16 images repay even a cold compile.
+AUTO_MIN_IMAGES = 16
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+#: The ``torch.compile`` backend when none is given.
+DEFAULT_BACKEND = "inductor"
+
+
+class EngineError(AbsgradError):
+    """An invalid engine or precision setting."""
+
+
+def check_engine(kind: object) -> str:
+    """Validate an engine name (``auto``, ``eager`` or ``compile``)."""
+    if kind not in ENGINES:
+        raise EngineError(f"engine must be one of {', '.join(ENGINES)}, got {kind!r}")
+    return str(kind)
+
+
+def check_precision(precision: object) -> str:
+    """Validate a precision name (``fp32`` or ``bf16``)."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return str(precision)
+
+
+def resolve_engine(kind: str, n_images: int) -> str:
+    """``eager`` or ``compile`` for a run of ``n_images`` images (``auto``: compile when
+    ``n_images >= AUTO_MIN_IMAGES``)."""
+    kind = check_engine(kind)
+    if kind != "auto":
+        return kind
+    return "compile" if n_images >= AUTO_MIN_IMAGES else "eager"
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
+    ``inductor/`` in absgrad's cache folder (``$ABSGRAD_CACHE`` or ``~/.cache/absgrad``)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("ABSGRAD_CACHE")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "absgrad"
+    return root / "inductor"
+
+
+def use_compile_cache() -> Path:
+    """Point torch's inductor cache at :func:`compile_cache_dir` (unless the user set
+    ``TORCHINDUCTOR_CACHE_DIR``); returns the folder. Worker processes inherit it."""
+    path = compile_cache_dir()
+    os.environ.setdefault(CACHE_ENV, str(path))
+    return path
+
+
+def _restore_flags(model: nn.Module) -> Callable[[], None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+
+    def restore() -> None:
+        for m, flag in flags:
+            m.training = flag
+
+    return restore
+
+
+class Engine:
+    """A model as a no-grad forward callable ``(N, C, H, W) -> (N, K)`` logits.
+
+    Args:
+        model: the classifier (``nn.Module``); run in eval mode, its flags restored after
+            each call.
+        kind: ``eager`` or ``compile`` (``auto`` needs a run size: :func:`resolve_engine`).
+        chunk: images per forward pass; with ``compile`` every pass has exactly this many
+            (the last one padded), so nothing recompiles.
+        precision: ``fp32`` or ``bf16`` (autocast; logits returned as fp32).
+        backend, mode: passed to ``torch.compile`` (backend default :data:`DEFAULT_BACKEND`).
+
+    ``stats``: images run, chunks, padded images and the seconds spent in the first compiled
+    call (the compile). ``kind`` becomes ``eager`` after a failed compile.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str = "eager",
+        *,
+        chunk: int = 16,
+        precision: str = "fp32",
+        backend: Any = None,
+        mode: str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise EngineError(f"an engine wraps a torch.nn.Module, got {type(model).__name__}")
+        kind = check_engine(kind)
+        if kind == "auto":
+            raise EngineError("engine 'auto' needs the run size: use resolve_engine(kind, n)")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise EngineError(f"chunk must be a positive int, got {chunk!r}")
+        self.model = model
+        self.kind = kind
+        self.chunk = chunk
+        self.precision = check_precision(precision)
+        self.backend = DEFAULT_BACKEND if backend is None else backend
+        self.mode = mode
+        self.stats: dict[str, Any] = {"images": 0, "chunks": 0, "padded": 0, "compile_s": 0.0}
+        self._compiled: Callable[[Tensor], Tensor] | None = None
+        self._first = True
+        if kind == "compile":
+            use_compile_cache()
+            self._compiled = torch.compile(model, backend=self.backend, mode=mode, dynamic=False)
+
+    def __repr__(self) -> str:
+        return f"Engine({type(self.model).__name__}, kind={self.kind!r}, chunk={self.chunk}, precision={self.precision!r})"
+
+    @property
+    def compiled(self) -> bool:
+        """True while the compiled model is in use (False for eager or after a fallback)."""
+        return self._compiled is not None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Logits ``(N, K)`` of ``x (N, C, H, W)``, in chunks of ``chunk``."""
+        if not isinstance(x, Tensor) or x.dim() < 1:
+            raise EngineError("an engine takes a batch tensor (N, C, H, W)")
+        restore = _restore_flags(self.model)
+        try:
+            with torch.inference_mode():
+                outs = [self._run(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)]
+        finally:
+            restore()
+        if not outs:
+            return self._run_eager(x)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def _autocast(self, x: Tensor):
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def _run_eager(self, x: Tensor) -> Tensor:
+        with self._autocast(x):
+            return self.model(x).float()
+
+    def _run(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        self.stats["images"] += n
+        self.stats["chunks"] += 1
+        if self._compiled is None:
+            return self._run_eager(x)
+        if n < self.chunk:  # one input shape for the compiled graph: pad with the last image
+            x = torch.cat([x, x[-1:].expand(self.chunk - n, *x.shape[1:])])
+            self.stats["padded"] += self.chunk - n
+        elif not x.is_inference():  # one kind of tensor too (a guard of the compiled graph)
+            x = x.clone()
+        t0 = time.perf_counter()
+        try:
+            with self._autocast(x):
+                out = self._compiled(x).float()
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+            out = self._run_eager(x)  # a model error raises here, as it would eagerly
+            self._fallback(err)
+        if self._first:
+            self._first = False
+            self.stats["compile_s"] = time.perf_counter() - t0
+            log.info("engine: compiled %s in %.1f s", type(self.model).__name__, self.stats["compile_s"])
+        return out[:n]
+
+    def _fallback(self, err: BaseException) -> None:
+        self._compiled = None
+        self.kind = "eager"
+        msg = f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); running the model eagerly"
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        log.warning("engine: %s", msg)
+
+
+def make_engine(
+    model: nn.Module, kind: str = "eager", *, chunk: int = 16, precision: str = "fp32"
+) -> Engine:
+    """:class:`Engine` of ``model`` (``kind``: ``eager`` or ``compile``)."""
+    return Engine(model, kind, chunk=chunk, precision=precision)

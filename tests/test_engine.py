@@ -1,0 +1,172 @@
+"""absgrad.engine: eager and compiled forward engines give the model's probabilities, in fixed
+chunk shapes (one compilation), fall back to eager with a warning, and plug into the metrics
+and the runner."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from absgrad import metrics as M
+from absgrad.engine import (
+    AUTO_MIN_IMAGES,
+    CACHE_ENV,
+    Engine,
+    EngineError,
+    compile_cache_dir,
+    resolve_engine,
+)
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    )
+
+
+class CountingBackend:
+    """A torch.compile backend that records every graph it is asked to compile (runs it as is)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[set[tuple[int, ...]]] = []  # per graph: the shapes of its inputs
+
+    def __call__(self, gm, example_inputs):
+        self.shapes.append({tuple(t.shape) for t in example_inputs})
+        return gm.forward
+
+
+def failing_backend(gm, example_inputs):
+    raise RuntimeError("no C++ compiler here")
+
+
+@pytest.fixture
+def model():
+    m = tiny_model()
+    m.train()  # the engine must run it in eval mode and restore the flag
+    return m
+
+
+def eager_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    model.train(was)
+    return out
+
+
+def test_eager_engine_equals_the_model_in_eval_mode_and_restores_flags(model):
+    x = torch.randn(7, 3, 8, 8)
+    eng = Engine(model, "eager", chunk=3)
+    out = eng(x)
+    assert torch.allclose(out, eager_logits(model, x), atol=1e-6)
+    assert model.training and all(m.training for m in model.modules())
+    assert eng.stats["chunks"] == 3 and eng.stats["images"] == 7 and eng.stats["padded"] == 0
+
+
+def test_compiled_engine_pads_to_one_shape_and_compiles_once(model):
+    backend = CountingBackend()
+    eng = Engine(model, "compile", chunk=4, backend=backend)
+    for n in (4, 7, 1, 9):  # full, full + short, short, ...
+        x = torch.randn(n, 3, 8, 8)
+        out = eng(x)
+        assert out.shape == (n, 5)
+        assert torch.allclose(out, eager_logits(model, x), atol=1e-5)
+    assert len(backend.shapes) == 1  # one graph: no recompilation
+    assert (4, 3, 8, 8) in backend.shapes[0]
+    assert eng.compiled and eng.stats["padded"] == (4 - 3) + (4 - 1) + (4 - 1)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(model):
+    eng = Engine(model, "compile", chunk=4, backend=failing_backend)
+    x = torch.randn(5, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*eagerly"):
+        out = eng(x)
+    assert torch.allclose(out, eager_logits(model, x), atol=1e-6)
+    assert not eng.compiled and eng.kind == "eager"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        eng(x)
+
+
+def test_model_errors_are_not_hidden_by_the_fallback(model):
+    eng = Engine(model, "compile", chunk=4, backend=CountingBackend())
+    with pytest.raises(RuntimeError):
+        eng(torch.randn(2, 5, 8, 8))  # wrong channel count: the eager model fails too
+
+
+def test_bad_settings_name_the_problem(model):
+    with pytest.raises(EngineError, match="engine must be one of"):
+        Engine(model, "jit")
+    with pytest.raises(EngineError, match="precision must be"):
+        Engine(model, "eager", precision="fp8")
+    with pytest.raises(EngineError, match="chunk"):
+        Engine(model, "eager", chunk=0)
+    with pytest.raises(EngineError, match="needs the run size"):
+        Engine(model, "auto")
+    with pytest.raises(EngineError, match="nn.Module"):
+        Engine(lambda x: x, "eager")
+
+
+def test_auto_compiles_only_runs_long_enough_to_repay_it():
+    assert resolve_engine("auto", AUTO_MIN_IMAGES - 1) == "eager"
+    assert resolve_engine("auto", AUTO_MIN_IMAGES) == "compile"
+    assert resolve_engine("eager", 10_000) == "eager"
+    assert resolve_engine("compile", 1) == "compile"
+
+
+def test_bf16_is_explicit_and_moves_probabilities_little(model):
+    x = torch.randn(6, 3, 8, 8)
+    p32 = Engine(model, "eager")(x).softmax(1)
+    p16 = Engine(model, "eager", precision="bf16")(x).softmax(1)
+    assert p16.dtype == torch.float32
+    diff = float((p16 - p32).abs().max())
+    assert 0 < diff < 0.05  # bf16 does change the numbers, by little
+
+
+def test_metrics_accept_an_engine(model):
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, 8, 8)
+    maps = torch.rand(3, 8, 8)
+    eng = Engine(model, "compile", chunk=8, backend=CountingBackend())
+    a = M.rcap(model, x, [0, 1, 2], maps, batch_size=8)
+    b = M.rcap(eng, x, [0, 1, 2], maps, batch_size=8)
+    assert torch.allclose(a.score, b.score, atol=1e-6)
+    c = M.deletion_insertion(model, x, None, maps, steps=5, batch_size=8)
+    d = M.deletion_insertion(eng, x, None, maps, steps=5, batch_size=8)
+    assert torch.allclose(c.deletion, d.deletion, atol=1e-6)
+    assert torch.allclose(c.insertion, d.insertion, atol=1e-6)
+
+
+def test_cache_dir_follows_absgrad_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path))
+    assert compile_cache_dir() == tmp_path / "inductor"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"  # the user's setting wins
+
+
+@pytest.mark.slow
+def test_inductor_engine_matches_eager_probabilities_and_caches_on_disk(monkeypatch, tmp_path):
+    """The real compiler (inductor, C++ on a CPU) on a tiny model: probabilities within 1e-5
+    of eager fp32, and the compiled kernels land in the cache folder."""
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path))
+    model = tiny_model().eval()
+    x = torch.randn(6, 3, 8, 8)
+    eng = Engine(model, "compile", chunk=4)
+    got = eng(x).softmax(1)
+    if not eng.compiled:
+        pytest.skip("torch.compile does not work on this machine (the engine fell back)")
+    want = eager_logits(model, x).softmax(1)
+    assert float((got - want).abs().max()) < 1e-5
+    assert any((tmp_path / "inductor").rglob("*")), "no compiled artefact in the cache folder"
