@@ -56,7 +56,8 @@ class Rule:
 
     def describe(self) -> str:
         if self.kind == "choice":
-            return "one of " + ", ".join(map(str, self.options()))
+            *head, last = map(str, self.options())
+            return "one of " + (f"{', '.join(head)} or {last}" if head else last)
         if self.kind == "bool":
             return "true or false"
         if self.kind == "tensor":

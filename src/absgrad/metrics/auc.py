@@ -26,6 +26,7 @@ from absgrad.metrics._perturb import (
     resolve_or_predict,
     thresholds,
 )
+from absgrad.utils.validation import InputError
 
 BLUR_KERNEL = 33
 BLUR_SIGMA = 16.0
@@ -62,7 +63,7 @@ def auc(curve: Tensor) -> Tensor:
     if not isinstance(curve, Tensor):
         curve = torch.as_tensor(curve, dtype=torch.float64)
     if curve.dim() == 0 or curve.shape[-1] < 1:
-        raise ValueError(
+        raise InputError(
             f"curve must have at least one point on its last dim, got {tuple(curve.shape)}"
         )
     steps = curve.shape[-1]
@@ -73,7 +74,7 @@ def auc(curve: Tensor) -> Tensor:
 
 def _check_steps(steps: object) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+        raise InputError(f"steps must be a positive int, got {steps!r}")
     return steps
 
 

@@ -240,8 +240,8 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
             out[name] = check(name, d[name])
     if d.get("reversal") is not None:
         out["reversal"] = _check_reversal(d["reversal"])
-    if d.get("extra_maps"):
-        out["extra_maps"] = _check_extra_maps(d["extra_maps"])
+    if "extra_maps" in d:  # YAML's "extra_maps:" with nothing after it is None: none
+        out["extra_maps"] = _check_extra_maps({} if d["extra_maps"] is None else d["extra_maps"])
     return out
 
 
