@@ -111,7 +111,7 @@ def run_baseline(config, ctx):
     Returns (seconds, scores by (image ids, label)).
     """
     from absgrad.methods import explain, reverse
-    from absgrad.protocol.plan import batch_seed, label_seed
+    from absgrad.methods.randomness import image_seed
     from absgrad.protocol.scoring import score_maps
 
     samples = ctx.case.samples()
@@ -120,21 +120,20 @@ def run_baseline(config, ctx):
     indices, ids, _ = select_images(config, ctx)
     scores = {}
     t = time.perf_counter()
-    for b, start in enumerate(range(0, len(indices), config.batch_size)):
+    for start in range(0, len(indices), config.batch_size):
         items = [samples[i] for i in indices[start : start + config.batch_size]]
         x = ctx.case.normalize(torch.stack([s.image for s in items])).to(ctx.device)
         y = torch.tensor([s.label for s in items], device=ctx.device)
         masks = torch.stack([s.mask for s in items]).to(ctx.device) if ctx.case.has_masks else None
-        seed = batch_seed(config.seed, b)
         key = tuple(ids[start : start + config.batch_size])
+        seeds = [image_seed(config.seed, i) for i in key]
         for label, spec in ctx.specs.items():
             src = ctx.specs[spec.reverse_of] if spec.derived else spec
-            gen = torch.Generator().manual_seed(seed)
-            m = explain(ctx.model, x, y, src.method, generator=gen, **dict(src.params))
+            m = explain(ctx.model, x, y, src.method, seeds=seeds, **dict(src.params))
             if spec.derived:
                 remain, mis = spec.reversal
-                g2 = torch.Generator().manual_seed(label_seed(seed, label))
-                m = reverse(m.cpu(), remain=remain, mis=mis, generator=g2).to(ctx.device)
+                shuffles = [image_seed(s, label) for s in seeds]
+                m = reverse(m.cpu(), remain=remain, mis=mis, seeds=shuffles).to(ctx.device)
             scores[(key, label)] = score_maps(ctx.model, x, y, m, ctx.metrics, ctx.eval, masks=masks)
     sync()
     return time.perf_counter() - t, scores

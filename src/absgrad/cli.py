@@ -49,8 +49,18 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--case",
             help="case name (demo, synthetic, imagenet-sample, imagenet-s, isic, places365)",
         )
-        p.add_argument("--data", metavar="PATH", help="the case's dataset folder")
-        p.add_argument("--weights", metavar="PATH", help="the case's model weights file")
+        p.add_argument(
+            "--data",
+            metavar="PATH",
+            help="the case's dataset folder; with --model: your folder of class folders of "
+            "images, or a label table CSV (file,label)",
+        )
+        p.add_argument(
+            "--weights",
+            metavar="PATH",
+            help="the model's weights file (a state dict, a checkpoint holding one, TorchScript)",
+        )
+        _add_model_options(p)
         p.add_argument(
             "--tables",
             type=_int_list,
@@ -115,6 +125,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
         p.add_argument(
+            "--layer",
+            metavar="NAME",
+            help="Grad-CAM layer, a name from model.named_modules() (default: the case's, else "
+            "the rule for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+        )
+        p.add_argument(
             "--executor", default="local", help="how units are run: local (default) or ray"
         )
         ray = p.add_argument_group("--executor ray (pip install 'absgrad[ray]'; see docs/ray.md)")
@@ -177,6 +193,48 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
     )
 
 
+def _add_model_options(p: argparse.ArgumentParser, *, explain: bool = False) -> None:
+    g = p.add_argument_group("your data and model (case 'folder'; see docs/own-model.md)")
+    if not explain:
+        g.add_argument(
+            "--model",
+            metavar="SPEC",
+            help="your classifier: timm:NAME, torchvision:NAME, package.module:factory or "
+            "file.py:factory (built without downloading; weights from --weights)",
+        )
+        g.add_argument(
+            "--masks",
+            metavar="DIR",
+            help="ground-truth masks: a binary or label PNG per image, same file stem",
+        )
+        g.add_argument(
+            "--labels", metavar="CSV", help="label table file,label for the images in --data"
+        )
+    g.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="class names by index (.txt one per line, .json, .csv) or 'imagenet' (wnids)",
+    )
+    g.add_argument("--size", metavar="N|HxW", help="model input size (default: the model's)")
+    g.add_argument(
+        "--resize",
+        metavar="N|stretch",
+        help="shorter side before the center crop, or 'stretch' (default: the model's)",
+    )
+    g.add_argument(
+        "--norm",
+        metavar="NAME",
+        help="imagenet, 0.5, none or MEAN,STD (2 or 6 numbers; default: the model's)",
+    )
+    if explain:  # `run` has its own --layer
+        g.add_argument(
+            "--layer",
+            metavar="NAME",
+            help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
+            "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from absgrad import __version__
 
@@ -189,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  absgrad demo\n"
         "  absgrad run --case synthetic --limit 8 --out runs/syn\n"
         "  absgrad run --config imagenet-s --data ~/ImageNet-S --weights rn50.pth --out runs/ins\n"
+        "  absgrad run --data photos/ --model timm:resnet18 --weights r18.pth --out runs/mine\n"
         "  absgrad report runs/syn --compare-paper imagenet-s\n"
+        "  absgrad compare runs/syn runs/syn-50 --out runs/compare\n"
         "  absgrad explain photo.jpg --method gag --out map.png\n"
         "See docs/protocol.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -212,9 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="demo",
-        help="the case whose model to use (default: demo = EfficientNet-Lite0, ImageNet)",
+        help="a model spec (timm:NAME, torchvision:NAME, package.module:factory) or a case name "
+        "whose model to use (default: demo = EfficientNet-Lite0, ImageNet)",
     )
     p.add_argument("--weights", metavar="PATH", help="weights file for the model")
+    p.add_argument(
+        "--data", metavar="PATH", help="the dataset folder of a built-in case that needs one"
+    )
+    _add_model_options(p, explain=True)
     p.add_argument(
         "--method", default="gag", help="saliency method (default: gag); see `absgrad list methods`"
     )
@@ -224,12 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="method parameter, e.g. --param n_samples=50 (repeatable)",
-    )
-    p.add_argument(
-        "--layer",
-        metavar="NAME",
-        help="Grad-CAM layer, a name from model.named_modules() (default: chosen by the rule "
-        "for CNNs, ConvNeXt, ViT and Swin in docs/methods.md)",
     )
     p.add_argument("--target", type=int, help="class index (default: the predicted class)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -249,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=_int_list, metavar="1,2,3")
     p.add_argument("--compare-paper", nargs="?", const=True, default=None, metavar="CASE")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="two runs side by side: every shared map and metric, B - A with its interval",
+    )
+    p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
+    p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write compare.md and compare.html into DIR"
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
     p.add_argument("what", choices=["cases", "methods", "maps", "metrics", "configs"])
@@ -272,6 +342,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "case": get("case"),
         "data": get("data"),
         "weights": get("weights"),
+        "model": get("model"),
+        "masks": get("masks"),
+        "labels": get("labels"),
+        "classes": get("classes"),
+        "size": get("size"),
+        "resize": get("resize"),
+        "norm": get("norm"),
         "tables": get("tables"),
         "maps": get("methods"),
         "metrics": get("metrics"),
@@ -285,6 +362,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": get("seed"),
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
+        "gradcam_layer": get("layer"),
     }
     if get("no_select"):
         out["select"] = False
@@ -334,8 +412,8 @@ def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int
 def cmd_run(args: argparse.Namespace) -> int:
     from absgrad.protocol.config import load_config_file
 
-    if args.config is None and args.case is None:
-        raise UserError("give --case NAME or --config FILE")
+    if args.config is None and args.case is None and args.model is None:
+        raise UserError("give --case NAME, --config FILE, or --data DIR --model SPEC")
     raw = load_config_file(args.config) if args.config else {}
     return _run(args, raw, "absgrad-{case}")
 
@@ -359,17 +437,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from absgrad.protocol.compare import compare_runs, comparison_markdown
+
+    comparison, files = compare_runs(args.run_a, args.run_b, args.out)
+    print(comparison_markdown(comparison))
+    for path in files.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    from absgrad import catalogue  # no torch: `absgrad list` answers at once
+
     if args.what == "methods":
-        from absgrad.methods import METHODS
-
-        for name, m in METHODS.items():
-            print(f"{name:10s} {m.title}")
+        for name, title in catalogue.METHODS.items():
+            print(f"{name:10s} {title}")
     elif args.what == "metrics":
-        from absgrad.protocol.scoring import METRICS
-
-        for key, m in METRICS.items():
-            print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
+        for key, (title, higher, needs_mask) in catalogue.METRICS.items():
+            arrow = "↑" if higher else "↓"
+            print(f"{key:14s} {title} {arrow}{'  (needs masks)' if needs_mask else ''}")
     elif args.what == "maps":
         from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
@@ -378,9 +465,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
-        from absgrad.cases import CASES
-
-        for name in CASES:
+        for name in catalogue.CASES:
             print(name)
     else:
         from absgrad.protocol.config import shipped_configs
@@ -403,25 +488,43 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _explain_case(args: argparse.Namespace) -> Any:
+    """The case whose model and preprocessing ``explain`` uses: a built-in one or a model spec."""
+    from absgrad.cases import CASES, get_case
+
+    own = {k: getattr(args, k) for k in ("classes", "size", "resize", "norm", "layer")}
+    if args.model in CASES and args.model != "folder":
+        given = [f"--{k}" for k, v in own.items() if v is not None and k != "layer"]
+        if given:
+            raise UserError(f"{', '.join(given)} apply to a model spec, not to case {args.model!r}")
+        return get_case(args.model, data=args.data, weights=args.weights)
+    if ":" not in args.model:
+        raise UserError(
+            f"unknown model {args.model!r}: give a model spec (timm:NAME, torchvision:NAME, "
+            f"package.module:factory) or a case name ({', '.join(c for c in CASES if c != 'folder')})"
+        )
+    kw = {k: v for k, v in own.items() if v is not None}
+    return get_case("folder", data=None, weights=args.weights, model=args.model, **kw)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from absgrad.cases import CASES, get_case
     from absgrad.methods import explain
     from absgrad.protocol.config import check_device
 
     src = Path(args.image)
     if not src.is_file():
         raise UserError(f"image file not found: {src}")
-    if args.model not in CASES:
-        raise UserError(f"unknown model/case {args.model!r}; choose one of {', '.join(CASES)}")
     check_device("--device", args.device)
     out = _explain_out(Path(args.out), src, args.method)
-    params = _parse_params(args.param)
-    case = get_case(args.model, weights=args.weights)
-    pixels = _load_image(src, case.image_size)
+    case = _explain_case(args)
     model = case.build_model(args.device)
+    if hasattr(case, "load_image"):
+        pixels = case.load_image(src)
+    else:
+        pixels = _load_image(src, case.image_size)
     x = case.normalize(pixels[None]).to(args.device)
     with torch.inference_mode():
         probs = model(x).softmax(dim=1)[0]
@@ -430,19 +533,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UserError(
             f"--target {target} is out of range for a model with {probs.shape[0]} classes"
         )
+    params = _parse_params(args.param)
+    layer = args.layer or case.gradcam_layer or None
+    if args.layer is not None and args.method.lower() != "gradcam":
+        raise UserError(f"--layer applies to --method gradcam, not to {args.method!r}")
+    if args.method == "gradcam" and layer is not None:
+        params.setdefault("layer", layer)
     gen = torch.Generator().manual_seed(args.seed)
-    if args.layer is not None:
-        if args.method.lower() != "gradcam":
-            raise UserError(f"--layer applies to --method gradcam, not {args.method!r}")
-        params["layer"] = args.layer
     smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), smap.numpy())
+    names = getattr(case, "classes", None)
+    label = f"{target} {names[target]}" if names and target < len(names) else str(target)
     _save_overlay(
-        pixels, smap, out, f"{args.method} (class {target}, p={float(probs[target]):.2f})"
+        pixels, smap, out, f"{args.method} (class {label}, p={float(probs[target]):.2f})"
     )
     print(
-        f"class {target} (probability {float(probs[target]):.3f}); "
+        f"class {label} (probability {float(probs[target]):.3f}); "
         f"map: {out} and {out.with_suffix('.npy')}"
     )
     return 0

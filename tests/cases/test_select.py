@@ -28,13 +28,14 @@ class CountingModel(nn.Module):
 
 
 def test_registry_has_every_case_with_the_contract_fields() -> None:
-    assert set(CASES) == {"demo", "synthetic", "imagenet-sample", "imagenet-s", "isic", "places365"}
+    builtin = {"demo", "synthetic", "imagenet-sample", "imagenet-s", "isic", "places365"}
+    assert set(CASES) == builtin | {"folder"}  # folder: the class count comes from the model
     layers = {n: c.gradcam_layer for n, c in CASES.items()}
     assert layers["imagenet-s"] == "layer4" and layers["places365"] == "features.denseblock4"
     assert layers["demo"] == layers["imagenet-sample"] == "blocks.6"
-    for cls in CASES.values():
+    for name, cls in CASES.items():
         mean, std = cls.normalization
-        assert len(mean) == len(std) == 3 and cls.num_classes > 1
+        assert len(mean) == len(std) == 3 and (cls.num_classes > 1 or name == "folder")
         assert set(cls.reversal) == {"sg", "ig", "guidedig", "blurig", "gb"}
     assert CASES["imagenet-s"].has_masks and not CASES["places365"].has_masks
     assert CASES["imagenet-s"].normalization == (IMAGENET_MEAN, IMAGENET_STD)

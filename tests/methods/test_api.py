@@ -73,22 +73,43 @@ def test_target_none_uses_prediction(tiny_model, tiny_inputs):
                                absgrad.explain(tiny_model, tiny_inputs, pred, "vg"))
 
 
-def test_reverse_swaps_high_and_low_values():
-    maps = torch.rand(3, 20, 10, generator=torch.Generator().manual_seed(0))
-    rev = absgrad.reverse(maps, remain=0.07, mis=0.10, generator=torch.Generator().manual_seed(1))
-    n = 200
-    for m, r in zip(maps, rev, strict=True):
-        f, g = m.flatten(), r.flatten()
+@pytest.mark.parametrize(("h", "w", "remain", "mis", "kept", "swapped"), [
+    (20, 10, 0.07, 0.10, 15, 20),  # floor(200 * 0.07) + 1 = 15 values stay
+    (7, 9, 0.03, 0.10, 2, 6),  # floor(1.89) + 1 = 2
+    (8, 8, 0.0, 0.25, 1, 16),  # remain 0 still keeps the maximum
+])
+def test_reverse_swaps_high_and_low_values(h, w, remain, mis, kept, swapped):
+    maps = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
+    rev = absgrad.reverse(maps, remain=remain, mis=mis, generator=torch.Generator().manual_seed(1))
+    n, k, m = h * w, kept, swapped
+    for f_map, r_map in zip(maps, rev, strict=True):
+        f, g = f_map.flatten(), r_map.flatten()
         order = f.argsort(descending=True)
-        top, high, low, mid = order[:14], order[14:34], order[n - 20 :], order[34 : n - 20]
+        top, high, low, mid = order[:k], order[k : k + m], order[n - m :], order[k + m : n - m]
+        assert (g != f).sum() > 0 and torch.equal(g[order[k - 1]], f[order[k - 1]])
         assert torch.equal(g[top], f[top]) and torch.equal(g[mid], f[mid])
         assert torch.equal(g[high].sort().values, f[low].sort().values)
         assert torch.equal(g[low].sort().values, f[high].sort().values)
         assert torch.equal(g.sort().values, f.sort().values)
 
 
+def test_reverse_with_per_image_seeds_does_not_depend_on_the_batch():
+    maps = torch.rand(4, 10, 10, generator=torch.Generator().manual_seed(0))
+    seeds = [11, 12, 13, 14]
+    whole = absgrad.reverse(maps, remain=0.07, mis=0.10, seeds=seeds)
+    for i in range(4):
+        alone = absgrad.reverse(maps[i : i + 1], remain=0.07, mis=0.10, seeds=seeds[i : i + 1])
+        assert torch.equal(alone[0], whole[i])
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    assert torch.equal(absgrad.reverse(maps, remain=0.07, mis=0.10, generator=gens), whole)
+
+
 def test_reverse_errors():
     with pytest.raises(ValueError, match="remain"):
         absgrad.reverse(torch.rand(1, 4, 4), remain=0.9, mis=0.1)
+    with pytest.raises(ValueError, match="overlap"):  # 81 + 10 + 10 > 100
+        absgrad.reverse(torch.rand(1, 10, 10), remain=0.8, mis=0.1)
+    with pytest.raises(ValueError, match="one per image"):
+        absgrad.reverse(torch.rand(2, 4, 4), remain=0.1, mis=0.1, seeds=[1])
     with pytest.raises(ValueError, match=r"\(B, H, W\)"):
         absgrad.reverse(torch.rand(4, 4), remain=0.1, mis=0.1)

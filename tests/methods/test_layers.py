@@ -226,6 +226,23 @@ def test_torchvision_vit_class_token_is_dropped():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])
+def test_last_block_output_of_a_class_token_vit_is_refused(name):
+    """Its patch tokens get no gradient: a silent blank map without the check."""
+    model, x, t = small(name)
+    with pytest.raises(LayerError, match=r"'blocks\.1'.*zero on every patch token.*norm1"):
+        absgrad.explain(model, x, t, "gradcam", layer="blocks.1")
+    absgrad.explain(model, x, t, "gradcam", layer="blocks.0")  # an earlier block is fine
+
+
+def test_timm_feature_info_names_the_last_stage():
+    torch.manual_seed(0)
+    model = timm.create_model("regnetx_002", pretrained=False, num_classes=5).eval()
+    assert default_layer(model) == "s4"  # not a convolution inside its last block
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(absgrad.explain(model, x, 0, "gradcam")).all()
+
+
 def test_layer_not_called_in_forward():
     model, x, t = small("vit_tiny_patch16_224")
     model.unused = torch.nn.Conv2d(3, 3, 1)

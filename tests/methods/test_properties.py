@@ -35,23 +35,41 @@ def test_maps_are_in_unit_range_with_min0_max1(tiny_model, method, seed, scale):
             assert (img == 1).all()
 
 
+class _Flat(torch.nn.Module):
+    """Zero gradients everywhere: the output is multiplied by 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x)).mean((2, 3)) * 0.0
+
+
+class _Dead(_Flat):
+    """Zero gradients through dead ReLUs (every pre-activation < 0), non-zero logits."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-1.0)
+
+    def forward(self, x):
+        return self.act(self.conv(x)).mean((2, 3)) + torch.tensor([1.0, 0.0])
+
+
+@pytest.mark.parametrize("model_cls", [_Flat, _Dead])
 @pytest.mark.parametrize("method", sorted(FAST))
-def test_constant_inputs_and_zero_gradients_give_no_nan(method):
-    class Flat(torch.nn.Module):  # zero gradients everywhere
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 2, 1)
-            self.act = torch.nn.ReLU()
-
-        def forward(self, x):
-            return self.act(self.conv(x)).mean((2, 3)) * 0.0
-
-    for model in (Flat().eval(),):
-        for x in (torch.zeros(1, 3, 8, 8), torch.full((2, 3, 8, 8), 0.3)):
-            m = absgrad.explain(model, x, 0, method, layer="conv" if method == "gradcam" else None, **FAST[method]) \
-                if method == "gradcam" else absgrad.explain(model, x, 0, method, **FAST[method])
-            assert torch.isfinite(m).all()
-            assert (m == 1).all()  # a constant map becomes all ones
+def test_constant_inputs_and_zero_gradients_give_no_nan(method, model_cls):
+    model = model_cls().eval()
+    layer = {"layer": "conv"} if method == "gradcam" else {}
+    for x in (torch.zeros(1, 3, 8, 8), torch.full((2, 3, 8, 8), 0.3)):
+        m = absgrad.explain(model, x, 0, method, **layer, **FAST[method])
+        assert m.shape == (x.shape[0], 8, 8)
+        assert torch.isfinite(m).all()
+        assert (m == 1).all()  # a constant map becomes all ones
 
 
 @COMMON
@@ -104,3 +122,23 @@ def test_gag_memory_does_not_grow_with_n(tmp_path):
     one_stack_of_45_kib = 45 * 4 * 3 * 192 * 192 * 4 // 1024  # what stacking 45 more samples would cost
     print(f"\n[memory] GAG peak RSS growth: N=5 {small} KiB, N=50 {large} KiB; a stack would add {one_stack_of_45_kib} KiB")
     assert large - small < one_stack_of_45_kib // 4
+
+
+@pytest.mark.parametrize("method", sorted(FAST))
+def test_maps_do_not_depend_on_the_batch(tiny_model, method):
+    """With per-image seeds, every image's map is the same (1e-6) whether it is computed in
+    batches of 1, 2, 3 or 4 images and whatever the gradient chunk size."""
+    x = torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(7))
+    target = torch.tensor([0, 1, 2, 3])
+    seeds = [31, 41, 59, 26]
+    ref = absgrad.explain(tiny_model, x, target, method, seeds=seeds, batch_size=4, **FAST[method])
+    for bs in (1, 2, 3, 4):
+        parts = [
+            absgrad.explain(tiny_model, x[i : i + bs], target[i : i + bs], method,
+                            seeds=seeds[i : i + bs], batch_size=bs, **FAST[method])
+            for i in range(0, 4, bs)
+        ]
+        torch.testing.assert_close(torch.cat(parts), ref, atol=1e-6, rtol=0, msg=f"{method} bs={bs}")
+    if method in ("sg", "vargrad", "gag", "ig"):  # the seeds matter: other seeds, other maps
+        other = absgrad.explain(tiny_model, x, target, method, seeds=[1, 2, 3, 4], **FAST[method])
+        assert (other - ref).abs().max() > 1e-3

@@ -49,43 +49,6 @@ def test_sg_with_explicit_noise_is_mean_of_separate_gradients(dmodel, x):
     torch.testing.assert_close(gag, guide * grads.abs().sum(0))
 
 
-def test_noise_scale_is_spread_times_batch_range(dmodel, x):
-    # With the same generator, the drawn noise is randn * spread * (max - min).
-    n = 4
-    gen = torch.Generator().manual_seed(11)
-    draws = torch.stack([torch.randn(x.shape, generator=gen, dtype=x.dtype) for _ in range(n)])
-    noise = draws * 0.2 * (x.max() - x.min())
-    expected = absgrad.attribute(dmodel, x, T, "sg", n_samples=n, noise=noise)
-    got = absgrad.attribute(dmodel, x, T, "sg", n_samples=n, spread=0.2, generator=torch.Generator().manual_seed(11))
-    torch.testing.assert_close(got, expected)
-
-
-@pytest.mark.parametrize("processing", ["raw", "pos", "neg", "abs"])
-def test_ig_random_baselines_equals_explicit_trials(dmodel, x, processing):
-    m, trials = 5, 3
-    proc = absgrad.methods.PROCESSINGS[processing]
-    gen = torch.Generator().manual_seed(2)
-    lo, hi = x.min(), x.max()
-    samples = []
-    for _ in range(trials):
-        b = lo + (hi - lo) * torch.rand(x.shape, generator=gen, dtype=x.dtype)
-        gs = [proc(_grad(dmodel, b + (k / (m - 1)) * (x - b), T)) for k in range(m)]
-        samples.append((x - b) * torch.stack(gs).mean(0))
-    samples = torch.stack(samples)
-    got = absgrad.attribute(
-        dmodel, x, T, "ig", n_samples=trials, steps=m, processing=processing,
-        generator=torch.Generator().manual_seed(2), batch_size=3,
-    )
-    torch.testing.assert_close(got, samples.mean(0))
-    guided = absgrad.attribute(
-        dmodel, x, T, "ig", n_samples=trials, steps=m, processing=processing, aggregation="guided",
-        percentile=0.5, generator=torch.Generator().manual_seed(2),
-    )
-    v = samples.var(0)
-    q = torch.quantile(v.flatten(2), 0.5, dim=2)[..., None, None]
-    torch.testing.assert_close(guided, torch.where(v > q, 1.0, v) * samples.sum(0))
-
-
 def _scipy_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
     if sigma == 0:
         return x
@@ -128,24 +91,28 @@ def test_guided_ig_matches_pair_saliency(dmodel, x, monkeypatch):
         return {saliency.base.INPUT_OUTPUT_GRADIENTS: _grad(dmodel, xt, t).numpy()}
 
     steps = 8
-    got = absgrad.attribute(dmodel, x, T, "guidedig", n_samples=steps, fraction=0.25, max_dist=0.1)
+    # percentile 0: no guide, the plain sum of every round's contribution = PAIR's attribution
+    got = absgrad.attribute(
+        dmodel, x, T, "guidedig", n_samples=steps, fraction=0.25, max_dist=0.1,
+        aggregation="guided", percentile=0.0,
+    )
     for i in range(x.shape[0]):
         ref = saliency.GuidedIG().GetMask(
             x[i].numpy(), call_model, call_model_args=int(T[i]), x_baseline=np.zeros(x[i].shape),
             x_steps=steps, fraction=0.25, max_dist=0.1,
         )
-        np.testing.assert_allclose((got[i] * steps).numpy(), ref, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(got[i].numpy(), ref, rtol=1e-6, atol=1e-9)
 
 
-def test_guided_ig_is_batched_not_per_image(dmodel, x):
-    # one gradient evaluation per step for the whole batch
+def test_guided_ig_evaluates_each_image_alone(dmodel, x):
+    # each image's path is decided from model calls on that image alone (batch-independent)
     calls = []
     handle = dmodel.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
         absgrad.attribute(dmodel, x, T, "guidedig", n_samples=5, batch_size=8)
     finally:
         handle.remove()
-    assert calls == [2] * 5
+    assert calls == [1] * (5 * x.shape[0])
 
 
 def test_gradcam_equals_explicit_formula(dmodel, x):
@@ -167,3 +134,28 @@ def test_objectives_flip_and_scale(dmodel, x):
     lsm = absgrad.attribute(dmodel, x, T, "vg", objective="log_softmax")
     torch.testing.assert_close(nll, -lsm)
     assert not torch.allclose(logit, lsm)
+
+
+@pytest.mark.parametrize(("at", "expected"), [
+    # a = q(term * p(g)): p on the gradient before its path term, |.| again on the sample for abs
+    ("gradient", {"raw": [2.0, 6.0], "pos": [0.0, 6.0], "neg": [2.0, 0.0], "abs": [2.0, 6.0]}),
+    # a = q(p(term * g)): p on the product (Guided IG's move contributions)
+    ("product", {"raw": [2.0, 6.0], "pos": [2.0, 6.0], "neg": [0.0, 0.0], "abs": [2.0, 6.0]}),
+])
+def test_a_sampler_declares_where_processing_applies(at, expected):
+    from absgrad.methods.aggregators import SampleStats, aggregate
+    from absgrad.methods.samplers import GradContext, Sampler, Samples
+
+    grad = torch.tensor([-2.0, 3.0]).view(1, 1, 1, 1, 2)
+    term = torch.tensor([-1.0, 2.0]).view(1, 1, 1, 1, 2)
+
+    class Fixed(Sampler):
+        processing_at = at
+
+        def pieces(self, ctx):
+            yield Samples(slice(0, 1), grad, term)
+
+    stats = SampleStats(["raw", "pos", "neg", "abs"])
+    Fixed().run(GradContext(torch.nn.Identity(), torch.zeros(1, 1, 1, 2), torch.zeros(1)), stats)
+    for p, values in expected.items():
+        assert aggregate(stats, p, "mean").flatten().tolist() == values, p

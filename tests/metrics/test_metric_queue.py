@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from absgrad.metrics import blurred, deletion_insertion, target_probs
-from absgrad.metrics._perturb import ForwardQueue
+from absgrad.metrics import ForwardQueue, blurred, deletion_insertion, target_probs
 
 
 def _recorded(model):

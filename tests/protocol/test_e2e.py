@@ -36,12 +36,25 @@ def test_table_rows_cover_the_paper_layout_with_values_in_range(synthetic_run):
     assert list(t1) == [gag_label(p) for p in ABLATION_P]
     t2 = read_csv(synthetic_run / "tables" / "table2.csv")
     assert list(t2) == [label for _, label in TABLE2.rows]
+    per_image: dict[str, dict[str, list]] = {}  # label -> key -> per-image rows, all units
+    for path in sorted((synthetic_run / "units").glob("*.json")):
+        for label, scores in json.loads(path.read_text())["scores"].items():
+            for key, rows in scores.items():
+                per_image.setdefault(label, {}).setdefault(key, []).extend(rows)
     for table in (t1, t2):
         for label, row in table.items():
             assert int(row["n_images"]) == 4, label
             for metric in ("lc_dice", "mae", "rcap", "dauc", "iauc", "mae_sqrt"):
                 v = float(row[metric])
                 assert 0.0 <= v <= 1.0, (label, metric, v)
+                if metric in ("dauc", "iauc"):  # the area of the mean curve, spacing 1/steps
+                    key = "deletion" if metric == "dauc" else "insertion"
+                    curve = np.mean(per_image[label][key], axis=0)
+                    expected = (curve[1:] + curve[:-1]).sum() / (2 * len(curve))
+                else:
+                    expected = np.mean(per_image[label][metric])
+                assert len(per_image[label][metric]) == 4, (label, metric)
+                assert v == pytest.approx(expected, abs=1e-12), (label, metric)
     t3 = read_csv(synthetic_run / "tables" / "table3.csv")
     assert list(t3) == ["+", "-", "A", "G", "GA"]
     for sym, row in t3.items():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from absgrad import metrics as M
+from absgrad.dedupe import ProbCache
 from absgrad.protocol.scoring import EvalSettings, score_many, score_maps
 
 
@@ -26,13 +27,16 @@ def test_stream_equals_each_metric_alone_and_runs_full_chunks(tiny_model, unit):
     blur = M.target_probs(tiny_model, M.blurred(x), target)
     sizes: list[int] = []
     handle = tiny_model.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    cache = ProbCache()
     out = score_many(
         tiny_model, x, target, maps, ("rcap", "dauc", "iauc"), settings,
-        clean_probs=clean, blurred_probs=blur,
+        clean_probs=clean, blurred_probs=blur, cache=cache,
     )
     handle.remove()
     per_map = 3 * (5 + 5 + 5)  # 5 RCAP percentiles + 5 deletion + 5 insertion points (r > 0)
-    assert sum(sizes) == len(maps) * per_map
+    assert cache.stats["requested"] == len(maps) * per_map
+    # each distinct perturbed image once (the flat map's selections repeat: absgrad.dedupe)
+    assert sum(sizes) == cache.stats["computed"] < len(maps) * per_map
     assert all(s == 8 for s in sizes[:-1])
     for label, m in maps.items():
         r = M.rcap(tiny_model, x, target, m, normalization=M.SYMMETRIC)

@@ -9,6 +9,7 @@ imagenet-sample    ``data=`` ImageNet sample folder / EfficientNet-Lite0      no
 imagenet-s         ``data=`` ImageNet-S validation / ResNet-50 (``weights=``) ImageNet-S
 isic               ``data=`` SIIM-ISIC CSV + JPEGs / EfficientNet-B4 (``weights=``)  none
 places365          ``data=`` Places365 val / DenseNet-161 (``weights=``)       none
+folder             ``data=`` your images / ``model=`` spec (``weights=``)       ``masks=``
 =================  =========================================================  ==========
 
 Quick use::
@@ -36,9 +37,11 @@ from absgrad.cases.base import (
     UnreadableImageError,
 )
 from absgrad.cases.demo import DemoCase
+from absgrad.cases.folder import FolderCase
 from absgrad.cases.imagenet_s import ImageNetSCase
 from absgrad.cases.imagenet_sample import ImageNetSampleCase
 from absgrad.cases.isic import IsicCase
+from absgrad.cases.model_spec import load_model, parse_model_spec
 from absgrad.cases.models import CheckpointError, lite0_model
 from absgrad.cases.places365 import Places365Case
 from absgrad.cases.select import default_cache_dir, score_case, select, true_class_probs
@@ -47,8 +50,11 @@ from absgrad.errors import AbsgradError
 
 CASES: dict[str, type[Case]] = {
     c.name: c
-    for c in (DemoCase, SyntheticCase, ImageNetSampleCase, ImageNetSCase, IsicCase, Places365Case)
-}
+    for c in (
+        DemoCase, SyntheticCase, ImageNetSampleCase, ImageNetSCase, IsicCase, Places365Case,
+        FolderCase,
+    )
+}  # fmt: skip
 
 
 def get_case(
@@ -57,7 +63,8 @@ def get_case(
     """Build the case ``name`` (see ``CASES``) on local ``data`` and ``weights`` paths.
 
     Extra keyword arguments go to the case class (e.g. ``n``/``seed`` for synthetic, ``fold``
-    for isic). An unknown name is a ``ValueError`` listing the known ones.
+    for isic, ``model``/``masks``/``size``/``norm`` for folder). An unknown name is a
+    ``ValueError`` listing the known ones.
     """
     cls = CASES.get(name)
     if cls is None:
@@ -70,6 +77,7 @@ __all__ = [
     "Case",
     "CaseDataset",
     "CheckpointError",
+    "FolderCase",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PAPER_REVERSAL",
@@ -78,6 +86,8 @@ __all__ = [
     "default_cache_dir",
     "get_case",
     "lite0_model",
+    "load_model",
+    "parse_model_spec",
     "score_case",
     "select",
     "synthetic_model",

@@ -21,10 +21,8 @@ from torch import Tensor, nn
 
 from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
 from absgrad.errors import MissingFileError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+from absgrad.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
+from absgrad.utils.normalization import SYMMETRIC as SYMMETRIC
 
 # SPEC section 2.4: (remain, mis) of the reversed maps per base method.
 PAPER_REVERSAL: dict[str, tuple[float, float]] = {

@@ -68,10 +68,12 @@ def score_case(
     cache_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     num_workers: int = 2,
+    progress: bool = False,
 ) -> dict[str, tuple[float, int]]:
     """``{sample id: (softmax probability of its label, predicted class)}``, one pass, cached.
 
     Unreadable images are skipped with a warning naming the file and left out of the result.
+    ``progress``: show a progress bar (images, images per second, ETA) on stderr.
     """
     if batch_size < 1:
         raise AbsgradError(f"batch_size must be >= 1, got {batch_size}")
@@ -99,10 +101,15 @@ def score_case(
             unreadable.append(ds.records[i].id)
             return None
 
-    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(ds), unit="img", desc="selection", disable=not progress, dynamic_ncols=True)
+    with bar, ThreadPoolExecutor(max(1, num_workers)) as pool:
         for start in range(0, len(ds), batch_size):
-            batch = [s for s in pool.map(load, range(start, min(start + batch_size, len(ds)))) if s]
+            stop = min(start + batch_size, len(ds))
+            batch = [s for s in pool.map(load, range(start, stop)) if s]
             if not batch:
+                bar.update(stop - start)
                 continue
             x = case.normalize(torch.stack([s.image for s in batch]).to(device))
             labels = torch.tensor([s.label for s in batch], device=device)
@@ -113,6 +120,7 @@ def score_case(
             scores.update(
                 {s.id: (float(v), int(c)) for s, v, c in zip(batch, p, pred, strict=True)}
             )
+            bar.update(stop - start)
 
     cdir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent runs never share a temp file
@@ -134,6 +142,7 @@ def select(
     batch_size: int = 16,
     cache_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> list[int]:
     """Indices into ``case.samples()`` whose true-class probability is above ``threshold``.
 
@@ -145,5 +154,7 @@ def select(
     thr = case.threshold if threshold is None else float(threshold)
     if not 0.0 <= thr < 1.0:
         raise AbsgradError(f"threshold must lie in [0, 1), got {thr}")
-    scores = score_case(case, model, batch_size=batch_size, cache_dir=cache_dir, device=device)
+    scores = score_case(
+        case, model, batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress
+    )
     return [i for i, sid in enumerate(case.samples().ids) if sid in scores and scores[sid][0] > thr]

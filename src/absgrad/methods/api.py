@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from absgrad.errors import AbsgradError
 from absgrad.methods.aggregators import (
     AGGREGATIONS,
     SampleStats,
@@ -17,30 +18,28 @@ from absgrad.methods.aggregators import (
     needed_processings,
     variance_needed,
 )
-from absgrad.methods.chunking import check_batch_size
-from absgrad.methods.gradcam import gradcam
-from absgrad.methods.gradients import OBJECTIVES, frozen_eval, predict
+from absgrad.methods.gradients import OBJECTIVES, predict
 from absgrad.methods.params import ParamError, check_params
 from absgrad.methods.processing import check_processing
+from absgrad.methods.randomness import GeneratorArg, SeedsArg, image_generators
 from absgrad.methods.registry import MethodDef, get_method, resolve_params
 from absgrad.methods.samplers import GradContext, Sampler
 from absgrad.utils.maps import to_map
-from absgrad.utils.validation import check_images, resolve_target
+from absgrad.utils.model_state import eval_mode
+from absgrad.utils.validation import check_batch_size, check_images, resolve_target
 
 
 @dataclass(frozen=True)
 class Request:
-    """A validated method call: the method, its sampler (or None) and its parameters."""
+    """A validated method call: the method, its sampler and its parameters."""
 
     method: MethodDef
     params: dict[str, Any]
-    sampler: Sampler | None
+    sampler: Sampler
 
     @property
     def group_key(self) -> tuple:
         """Requests with equal keys share one sampler run."""
-        if self.sampler is None:
-            return ("gradcam", str(self.params["layer"]), self.params["objective"])
         return (self.sampler.key(), self.params["objective"], self.params["batch_size"])
 
 
@@ -64,8 +63,6 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
             f"aggregation {p['aggregation']!r} needs a variance over samples: n_samples must be >= 2"
             + ("" if "n_samples" in p else f" and method {m.name!r} takes a single sample")
         )
-    if m.sampler is None:
-        return Request(m, p, None)
     sampler = m.sampler(**{k: p[k] for k in m.sampler_params})
     return Request(m, p, sampler)
 
@@ -84,13 +81,11 @@ def _target_or_prediction(model: nn.Module, x: Tensor, t: Tensor | None) -> Tens
 
 
 def _run_group(
-    reqs: list[Request], model: nn.Module, x: Tensor, t: Tensor, generator: torch.Generator | None
+    reqs: list[Request], model: nn.Module, x: Tensor, t: Tensor, generators: list | None
 ) -> list[Tensor]:
-    """Run the shared sampler of ``reqs`` once; return each request's attribution."""
+    """Run the shared sampler of ``reqs`` once (``generators``: one per image, or None); return
+    each request's attribution."""
     first = reqs[0]
-    if first.sampler is None:
-        p = first.params
-        return [gradcam(model, x, t, p["layer"], p["objective"], p["batch_size"])] * len(reqs)
     source = first.sampler.variance_source
     procs: set[str] = set()
     var_of: set[str] = set()
@@ -98,7 +93,7 @@ def _run_group(
         procs |= needed_processings(r.params["processing"], r.params["aggregation"], source)
         var_of |= variance_needed(r.params["processing"], r.params["aggregation"], source)
     stats = SampleStats(sorted(procs), source, variance_of=var_of)
-    ctx = GradContext(model, x, t, first.params["objective"], first.params["batch_size"], generator)
+    ctx = GradContext(model, x, t, first.params["objective"], first.params["batch_size"], generators)
     first.sampler.run(ctx, stats)
     return [
         aggregate(stats, r.params["processing"], r.params["aggregation"], r.params["percentile"])
@@ -112,15 +107,19 @@ def attribute(
     target: int | Tensor | None,
     method: str,
     *,
-    generator: torch.Generator | None = None,
+    generator: GeneratorArg = None,
+    seeds: SeedsArg = None,
     **params: Any,
 ) -> Tensor:
-    """The attribution ``(B, C, H, W)`` (Grad-CAM: ``(B, 1, H, W)``) before the map step."""
+    """The attribution ``(B, C, H, W)`` (Grad-CAM: ``(B, 1, H, W)``) before the map step.
+
+    ``generator``/``seeds``: the random draws, as in :func:`explain`."""
     req = make_request(method, params)
     model, x, t = _prepare(model, inputs, target)
-    with frozen_eval(model):
+    gens = image_generators(x.shape[0], generator, seeds)
+    with eval_mode(model, frozen=True):
         t = _target_or_prediction(model, x, t)
-        return _run_group([req], model, x, t, generator)[0].detach()
+        return _run_group([req], model, x, t, gens)[0].detach()
 
 
 def explain(
@@ -129,7 +128,8 @@ def explain(
     target: int | Tensor | None,
     method: str,
     *,
-    generator: torch.Generator | None = None,
+    generator: GeneratorArg = None,
+    seeds: SeedsArg = None,
     **params: Any,
 ) -> Tensor:
     """Saliency maps ``(B, H, W)`` in [0, 1] (per-image min-max) for ``inputs (B, C, H, W)``.
@@ -140,11 +140,15 @@ def explain(
         inputs: normalised model inputs ``(B, C, H, W)``.
         target: class per image: an int, a ``(B,)`` tensor, or None for the predicted class.
         method: one of ``absgrad.METHODS`` (``"gag"``, ``"sg"``, ``"vargrad"``, ``"ig"``, ...).
-        generator: a CPU ``torch.Generator`` for the random draws (noise, baselines).
+        generator: the random draws (noise, baselines): one CPU ``torch.Generator`` shared by
+            the images in batch order, or a list of ``B`` generators, one per image (then each
+            map is the same whatever batch it is computed in).
+        seeds: ``B`` integers, one per image, instead of ``generator`` (each seeds a fresh
+            generator for its image).
         **params: ``n_samples``, ``spread``, ``percentile``, ``processing``, ``aggregation``,
             ``objective``, ``batch_size``, ... (``absgrad.METHODS[method].defaults``).
     """
-    return to_map(attribute(model, inputs, target, method, generator=generator, **params))
+    return to_map(attribute(model, inputs, target, method, generator=generator, seeds=seeds, **params))
 
 
 def explain_many(
@@ -154,26 +158,33 @@ def explain_many(
     requests: Mapping[str, tuple[str, Mapping[str, Any]]],
     *,
     seed: int | None = None,
+    seeds: SeedsArg = None,
     on_group: Any = None,
 ) -> dict[str, Tensor]:
     """Maps for many methods at once; every distinct sampler runs once and serves all its methods.
 
     ``requests``: ``{label: (method, params)}``. With ``seed``, each sampler run gets a fresh
     ``torch.Generator`` seeded with it, so every map equals ``explain(..., generator=
-    torch.Generator().manual_seed(seed), **params)``. ``on_group(n_methods)`` is called after
-    each sampler run (progress). Returns ``{label: (B, H, W)}``.
+    torch.Generator().manual_seed(seed), **params)``. With ``seeds`` (one integer per image),
+    each sampler run gets fresh per-image generators, so every map equals ``explain(...,
+    seeds=seeds, **params)`` and does not depend on the batch. ``on_group(n_methods)`` is
+    called after each sampler run (progress). Returns ``{label: (B, H, W)}``.
     """
     built = {label: make_request(m, p) for label, (m, p) in requests.items()}
     model, x, t = _prepare(model, inputs, target)
+    if seed is not None and seeds is not None:
+        raise AbsgradError("give seed= or seeds=, not both")
+    image_generators(x.shape[0], seeds=seeds)  # checks seeds before any work
     groups: dict[tuple, list[str]] = {}
     for label, req in built.items():
         groups.setdefault(req.group_key, []).append(label)
     out: dict[str, Tensor] = {}
-    with frozen_eval(model):
+    with eval_mode(model, frozen=True):
         t = _target_or_prediction(model, x, t)
         for labels in groups.values():
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            attrs = _run_group([built[lb] for lb in labels], model, x, t, gen)
+            gens = image_generators(x.shape[0], gen, seeds)
+            attrs = _run_group([built[lb] for lb in labels], model, x, t, gens)
             for lb, a in zip(labels, attrs, strict=True):
                 out[lb] = to_map(a.detach())
             if on_group is not None:

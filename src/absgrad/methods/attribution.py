@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from absgrad.methods.api import attribute
+from absgrad.methods.randomness import GeneratorArg, SeedsArg
 from absgrad.utils.maps import to_map
 
 
@@ -29,20 +29,25 @@ class Attribution:
         inputs: Tensor,
         target: int | Tensor | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: GeneratorArg = None,
+        seeds: SeedsArg = None,
         **params: Any,
     ) -> Tensor:
-        return attribute(self.model, inputs, target, self.method, generator=generator, **{**self.defaults, **params})
+        return attribute(
+            self.model, inputs, target, self.method, generator=generator, seeds=seeds,
+            **{**self.defaults, **params},
+        )
 
     def explain(
         self,
         inputs: Tensor,
         target: int | Tensor | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: GeneratorArg = None,
+        seeds: SeedsArg = None,
         **params: Any,
     ) -> Tensor:
-        return to_map(self.attribute(inputs, target, generator=generator, **params))
+        return to_map(self.attribute(inputs, target, generator=generator, seeds=seeds, **params))
 
 
 class VanillaGradient(Attribution):

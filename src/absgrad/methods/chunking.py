@@ -18,8 +18,3 @@ def image_slices(batch: int, batch_size: int) -> list[slice]:
         return [slice(0, batch)]
     return [slice(i, min(i + batch_size, batch)) for i in range(0, batch, batch_size)]
 
-
-def check_batch_size(batch_size: object) -> int:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,6 +13,7 @@ from torch import Tensor, nn
 from absgrad.methods import layers
 from absgrad.methods.chunking import image_slices
 from absgrad.methods.gradients import check_target_range, class_scores
+from absgrad.methods.samplers import GradContext, Piece, Sampler, Samples
 from absgrad.utils.validation import check_logits
 
 
@@ -48,11 +53,25 @@ def gradcam(
                 size = (x.shape[-2], x.shape[-1])
                 act = layers.feature_map(captured[0], model, name, size)  # (B, C, h, w)
                 score = class_scores(logits, target[imgs], objective).sum()
-                (grad,) = torch.autograd.grad(score, captured[0])
-                grad = layers.feature_map(grad, model, name, size)
+                (raw,) = torch.autograd.grad(score, captured[0])
+                grad = layers.feature_map(raw, model, name, size)
+                layers.check_patch_gradient(raw, grad, name)
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = F.relu((weights * act).sum(dim=1, keepdim=True)).detach()
             cams.append(F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False))
     finally:
         handle.remove()
     return torch.cat(cams)
+
+
+@dataclass
+class GradCamSampler(Sampler):
+    """Grad-CAM as a layer sampler: one sample per image, the ``(B, 1, H, W)`` map of
+    :func:`gradcam` on ``layer`` (default: :func:`default_layer`)."""
+
+    name: ClassVar[str] = "gradcam"
+    layer: str | nn.Module | None = None
+
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
+        cam = gradcam(ctx.model, ctx.x, ctx.target, self.layer, ctx.objective, ctx.batch_size)
+        yield Samples(slice(0, ctx.batch), cam.unsqueeze(0))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor, nn
 
@@ -52,18 +49,3 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 16) -> Tensor:
     outs = [check_logits(model(x[i : i + batch_size]), len(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
     return torch.cat(outs)
 
-
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Put the model in eval mode with parameters not requiring grad; restore both afterwards."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)

@@ -11,16 +11,18 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.methods.activations import guided_forward, is_guided
-from absgrad.methods.aggregators import SampleStats
 from absgrad.methods.chunking import image_slices
-from absgrad.methods.samplers import GradContext, Sampler, _processed
+from absgrad.methods.processing import PROCESSINGS
+from absgrad.methods.samplers import GradContext, Piece, Sampler, Samples
 
-HOOKS: dict[str, Callable[[Tensor], Tensor]] = {
-    "positive": lambda g: g.clamp(min=0),  # the original guided backprop
-    "negative": lambda g: g.clamp(max=0),
-    "both": lambda g: g,  # the plain gradient
-    "abs": lambda g: g.abs(),
+#: Each hook is a processing applied to the gradient inside every activation's backward pass.
+HOOK_PROCESSING: dict[str, str] = {
+    "positive": "pos",  # the original guided backprop
+    "negative": "neg",
+    "both": "raw",  # the plain gradient
+    "abs": "abs",
 }
+HOOKS: dict[str, Callable[[Tensor], Tensor]] = {h: PROCESSINGS[p] for h, p in HOOK_PROCESSING.items()}
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -90,8 +92,7 @@ class GuidedBackpropSampler(Sampler):
     name: ClassVar[str] = "guided_backprop"
     hook: str = "positive"
 
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
         with guided_relus(ctx.model, self.hook):
             for imgs in image_slices(ctx.batch, ctx.batch_size):
-                g = ctx.grad(ctx.x[imgs].unsqueeze(0), imgs)
-                stats.add(_processed(g, stats.processings), imgs, ctx.batch)
+                yield Samples(imgs, ctx.grad(ctx.x[imgs].unsqueeze(0), imgs))

@@ -7,9 +7,10 @@ Default layer (first rule that applies; a model wrapping a backbone, e.g. ``self
    ``norm1``, e.g. timm ViT, DeiT, BEiT, EVA): ``blocks.<last>.norm1``; torchvision's
    ``VisionTransformer``: ``encoder.layers.<last>.ln_1``. The last block's *input* norm is used
    because the block's output reaches the logits only through the class token(s).
-2. Staged backbones: ``stages.<last>`` (timm ConvNeXt and most timm CNNs), ``layers.<last>``
-   (timm Swin), the last ``layerN`` (ResNet family), the last ``features.denseblockN``
-   (DenseNet).
+2. The last ``features.denseblockN`` (DenseNet); else the last feature stage a timm model
+   declares (``model.feature_info[-1]["module"]``: ``layer4`` of a ResNet, ``stages.3`` of a
+   ConvNeXt, ``layers.3`` of a Swin, ``blocks.6`` of an EfficientNet, ``s4`` of a RegNet);
+   else ``stages.<last>``, ``layers.<last>``, the last ``layerN`` (torchvision ResNet).
 3. ``blocks.<last>`` (timm EfficientNet, MobileNet), then ``features.<last>`` (torchvision
    ConvNeXt, EfficientNet, MobileNet, Swin, VGG).
 4. Otherwise the last ``nn.Conv2d`` in module order.
@@ -68,15 +69,22 @@ def _rule(model: nn.Module) -> str | None:
     last_layer = _last_child(modules, "encoder.layers")
     if last_layer and f"{last_layer}.ln_1" in modules:
         return f"{last_layer}.ln_1"
-    # 2. staged backbones
+    # 2. DenseNet, then the last feature stage timm declares, then staged backbones
+    found = _numbered(modules, "features.denseblock")
+    if found:
+        return found
+    info = getattr(model, "feature_info", None)
+    if isinstance(info, list) and info and isinstance(info[-1], dict):
+        found = info[-1].get("module")
+        if isinstance(found, str) and found in modules and found:
+            return found
     for name in ("stages", "layers"):
         found = _last_child(modules, name)
         if found and isinstance(modules[name], (nn.Sequential, nn.ModuleList)):
             return found
-    for stem in ("layer", "features.denseblock"):
-        found = _numbered(modules, stem)
-        if found:
-            return found
+    found = _numbered(modules, "layer")
+    if found:
+        return found
     # 3. block lists
     for name in ("blocks", "features"):
         if isinstance(modules.get(name), (nn.Sequential, nn.ModuleList)):
@@ -216,3 +224,20 @@ def feature_map(out: object, model: nn.Module, name: str, size: tuple[int, int])
         f"{size[0]}x{size[1]} input; pick a layer before the pooling (e.g. the default "
         f"{default_layer(model)!r})"
     )
+
+
+def check_patch_gradient(raw: Tensor, fmap: Tensor, name: str) -> None:
+    """Refuse a token layer whose gradient reaches the logits only through its prefix tokens.
+
+    ``raw``: the gradient at the layer's output; ``fmap``: the same as a ``(B, C, h, w)`` map.
+    """
+    if raw.dim() != 3:
+        return
+    silent = ~fmap.flatten(1).any(dim=1) & raw.flatten(1).any(dim=1)
+    if bool(silent.any()):
+        raise LayerError(
+            f"the gradient at Grad-CAM layer {name!r} is zero on every patch token: its output "
+            "reaches the logits only through the class (prefix) tokens, e.g. the last block of a "
+            "ViT that classifies its class token; use that block's input norm (blocks.N.norm1, "
+            "the default) or an earlier block"
+        )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from absgrad.methods.gradcam import GradCamSampler
 from absgrad.methods.guided_backprop import GuidedBackpropSampler
 from absgrad.methods.params import ParamError, UnknownParamError
 from absgrad.methods.samplers import (
@@ -34,13 +35,11 @@ class MethodDef:
 
     name: str
     title: str
-    sampler: type[Sampler] | None  # None: Grad-CAM (not a gradient-sample method)
+    sampler: type[Sampler]
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sampler_params(self) -> dict[str, Any]:
-        if self.sampler is None:
-            return {"layer": None}
         return {f.name: f.default for f in dataclasses.fields(self.sampler)}
 
     @property
@@ -58,7 +57,7 @@ _DEFS = [
     MethodDef("blurig", "BlurIG", BlurPathSampler),
     MethodDef("guidedig", "Guided IG", GuidedPathSampler),
     MethodDef("gb", "Guided Backprop", GuidedBackpropSampler),
-    MethodDef("gradcam", "Grad-CAM", None),
+    MethodDef("gradcam", "Grad-CAM", GradCamSampler),
 ]
 
 #: Registry of method names -> :class:`MethodDef` (``METHODS["gag"].defaults`` lists parameters).

@@ -1,14 +1,22 @@
-"""Samplers: where gradients are taken (SPEC §2.1).
+"""Samplers: where gradients are taken, and where processing applies.
 
-A sampler feeds per-sample attributions ``a_i`` (one per processing) into a
-:class:`~absgrad.methods.aggregators.SampleStats`; it never holds all N samples at once.
+A sampler owns its loop: :meth:`Sampler.pieces` yields gradients with their path term
+(:class:`Samples`, or the weighted :class:`PathPart` s of one path integral closed by a
+:class:`PathEnd`), and :meth:`Sampler.run` turns them into per-sample attributions ``a_i`` (one
+per processing) folded into a :class:`~absgrad.methods.aggregators.SampleStats`; no sampler
+holds all N samples at once. Processing follows one rule (:mod:`absgrad.methods.processing`):
+``a = q(term * p(g))``, ``p`` on each gradient before its path term and ``p``'s sample part
+``q`` on the whole sample after it; a sampler whose processing applies to the product (Guided
+IG's move contributions) declares ``processing_at = "product"``: ``a = q(p(term * g))``.
 Samplers are plain objects with their parameters as attributes; ``key()`` identifies the
 computation so that methods sharing a sampler share its samples.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,19 +28,24 @@ from absgrad.methods.blur import gaussian_blur
 from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
 from absgrad.methods.params import check_fields
-from absgrad.methods.processing import PROCESSINGS
+from absgrad.methods.processing import PROCESSINGS, finish_sample
+from absgrad.methods.randomness import draw
 
 
 @dataclass
 class GradContext:
-    """What every sampler needs: model, inputs ``(B, C, H, W)``, targets ``(B,)`` and settings."""
+    """What every sampler needs: model, inputs ``(B, C, H, W)``, targets ``(B,)`` and settings.
+
+    ``generators``: one CPU generator per image (see :mod:`absgrad.methods.randomness`), or
+    None for the global generator; every random draw is taken image by image from them.
+    """
 
     model: nn.Module
     x: Tensor
     target: Tensor
     objective: str = "logit"
     batch_size: int = 4
-    generator: torch.Generator | None = None
+    generators: list[torch.Generator] | None = None
 
     @property
     def batch(self) -> int:
@@ -45,29 +58,72 @@ class GradContext:
         g = input_gradient(self.model, points.reshape(k * b, *points.shape[2:]), t, self.objective)
         return g.view(points.shape)
 
-    def randn(self, shape: tuple[int, ...]) -> Tensor:
-        # Drawn on the CPU so that a seed gives the same noise on every device.
-        return torch.randn(shape, generator=self.generator, dtype=self.x.dtype).to(self.x.device)
+    def randn(self) -> Tensor:
+        """One standard normal draw per image, ``(B, C, H, W)``, from each image's generator."""
+        return draw("randn", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(self.x.device)
 
-    def rand(self, shape: tuple[int, ...]) -> Tensor:
-        return torch.rand(shape, generator=self.generator, dtype=self.x.dtype).to(self.x.device)
+    def rand(self) -> Tensor:
+        """One uniform [0, 1) draw per image, ``(B, C, H, W)``, from each image's generator."""
+        return draw("rand", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(self.x.device)
+
+    def image_range(self) -> tuple[Tensor, Tensor]:
+        """Per-image ``min x`` and ``max x``, each ``(B, 1, 1, 1)``."""
+        flat = self.x.reshape(self.batch, -1)
+        shape = (-1,) + (1,) * (self.x.dim() - 1)
+        return flat.min(dim=1).values.view(shape), flat.max(dim=1).values.view(shape)
 
 
-def _processed(g: Tensor, processings: tuple[str, ...], times: Tensor | None = None) -> dict[str, Tensor]:
-    """``{p: times * p(g)}`` for each processing (``times`` = the path term, or none)."""
-    out = {}
-    for p in processings:
-        v = PROCESSINGS[p](g)
-        out[p] = v if times is None else v * times
-    return out
+@dataclass(frozen=True)
+class Samples:
+    """``k`` complete samples of the images ``images``: gradients ``(k, b, C, H, W)`` and their
+    path term (broadcastable to them; None: no path term)."""
+
+    images: slice
+    grad: Tensor
+    term: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class PathPart:
+    """``k`` gradients ``(k, b, C, H, W)`` of one path integral of the images ``images``, with
+    weights ``(k,)``: the sample sums ``weights * p(grad)`` until the next :class:`PathEnd`."""
+
+    images: slice
+    grad: Tensor
+    weights: Tensor
+
+
+@dataclass(frozen=True)
+class PathEnd:
+    """Closes the path integral of every image: its sample is ``q(term * sum of its parts)``,
+    ``term`` ``(B, C, H, W)``."""
+
+    term: Tensor
+
+
+Piece = Samples | PathPart | PathEnd
+
+
+def _sample(processing: str, grad: Tensor, term: Tensor | None, at: str) -> Tensor:
+    """One processed sample (see the module docstring for the rule)."""
+    p = PROCESSINGS[processing]
+    if term is None:  # no path term: the sample part changes nothing
+        return p(grad)
+    if at == "product":
+        return finish_sample(processing, p(term * grad))
+    return finish_sample(processing, p(grad) * term)
 
 
 @dataclass
 class Sampler:
-    """Base class. Subclasses set ``name``, ``variance_source`` and implement :meth:`run`."""
+    """Base class. Subclasses set ``name`` (and ``variance_source``, ``processing_at`` when
+    they differ) and implement :meth:`pieces`."""
 
     name: ClassVar[str] = "sampler"
+    #: the guide's variance is over ``raw`` gradients or over the ``processed`` samples
     variance_source: ClassVar[str] = "processed"
+    #: where processing applies: to each ``gradient`` before its path term, or to the ``product``
+    processing_at: ClassVar[str] = "gradient"
 
     def __post_init__(self) -> None:
         check_fields(self)  # every parameter's rule, from the one table in methods.params
@@ -81,13 +137,36 @@ class Sampler:
             vals.append((k, v))
         return (self.name, tuple(vals))
 
-    @property
-    def n_passes(self) -> int:
-        """Forward+backward passes per image."""
-        return 1
-
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:  # pragma: no cover - abstract
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+        """Fold every sample of :meth:`pieces` into ``stats``, processed by the rule."""
+        partial: dict[str, Tensor] = {}
+        with contextlib.closing(self.pieces(ctx)) as pieces:  # closed (hooks removed) on error
+            for piece in pieces:
+                self._fold(piece, ctx, stats, partial)
+
+    def _fold(self, piece: Piece, ctx: GradContext, stats: SampleStats, partial: dict[str, Tensor]) -> None:
+        """Fold one piece: complete samples go to ``stats``; path parts add to ``partial``
+        (per processing, ``(B, C, H, W)``) until their :class:`PathEnd`."""
+        procs = stats.processings
+        if isinstance(piece, Samples):
+            samples = {p: _sample(p, piece.grad, piece.term, self.processing_at) for p in procs}
+            stats.add(samples, piece.images, ctx.batch)
+        elif isinstance(piece, PathPart):
+            w = piece.weights.view((-1,) + (1,) * (piece.grad.dim() - 1))
+            for p in procs:
+                part = partial.setdefault(p, torch.zeros_like(ctx.x))
+                part[piece.images] += (w * PROCESSINGS[p](piece.grad)).sum(dim=0)
+        else:
+            stats.add({p: _sample_of_path(p, partial[p], piece.term) for p in procs}, slice(0, ctx.batch), ctx.batch)
+            partial.clear()
+
+
+def _sample_of_path(processing: str, summed: Tensor, term: Tensor) -> Tensor:
+    """``q(term * sum_k w_k p(g_k))`` as one sample ``(1, B, C, H, W)``."""
+    return finish_sample(processing, term * summed).unsqueeze(0)
 
 
 @dataclass
@@ -96,15 +175,14 @@ class SingleSampler(Sampler):
 
     name: ClassVar[str] = "single"
 
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
         for imgs in image_slices(ctx.batch, ctx.batch_size):
-            g = ctx.grad(ctx.x[imgs].unsqueeze(0), imgs)
-            stats.add(_processed(g, stats.processings), imgs, ctx.batch)
+            yield Samples(imgs, ctx.grad(ctx.x[imgs].unsqueeze(0), imgs))
 
 
 @dataclass
 class NoiseSampler(Sampler):
-    """Gradients at ``x + e_i``, ``e_i ~ N(0, s^2)``, ``s = spread * (max x - min x)`` over the batch.
+    """Gradients at ``x + e_i``, ``e_i ~ N(0, s^2)``, ``s = spread * (max x - min x)`` per image.
 
     ``noise`` ``(N, B, C, H, W)``, when given, replaces the random draw (it is used as is).
     """
@@ -115,18 +193,15 @@ class NoiseSampler(Sampler):
     spread: float = 0.15
     noise: Tensor | None = field(default=None, repr=False)
 
-    @property
-    def n_passes(self) -> int:
-        return self.n_samples
-
     def _draw(self, ctx: GradContext, ids: range) -> Tensor:
         if self.noise is not None:
             return self.noise[ids.start : ids.stop].to(ctx.x)
-        sigma = self.spread * (ctx.x.max() - ctx.x.min())
-        # One draw per sample index, so the noise does not depend on the chunking.
-        return torch.stack([ctx.randn(tuple(ctx.x.shape)) for _ in ids]) * sigma
+        lo, hi = ctx.image_range()
+        sigma = self.spread * (hi - lo)
+        # One draw per sample index and image, so the noise does not depend on the chunking.
+        return torch.stack([ctx.randn() for _ in ids]) * sigma
 
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
         if self.noise is not None and (
             self.noise.dim() != 5 or self.noise.shape[0] != self.n_samples or self.noise.shape[1:] != ctx.x.shape
         ):
@@ -137,8 +212,7 @@ class NoiseSampler(Sampler):
         for ids in unit_groups(self.n_samples, ctx.batch, ctx.batch_size):
             eps = self._draw(ctx, ids)
             for imgs in image_slices(ctx.batch, ctx.batch_size):
-                g = ctx.grad(ctx.x[imgs].unsqueeze(0) + eps[:, imgs], imgs)
-                stats.add(_processed(g, stats.processings), imgs, ctx.batch)
+                yield Samples(imgs, ctx.grad(ctx.x[imgs].unsqueeze(0) + eps[:, imgs], imgs))
 
 
 def path_rule(steps: int, rule: str) -> tuple[Tensor, Tensor]:
@@ -167,8 +241,9 @@ def path_rule(steps: int, rule: str) -> tuple[Tensor, Tensor]:
 class StraightPathSampler(Sampler):
     """Integrated Gradients with random uniform baselines; the samples are the trials.
 
-    Trial ``t``: ``b_t ~ U(min x, max x)`` elementwise (or the given ``baselines``), sample
-    ``(x - b_t) * sum_k w_k p(g(b_t + alpha_k (x - b_t)))`` with ``steps`` points.
+    Trial ``t``: ``b_t ~ U(min x, max x)`` elementwise, per image (or the given ``baselines``),
+    sample ``q((x - b_t) * sum_k w_k p(g(b_t + alpha_k (x - b_t))))`` with ``steps`` points
+    (``q``: the processing's sample part, ``|.|`` for ``abs``).
     ``baselines``: ``(N, B, C, H, W)``, ``(B, C, H, W)``, ``(C, H, W)`` or a number.
     """
 
@@ -178,44 +253,37 @@ class StraightPathSampler(Sampler):
     rule: str = "mean"
     baselines: Tensor | float | None = field(default=None, repr=False)
 
-    @property
-    def n_passes(self) -> int:
-        return self.n_samples * self.steps
-
     def _baseline(self, ctx: GradContext, t: int) -> Tensor:
         if self.baselines is None:
-            lo, hi = ctx.x.min(), ctx.x.max()
-            return lo + (hi - lo) * ctx.rand(tuple(ctx.x.shape))
+            lo, hi = ctx.image_range()
+            return lo + (hi - lo) * ctx.rand()
         b = torch.as_tensor(self.baselines, dtype=ctx.x.dtype, device=ctx.x.device)
         if b.dim() == 5:
             b = b[t]
         return b.expand_as(ctx.x)
 
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
         alphas, weights = path_rule(self.steps, self.rule)
         alphas, weights = alphas.to(ctx.x), weights.to(ctx.x)
         shape = (-1,) + (1,) * ctx.x.dim()
         for t in range(self.n_samples):
             base = self._baseline(ctx, t)
             diff = ctx.x - base
-            partial = {p: torch.zeros_like(ctx.x) for p in stats.processings}
             for ids in unit_groups(self.steps, ctx.batch, ctx.batch_size):
                 a = alphas[ids.start : ids.stop].view(shape)
-                w = weights[ids.start : ids.stop].view(shape)
                 points = base.unsqueeze(0) + a * diff.unsqueeze(0)
                 for imgs in image_slices(ctx.batch, ctx.batch_size):
                     g = ctx.grad(points[:, imgs], imgs)
-                    for p in stats.processings:
-                        partial[p][imgs] += (w * PROCESSINGS[p](g)).sum(dim=0)
-            sample = {p: (diff * partial[p]).unsqueeze(0) for p in stats.processings}
-            stats.add(sample, slice(0, ctx.batch), ctx.batch)
+                    yield PathPart(imgs, g, weights[ids.start : ids.stop])
+            yield PathEnd(diff)
 
 
 @dataclass
 class BlurPathSampler(Sampler):
     """BlurIG: ``n_samples`` steps along the Gaussian scale-space path up to ``max_sigma``.
 
-    Sample k: ``(s_{k+1} - s_k) * p(g(blur(x, s_k))) * (blur(x, s_k + d) - blur(x, s_k)) / d``.
+    Sample k: ``q((s_{k+1} - s_k) * p(g(blur(x, s_k))) * (blur(x, s_k + d) - blur(x, s_k)) / d)``
+    (``q``: the processing's sample part, ``|.|`` for ``abs``).
     """
 
     name: ClassVar[str] = "blur_path"
@@ -224,11 +292,7 @@ class BlurPathSampler(Sampler):
     grad_step: float = 0.01
     kernel_size: int = 41
 
-    @property
-    def n_passes(self) -> int:
-        return self.n_samples
-
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
         n = self.n_samples
         sigmas = [k * self.max_sigma / n for k in range(n + 1)]
         for ids in unit_groups(n, ctx.batch, ctx.batch_size):
@@ -240,74 +304,112 @@ class BlurPathSampler(Sampler):
                 terms.append((sigmas[k + 1] - sigmas[k]) * (xd - xb) / self.grad_step)
             points, term = torch.stack(pts), torch.stack(terms)
             for imgs in image_slices(ctx.batch, ctx.batch_size):
-                g = ctx.grad(points[:, imgs], imgs)
-                stats.add(_processed(g, stats.processings, term[:, imgs]), imgs, ctx.batch)
+                yield Samples(imgs, ctx.grad(points[:, imgs], imgs), term[:, imgs])
+
+
+def _l1(a: Tensor) -> Tensor:
+    return a.abs().sum()
+
+
+def _smallest_fraction(work: Tensor, kth: int) -> Tensor:
+    """The features whose ``|work|`` is at most its ``kth`` smallest value, ignoring infinities
+    (the reference's 'lower' quantile of ``fraction``)."""
+    mag = work.abs().flatten()
+    threshold = mag.kthvalue(kth).values
+    return ((mag <= threshold) & torch.isfinite(mag)).view_as(work)
+
+
+@dataclass
+class _GuidedPath:
+    """One image's Guided IG path from ``base`` to ``x`` (each ``(1, C, H, W)``)."""
+
+    x: Tensor
+    base: Tensor
+    kth: int  # how many features a round may pick (the fraction's 'lower' quantile)
+
+    def __post_init__(self) -> None:
+        self.diff = self.x - self.base
+        self.l1_total = _l1(self.diff)
+
+    def position(self, cur: Tensor, where_fixed: float) -> Tensor:
+        """Each feature's ``alpha`` on the straight path (``where_fixed`` where its length is 0)."""
+        diff = self.diff
+        safe = torch.where(diff != 0, diff, torch.ones_like(diff))
+        return torch.where(diff != 0, (cur - self.base) / safe, torch.full_like(diff, where_fixed))
+
+    def at(self, alpha: float) -> Tensor:
+        """The straight-path point at ``alpha``."""
+        return self.base + alpha * self.diff
+
+    def round(
+        self, cur: Tensor, work: Tensor, band: tuple[float, float], target: Tensor
+    ) -> tuple[Tensor, bool]:
+        """One round of moves: lift features below the band to its lower edge, then move the
+        features with the smallest ``|g|`` toward the upper edge until the L1 distance to ``x``
+        is ``target``; ``work`` marks finished features with infinity (in place). Returns the
+        new point and whether the step needs another round."""
+        a_min, a_max = band
+        x_min, x_max = self.at(a_min), self.at(a_max)
+        cur = torch.where(self.position(cur, a_max) < a_min, x_min, cur)
+        l1_cur = _l1(cur - self.x)
+        if float((l1_cur - target).abs()) <= 1e-9 + 1e-6 * float(target.abs()):
+            return cur, False
+        work.masked_fill_(cur == x_max, math.inf)
+        sel = _smallest_fraction(work, self.kth)
+        l1_sel = _l1((cur - x_max) * sel)
+        if float(l1_sel) <= 0:
+            return cur, False
+        gamma = float((l1_cur - target) / l1_sel)
+        if gamma > 1:
+            return torch.where(sel, x_max, cur), True
+        return torch.where(sel, cur + gamma * (x_max - cur), cur), False
 
 
 @dataclass
 class GuidedPathSampler(Sampler):
-    """Guided IG (Kapishnikov et al. 2021), batched over images; samples are per-step contributions.
+    """Guided IG (Kapishnikov et al. 2021); each **round** of moves is one sample.
 
     From the all-zeros baseline (the mean colour in normalised space), each of ``n_samples``
     steps moves the features with the smallest ``|g|`` (``fraction`` per round) until the L1
-    distance to ``x`` meets the schedule, within ``max_dist`` of the straight path.
+    distance to ``x`` meets the schedule, within ``max_dist`` of the straight path. A step
+    may take several rounds; every round's contribution ``(x_new - x_old) * g`` is a sample
+    (so one image may have more samples than another); processing applies to the contribution.
+    Each image follows its own path with its own model calls, so batching cannot change its
+    path decisions.
     """
 
     name: ClassVar[str] = "guided_path"
+    processing_at: ClassVar[str] = "product"
     n_samples: int = 20
     fraction: float = 0.25
     max_dist: float = 0.1
 
-    @property
-    def n_passes(self) -> int:
-        return self.n_samples
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
+        for i in range(ctx.batch):
+            yield from self.rounds(ctx, slice(i, i + 1))
 
-    def _full_grad(self, ctx: GradContext, point: Tensor) -> Tensor:
-        out = torch.empty_like(point)
-        for imgs in image_slices(ctx.batch, ctx.batch_size):
-            out[imgs] = ctx.grad(point[imgs].unsqueeze(0), imgs)[0]
-        return out
+    def band(self, step: int) -> tuple[float, float]:
+        """The allowed range of ``alpha`` after step ``step``: ``max_dist`` around the schedule."""
+        alpha = (step + 1.0) / self.n_samples
+        return max(alpha - self.max_dist, 0.0), min(alpha + self.max_dist, 1.0)
 
-    def run(self, ctx: GradContext, stats: SampleStats) -> None:
-        x = ctx.x
-        b = x.shape[0]
-        base = torch.zeros_like(x)
-        diff = x - base
-        flat = (b, -1)
-        l1_total = diff.abs().reshape(flat).sum(1)
-        cur = base.clone()
-        n_feat = x[0].numel()
-        kth = int(math.floor(self.fraction * (n_feat - 1))) + 1
+    def rounds(self, ctx: GradContext, img: slice) -> Iterator[Samples]:
+        """Every round of every step of one image: ``Samples`` of ``(1, 1, C, H, W)``."""
+        x = ctx.x[img]
+        path = _GuidedPath(x, torch.zeros_like(x), int(math.floor(self.fraction * (x.numel() - 1))) + 1)
+        if float(path.l1_total) <= 1e-9:  # x is the baseline: nothing moves, one zero per step
+            for _ in range(self.n_samples):
+                yield Samples(img, torch.zeros_like(x).unsqueeze(0))
+            return
+        cur = path.base.clone()
         for step in range(self.n_samples):
-            g = self._full_grad(ctx, cur)
-            alpha = (step + 1.0) / self.n_samples
-            a_min, a_max = max(alpha - self.max_dist, 0.0), min(alpha + self.max_dist, 1.0)
-            x_min, x_max = base + a_min * diff, base + a_max * diff
-            l1_target = l1_total * (1 - alpha)
-            work = g.clone()
-            start = cur.clone()
-            active = l1_total > 1e-9
-            while bool(active.any()):
-                am = active.view(-1, 1, 1, 1)
-                with torch.no_grad():
-                    x_alpha = torch.where(diff != 0, (cur - base) / torch.where(diff != 0, diff, 1), a_max)
-                    cur = torch.where(am & (x_alpha < a_min), x_min, cur)
-                    l1_cur = (cur - x).abs().reshape(flat).sum(1)
-                    close = (l1_cur - l1_target).abs() <= 1e-9 + 1e-6 * l1_target.abs()
-                    active = active & ~close
-                    am = active.view(-1, 1, 1, 1)
-                    work = torch.where(cur == x_max, torch.full_like(work, math.inf), work)
-                    mag = work.abs().reshape(flat)
-                    thr = mag.kthvalue(kth, dim=1).values.view(-1, 1)
-                    sel = ((mag <= thr) & torch.isfinite(mag)).view_as(x) & am
-                    l1_s = ((cur - x_max).abs() * sel).reshape(flat).sum(1)
-                    gamma = torch.where(l1_s > 0, (l1_cur - l1_target) / torch.where(l1_s > 0, l1_s, 1), math.inf)
-                    full = (gamma > 1).view(-1, 1, 1, 1)
-                    moved = torch.where(full, x_max, cur + gamma.clamp(max=1).view(-1, 1, 1, 1) * (x_max - cur))
-                    cur = torch.where(sel, moved, cur)
-                    active = active & (gamma > 1) & (l1_s > 0)
-            contrib = (cur - start) * g
-            stats.add(_processed(contrib.unsqueeze(0), stats.processings), slice(0, b), b)
+            g = ctx.grad(cur.unsqueeze(0), img)[0]
+            target = path.l1_total * (1 - (step + 1.0) / self.n_samples)
+            work, more = g.clone(), True
+            while more:
+                new, more = path.round(cur, work, self.band(step), target)
+                yield Samples(img, g.unsqueeze(0), (new - cur).unsqueeze(0))
+                cur = new
 
 
 __all__ = [
@@ -315,7 +417,11 @@ __all__ = [
     "GradContext",
     "GuidedPathSampler",
     "NoiseSampler",
+    "PathEnd",
+    "PathPart",
+    "Piece",
     "Sampler",
+    "Samples",
     "SingleSampler",
     "StraightPathSampler",
     "path_rule",

@@ -1,14 +1,15 @@
 """Metrics for saliency maps (SPEC §3): RCAP, deletion/insertion AUC, segmentation metrics,
 pointing game and the model-randomisation sanity check, as functions and as Quantus-style
-objects.
+objects. Each metric is declared once in :data:`METRICS` (direction, mask, perturbation).
 
 Maps are ``(B, H, W)``; ``inputs`` are normalised model inputs ``(B, C, H, W)``.
 """
 
 from __future__ import annotations
 
-from absgrad.metrics._perturb import IMAGENET, SYMMETRIC, gaussian_blur
 from absgrad.metrics.auc import AUCResult, auc, blurred, deletion_insertion, target_probs
+from absgrad.metrics.forward import ForwardQueue
+from absgrad.metrics.perturbation import Perturbation, PerturbContext
 from absgrad.metrics.quantus_api import (
     DAUC,
     IAUC,
@@ -20,10 +21,19 @@ from absgrad.metrics.quantus_api import (
     PointingGame,
 )
 from absgrad.metrics.rcap import RCAPResult, rcap, rcap_percentiles
+from absgrad.metrics.registry import METRICS, PERTURBATIONS, MetricDef, get_metric
 from absgrad.metrics.sanity import SanityResult, sanity_check, spearman
 from absgrad.metrics.segmentation import lc_dice, mae, mae_sqrt_paper, pointing_game
+from absgrad.utils.normalization import IMAGENET, SYMMETRIC
 
 __all__ = [
+    "METRICS",
+    "MetricDef",
+    "get_metric",
+    "PERTURBATIONS",
+    "Perturbation",
+    "PerturbContext",
+    "ForwardQueue",
     "IMAGENET",
     "SYMMETRIC",
     "rcap",
@@ -34,7 +44,6 @@ __all__ = [
     "auc",
     "blurred",
     "target_probs",
-    "gaussian_blur",
     "lc_dice",
     "mae",
     "mae_sqrt_paper",

@@ -7,26 +7,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from absgrad.metrics._perturb import (
+from absgrad.methods.blur import gaussian_kernel1d, separable_blur
+from absgrad.metrics.forward import (
     DEFAULT_BATCH_SIZE,
-    IMAGENET,
     ForwardQueue,
-    Normalization,
-    above,
-    check_batch_size,
-    check_images,
     check_model,
-    check_normalization,
-    check_probs,
-    eval_mode,
     forward_probs,
     gather_target,
-    gaussian_blur,
-    prepare,
     resolve_or_predict,
-    thresholds,
 )
-from absgrad.utils.validation import InputError
+from absgrad.metrics.inputs import check_probs, prepare
+from absgrad.metrics.perturbation import PerturbContext
+from absgrad.metrics.thresholds import above, thresholds
+from absgrad.utils.model_state import eval_mode
+from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
+from absgrad.utils.validation import InputError, check_batch_size, check_images
 
 BLUR_KERNEL = 33
 BLUR_SIGMA = 16.0
@@ -52,6 +47,10 @@ class AUCResult:
     def iauc_per_image(self) -> Tensor:
         """``(B,)`` area under each image's insertion curve (higher is better)."""
         return auc(self.insertion)
+
+    def details(self) -> dict[str, Tensor]:
+        """The curves stored next to the scores: ``deletion``, ``insertion`` ``(B, steps)``."""
+        return {"deletion": self.deletion, "insertion": self.insertion}
 
 
 def auc(curve: Tensor) -> Tensor:
@@ -102,8 +101,21 @@ def target_probs(
 
 def blurred(inputs: Tensor, *, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA) -> Tensor:
     """The insertion start image: Gaussian blur (kernel 33, sigma 16, reflect padding) of
-    normalised ``inputs (B, C, H, W)``."""
-    return gaussian_blur(check_images(inputs), kernel_size, sigma)
+    normalised ``inputs (B, C, H, W)``.
+
+    Equals ``torchvision.transforms.functional.gaussian_blur`` wherever that works; unlike it,
+    also accepts images smaller than half the kernel (the reflection then repeats, as scipy's
+    ``mirror`` mode does).
+    """
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
+        raise TypeError(f"blur kernel_size must be an int, got {kernel_size!r}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"blur kernel_size must be a positive odd int, got {kernel_size}")
+    if not sigma > 0:
+        raise ValueError(f"blur sigma must be > 0, got {sigma}")
+    x = check_images(inputs)
+    # H then W: the pass order this metric has always used (it changes float rounding only)
+    return separable_blur(x, gaussian_kernel1d(sigma, kernel_size // 2, x.dtype), dims=(2, 3))
 
 
 def deletion_insertion(
@@ -149,7 +161,7 @@ def deletion_insertion(
         clean_probs = check_probs(clean_probs, b, "clean_probs", x.device)
     if blurred_probs is not None:
         blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
-    base = gaussian_blur(x, blur_kernel, blur_sigma)
+    base = blurred(x, kernel_size=blur_kernel, sigma=blur_sigma)
     work = curve_inputs(x, m, base, steps, clean_probs, blurred_probs)
     with eval_mode(model), torch.inference_mode():
         t, _ = resolve_or_predict(model, x, target, batch_size)
@@ -225,4 +237,13 @@ def curve_inputs(
     images = torch.cat([deleted, inserted], dim=1).reshape(-1, c, h, w)
     return CurveInputs(
         images, b, steps, steps - first_del, steps - first_ins, clean_probs, blurred_probs
+    )
+
+
+def curve_batch(x: Tensor, m: Tensor, ordered: Tensor, context: PerturbContext) -> CurveInputs:
+    """:func:`curve_inputs` in the :class:`absgrad.metrics.perturbation.Perturbation` interface
+    (``context.base`` is the insertion start; :func:`blurred` ``(x)`` when not given)."""
+    base = blurred(x) if context.base is None else context.base
+    return curve_inputs(
+        x, m, base, context.steps, context.clean_probs, context.blurred_probs, ordered=ordered
     )

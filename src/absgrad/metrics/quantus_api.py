@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from absgrad.metrics._perturb import DEFAULT_BATCH_SIZE, IMAGENET, Normalization
-from absgrad.metrics.auc import deletion_insertion
-from absgrad.metrics.rcap import rcap, rcap_percentiles
+from absgrad.metrics.forward import DEFAULT_BATCH_SIZE
+from absgrad.metrics.rcap import rcap_percentiles
+from absgrad.metrics.registry import METRICS, MetricDef
 from absgrad.metrics.sanity import sanity_check
-from absgrad.metrics.segmentation import lc_dice, mae, mae_sqrt_paper, pointing_game
 from absgrad.utils.maps import minmax, to_map
+from absgrad.utils.normalization import IMAGENET, Normalization
 
 # Quantus call arguments that have no effect here (we always softmax, and batch ourselves).
 _IGNORED = {"softmax", "model_predict_kwargs", "custom_batch"}
@@ -55,10 +55,20 @@ def _channel_first(x: Tensor, channel_first: bool | None) -> Tensor:
 
 
 class _Metric:
-    """Shared Quantus-style call handling."""
+    """Shared Quantus-style call handling; ``metric`` is the declaration the object reads."""
 
-    needs_masks = False
+    metric: MetricDef | None = None
     needs_model = True
+
+    @property
+    def needs_masks(self) -> bool:
+        """The metric compares maps with ground-truth masks ``s_batch``."""
+        return self.metric is not None and self.metric.needs_mask
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        """Score direction (``None``: the object returns no single score per image)."""
+        return None if self.metric is None else self.metric.higher_is_better
 
     def __init__(self, *, normalise: bool = True, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.normalise = normalise
@@ -139,6 +149,8 @@ class _Metric:
 class RCAP(_Metric):
     """RCAP (higher is better); see :func:`absgrad.metrics.rcap`."""
 
+    metric = METRICS["rcap"]
+
     def __init__(
         self,
         lower_bound: float = 0.5,
@@ -153,7 +165,7 @@ class RCAP(_Metric):
         self.lower_bound, self.interval, self.normalization = lower_bound, interval, normalization
 
     def evaluate(self, model, x, y, maps, masks, batch_size):  # noqa: D102
-        res = rcap(
+        res = self.metric.function(
             model,
             x,
             y,
@@ -164,11 +176,11 @@ class RCAP(_Metric):
             batch_size=batch_size,
         )
         self.last_result = res
-        return res.score.tolist()
+        return self.metric.per_image(res).tolist()
 
 
 class _AUC(_Metric):
-    which = "deletion"
+    metric = METRICS["dauc"]
 
     def __init__(
         self,
@@ -182,7 +194,7 @@ class _AUC(_Metric):
         self.steps, self.normalization = steps, normalization
 
     def evaluate(self, model, x, y, maps, masks, batch_size):  # noqa: D102
-        res = deletion_insertion(
+        res = self.metric.function(
             model,
             x,
             y,
@@ -192,59 +204,57 @@ class _AUC(_Metric):
             batch_size=batch_size,
         )
         self.last_result = res
-        per_image = res.dauc_per_image if self.which == "deletion" else res.iauc_per_image
-        return per_image.tolist()
+        return self.metric.per_image(res).tolist()
 
 
 class DAUC(_AUC):
     """Area under each image's deletion curve (lower is better); see
     :func:`absgrad.metrics.deletion_insertion`. The dataset DAUC is the mean of these scores."""
 
-    which = "deletion"
+    metric = METRICS["dauc"]
 
 
 class IAUC(_AUC):
     """Area under each image's insertion curve (higher is better)."""
 
-    which = "insertion"
+    metric = METRICS["iauc"]
 
 
 class _Segmentation(_Metric):
-    needs_masks = True
+    metric = METRICS["mae"]
     needs_model = False
-    fn: Callable[..., Tensor] = staticmethod(mae)
 
     def evaluate(self, model, x, y, maps, masks, batch_size):  # noqa: D102
         assert masks is not None
         if masks.dim() == 4 and masks.shape[1] == 1:
             masks = masks[:, 0]
-        scores = type(self).fn(maps, masks)
+        scores = self.metric.function(maps, masks)
         self.last_result = scores
-        return scores.tolist()
+        return self.metric.per_image(scores).tolist()
 
 
 class LcDice(_Segmentation):
     """Log-Cosh Dice loss against ``s_batch`` (lower is better)."""
 
-    fn = staticmethod(lc_dice)
+    metric = METRICS["lc_dice"]
 
 
 class MAE(_Segmentation):
     """Mean absolute error against ``s_batch`` (lower is better)."""
 
-    fn = staticmethod(mae)
+    metric = METRICS["mae"]
 
 
 class MAESqrtPaper(_Segmentation):
     """The paper's printed "MAE", ``sqrt(mean |M - S|)``, against ``s_batch``."""
 
-    fn = staticmethod(mae_sqrt_paper)
+    metric = METRICS["mae_sqrt"]
 
 
 class PointingGame(_Segmentation):
     """1.0 where the centroid of the map's top 30% lies inside ``s_batch``, else 0.0."""
 
-    fn = staticmethod(pointing_game)
+    metric = METRICS["pointing_game"]
 
 
 class ModelParameterRandomisation(_Metric):

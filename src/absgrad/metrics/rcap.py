@@ -8,22 +8,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from absgrad.metrics._perturb import (
+from absgrad.metrics.forward import (
     DEFAULT_BATCH_SIZE,
-    IMAGENET,
     ForwardQueue,
-    Normalization,
-    above,
-    check_batch_size,
     check_model,
-    check_normalization,
-    eval_mode,
-    fraction_positions,
-    prepare,
     resolve_or_predict,
-    thresholds,
 )
-from absgrad.utils.validation import InputError, InputTypeError
+from absgrad.metrics.inputs import prepare
+from absgrad.metrics.perturbation import PerturbContext
+from absgrad.metrics.thresholds import above, fraction_positions, thresholds
+from absgrad.utils.model_state import eval_mode
+from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
+from absgrad.utils.validation import InputError, InputTypeError, check_batch_size
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,11 @@ class RCAPResult:
     def mean(self) -> float:
         """Dataset-level RCAP: the mean score over images."""
         return float(self.score.mean())
+
+    def details(self) -> dict[str, Tensor]:
+        """The per-percentile terms stored next to the score: ``rcap_hit``, ``rcap_prob``,
+        ``rcap_valid`` ``(B, P)``."""
+        return {"rcap_hit": self.hit, "rcap_prob": self.prob, "rcap_valid": self.valid}
 
 
 def rcap_percentiles(lower_bound: float = 0.5, interval: float = 0.1) -> tuple[float, ...]:
@@ -108,7 +109,7 @@ def rcap(
     with eval_mode(model), torch.inference_mode():
         t, _ = resolve_or_predict(model, x, target, batch_size)
         queue = ForwardQueue(model, batch_size)
-        rows = queue.put(work.images, t.repeat_interleave(len(percentiles)))
+        rows = queue.put(work.images, t.repeat_interleave(work.per_image))
         prob = queue.probs()[rows]
     return work.result(prob)
 
@@ -125,6 +126,11 @@ class RCAPInputs:
     hit: Tensor
     valid: Tensor
     percentiles: tuple[float, ...]
+
+    @property
+    def per_image(self) -> int:
+        """Recovered images per map (one per percentile)."""
+        return len(self.percentiles)
 
     def result(self, prob: Tensor) -> RCAPResult:
         """The scores, given the target probability of each recovered image ``(B*P,)``."""
@@ -158,3 +164,8 @@ def rcap_inputs(
     hit = torch.where(mass[:, None] > 0, kept / mass.clamp_min(1e-30)[:, None], 0.0)
     recovered = torch.where(sel[:, :, None], x[:, None], black)  # (B, P, C, H, W)
     return RCAPInputs(recovered.reshape(-1, c, h, w), hit, valid, percentiles)
+
+
+def recovered_batch(x: Tensor, m: Tensor, ordered: Tensor, context: PerturbContext) -> RCAPInputs:
+    """:func:`rcap_inputs` in the :class:`absgrad.metrics.perturbation.Perturbation` interface."""
+    return rcap_inputs(x, m, context.percentiles, context.normalization, ordered=ordered)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from absgrad.metrics._perturb import eval_mode
+from absgrad.utils.model_state import eval_mode
 from absgrad.utils.validation import check_images, check_maps
 
 ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from absgrad.metrics._perturb import fraction_positions, thresholds
+from absgrad.metrics.thresholds import fraction_positions, thresholds
 from absgrad.utils.validation import InputError, InputTypeError
 
 

@@ -1,24 +1,46 @@
-"""The paper's protocol (SPEC §5): plan, run, store and report Tables 1-3 on a case.
+"""The paper's protocol: plan, run, store and report Tables 1-3 on a case.
 
 ``run_protocol(config, out)`` computes every unit (image batch x sampler group) not yet stored
 in ``out``; ``build_report(out)`` writes the tables, figures and ``report.html``.
+
+Names are imported on first use (``absgrad.protocol.run_protocol``), so that importing a light
+submodule such as ``absgrad.protocol.config`` does not load torch.
 """
 
-from absgrad.protocol.config import ConfigError, RunConfig, load_config_file, make_config
-from absgrad.protocol.executors import (
-    EXECUTORS,
-    Executor,
-    LocalExecutor,
-    get_executor,
-    register_executor,
-)
-from absgrad.protocol.paper import MapSpec, paper_maps
-from absgrad.protocol.plan import Group, Unit, group_specs, make_plan, resolve_specs
-from absgrad.protocol.report import build_report
-from absgrad.protocol.results import Results, load_results
-from absgrad.protocol.runner import run_protocol
-from absgrad.protocol.store import RunDirError, RunStore
-from absgrad.protocol.worker import UnitResult, WorkerContext, build_context, run_unit
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    "ConfigError": "config",
+    "RunConfig": "config",
+    "load_config_file": "config",
+    "make_config": "config",
+    "EXECUTORS": "executors",
+    "Executor": "executors",
+    "LocalExecutor": "executors",
+    "get_executor": "executors",
+    "register_executor": "executors",
+    "MapSpec": "paper",
+    "paper_maps": "paper",
+    "Group": "plan",
+    "Unit": "plan",
+    "group_specs": "plan",
+    "make_plan": "plan",
+    "resolve_specs": "plan",
+    "build_report": "report",
+    "Results": "results",
+    "load_results": "results",
+    "run_protocol": "runner",
+    "RunDirError": "store",
+    "RunStore": "store",
+    "UnitResult": "worker",
+    "WorkerContext": "worker",
+    "build_context": "worker",
+    "run_unit": "worker",
+}
 
 __all__ = [
     "EXECUTORS",
@@ -48,3 +70,34 @@ __all__ = [
     "run_protocol",
     "run_unit",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'absgrad.protocol' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"absgrad.protocol.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from absgrad.protocol.config import ConfigError, RunConfig, load_config_file, make_config
+    from absgrad.protocol.executors import (
+        EXECUTORS,
+        Executor,
+        LocalExecutor,
+        get_executor,
+        register_executor,
+    )
+    from absgrad.protocol.paper import MapSpec, paper_maps
+    from absgrad.protocol.plan import Group, Unit, group_specs, make_plan, resolve_specs
+    from absgrad.protocol.report import build_report
+    from absgrad.protocol.results import Results, load_results
+    from absgrad.protocol.runner import run_protocol
+    from absgrad.protocol.store import RunDirError, RunStore
+    from absgrad.protocol.worker import UnitResult, WorkerContext, build_context, run_unit

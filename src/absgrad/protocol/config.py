@@ -30,6 +30,16 @@ class RunConfig:
     case: str
     data: str | None = None
     weights: str | None = None
+    # the folder case (your data and model; see docs/own-model.md); None: not used / default
+    model: str | None = None  # model spec: timm:NAME, torchvision:NAME, module:factory
+    masks: str | None = None
+    classes: str | None = None  # class table file, or "imagenet"
+    labels: str | None = None  # label table CSV (file,label)
+    size: tuple[int, int] | None = None
+    resize: int | str | None = None
+    norm: str | None = None
+    weights_sha: str | None = None  # set from the weights file: part of the hash
+    model_sha: str | None = None  # set from a model spec's .py file: part of the hash
     tables: tuple[int, ...] = (1, 2, 3)
     maps: tuple[str, ...] | None = None  # restrict to these map labels
     metrics: tuple[str, ...] | None = None  # None: the case's default metrics
@@ -54,6 +64,7 @@ class RunConfig:
     rcap_interval: float = 0.1
     auc_steps: int = 10
     reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
+    gradcam_layer: str | None = None  # None: the case's layer, else the default-layer rule
     extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +86,11 @@ class RunConfig:
             d.pop("channels_last")  # runs from before the option keep their hash
         if d["precision"] == "fp32":
             d.pop("precision")  # likewise: only bf16 changes the hash
+        if d["gradcam_layer"] is None:
+            d.pop("gradcam_layer")  # likewise: only a chosen layer changes the hash
+        for k in OWN_MODEL_FIELDS:
+            if d[k] is None:
+                d.pop(k)  # likewise for the folder case's fields
         return d
 
     def config_hash(self) -> str:
@@ -83,6 +99,9 @@ class RunConfig:
 
 
 NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
+OWN_MODEL_FIELDS = (
+    "model", "masks", "classes", "labels", "size", "resize", "norm", "weights_sha", "model_sha",
+)  # fmt: skip
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: YAML sections flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
 SECTIONS = {
@@ -190,6 +209,12 @@ def _save_maps(name: str, v: Any) -> bool | int:
     return v
 
 
+def _layer(name: str, v: Any) -> str | None:
+    if v is not None and (not isinstance(v, str) or not v.strip()):
+        raise _fail(name, "must be a module name of the model", v)
+    return v
+
+
 def _int(low: int, optional: bool = False) -> Callable[[str, Any], Any]:
     return _ruled(Rule("int", low, optional=optional))
 
@@ -224,6 +249,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "ig_trials": _int(2),
     "ig_steps": _ruled(PARAMS["steps"]),
     "objective": _ruled(PARAMS["objective"]),
+    "gradcam_layer": _layer,
     "rcap_lower_bound": _unit(),
     "rcap_interval": _unit(low_open=True),
     "auc_steps": _int(2),
@@ -233,11 +259,14 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
 def _validate(d: dict[str, Any]) -> dict[str, Any]:
     """Type- and range-check each field; return cleaned values."""
     out = dict(d)
+    if d.get("case") is None and d.get("model") is not None:
+        out["case"] = d["case"] = "folder"
     if not isinstance(d.get("case"), str) or not d["case"]:
         raise _fail("case", "is required and must be a case name", d.get("case"))
     for name, check in CHECKS.items():
         if name in d:
             out[name] = check(name, d[name])
+    out.update(_check_own_model(d))
     if d.get("reversal") is not None:
         out["reversal"] = _check_reversal(d["reversal"])
     if "extra_maps" in d:  # YAML's "extra_maps:" with nothing after it is None: none
@@ -247,6 +276,56 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
+    """The folder case's fields: parsed, paths made absolute, fingerprints of the files."""
+    from absgrad.cases.folder import DataLayoutError, norm_text, parse_norm, parse_resize
+    from absgrad.cases.folder import parse_size as _size
+    from absgrad.cases.model_spec import (
+        ModelSpecError,
+        file_fingerprint,
+        parse_model_spec,
+        spec_fingerprint,
+    )
+
+    out: dict[str, Any] = {}
+    own = [k for k in ("model", "masks", "classes", "labels", "size", "resize", "norm") if d.get(k)]
+    if d["case"] != "folder" and own:
+        raise _fail(
+            own[0], f"applies to case 'folder' (your data and model), not to case {d['case']!r}",
+            d[own[0]],
+        )  # fmt: skip
+    try:
+        if d["case"] == "folder":
+            if not d.get("model"):
+                raise _fail("model", "is required for case 'folder' (e.g. timm:resnet18)", None)
+            if not d.get("data"):
+                raise _fail("data", "is required for case 'folder' (a folder or label table)", None)
+            spec = parse_model_spec(str(d["model"]))
+            out["model"] = str(spec)
+            out["model_sha"] = spec_fingerprint(spec)
+        for k in ("masks", "labels"):
+            if d.get(k) is not None:
+                out[k] = str(Path(d[k]).expanduser().resolve())
+        if d.get("classes") is not None:
+            c = str(d["classes"])
+            out["classes"] = c if c.lower() == "imagenet" else str(Path(c).expanduser().resolve())
+        if d.get("size") is not None:
+            out["size"] = _size(d["size"])
+        if d.get("resize") is not None:
+            out["resize"] = parse_resize(d["resize"])
+        if d.get("norm") is not None:
+            out["norm"] = norm_text(parse_norm(d["norm"]))
+    except (DataLayoutError, ModelSpecError) as e:
+        raise ConfigError(f"config: {e}") from None
+    w = d.get("weights")
+    if w is not None and Path(w).expanduser().is_file():
+        sha = file_fingerprint(Path(w).expanduser())
+        if d.get("weights_sha") not in (None, sha):
+            raise _fail("weights_sha", f"the weights file {w} changed (now {sha})", d["weights_sha"])
+        out["weights_sha"] = sha
+    return out
 
 
 def _check_reversal(rev: Any) -> dict[str, tuple[float, float]]:

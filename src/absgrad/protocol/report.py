@@ -12,22 +12,25 @@ from typing import Any
 from absgrad.errors import AbsgradError
 from absgrad.protocol.claims import (
     Claim,
+    Ranking,
     check_claims,
     claims_markdown,
     rank_pairs,
     ranking_markdown,
 )
 from absgrad.protocol.figures import make_figures
+from absgrad.protocol.gallery import Gallery, write_gallery
 from absgrad.protocol.render import to_csv, to_html, to_latex, to_markdown
 from absgrad.protocol.results import Results, load_results, write_scores
+from absgrad.protocol.scoring import METRICS
 from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
 from absgrad.protocol.tabulate import Table, build_tables, paper_case_name, paper_numbers
 
 FIGURE_TITLES = {
-    "maps": "Saliency maps (images x methods)",
-    "ablation": "RCAP, DAUC and IAUC of GAG-p against p",
+    "maps": "Saliency maps over their photo (images x Table 2's methods)",
+    "ablation": "Table 1's metrics of GAG-p against p, with 95% intervals",
     "curves": "Deletion and insertion curves (mean over images)",
-    "rcap_bars": "RCAP: mean hit x prob per percentile",
+    "rcap_bars": "RCAP: mean hit x prob per percentile, with 95% intervals",
 }
 
 
@@ -40,12 +43,16 @@ class Report:
     files: dict[str, Path] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     complete: bool = True
+    gallery: Gallery | None = None
 
 
 def resolve_compare(case: str, compare: str | bool | None) -> str | None:
-    """The paper's case name to compare with: ``True`` = the run's own case."""
-    if compare is None or compare is False:
+    """The paper's case name to compare with: ``True`` = the run's own case, ``None`` = the
+    run's own case when the paper has numbers for it, ``False`` = none."""
+    if compare is False:
         return None
+    if compare is None:
+        return paper_case_name(case)
     name = case if compare is True else str(compare)
     found = paper_case_name(name)
     if found is None:
@@ -122,15 +129,82 @@ caption{font-weight:bold;text-align:left;padding:4px 0}
 tr.group td{border-top:3px double #666}
 .note{color:#555;font-size:90%;margin:0 0 1.5em}
 img{max-width:100%;border:1px solid #eee}
-.facts td,#claims td{text-align:left}
-.refuted{color:#a00}.confirmed{color:#070}
+.facts td,#claims td,#claims th{text-align:left}
+.refuted{color:#a00}.confirmed{color:#070}.inconclusive{color:#a60}.not-tested{color:#777}
+.ci{color:#666;font-size:85%}
 """
 
 
+def _status(c: Claim) -> str:
+    """CSS class of a claim's verdict: confirmed, refuted, inconclusive or not-tested."""
+    status = c.status or c.verdict.split(" (")[0]
+    return status.replace(" ", "-")
+
+
+def _ranking_html(r: Ranking, tables: list[Table]) -> str:
+    """Table 2's pairwise ranking: each method's mean [interval] and whom it beats."""
+    titles = {row.key: row.title for t in tables for row in t.rows}
+    m = METRICS[r.metric]
+    n = min(ci.n for ci in r.means.values())
+    out = [
+        f'<table id="ranking"><caption>Ranking on {html.escape(m.title)} {m.arrow}: paired '
+        f"sign-flip tests of every two methods, Holm-adjusted over {len(r.pairs)} pairs "
+        f"(level {r.alpha:g}), n = {n} images</caption>",
+        f"<tr><th>Rank</th><th>Method</th><th>{html.escape(m.title)}</th>"
+        "<th>95% interval</th><th>Significantly better than</th></tr>",
+    ]
+    for i, lb in enumerate(r.order, start=1):
+        ci = r.means[lb]
+        beats = ", ".join(html.escape(titles.get(x, x)) for x in r.beats(lb)) or "—"
+        title = html.escape(titles.get(lb, lb)).replace("^R", "<sup>R</sup>")
+        out.append(
+            f"<tr><td>{i}</td><td>{title}</td><td>{ci.value:.4f}</td>"
+            f"<td>[{ci.lo:.4f}, {ci.hi:.4f}]</td><td>{beats}</td></tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _figure_html(name: str, path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    title = FIGURE_TITLES.get(name, name)
+    svg = path.with_suffix(".svg")
+    links = f'<a href="figures/{path.name}">PNG</a>'
+    if svg.is_file():
+        links += f' · <a class="svg" href="figures/{svg.name}">SVG</a>'
+    return (
+        f'<figure><img id="fig-{name}" alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(title)}{caption} ({links})</figcaption></figure>"
+    )
+
+
+def _gallery_html(res: Results, gallery: Gallery | None, shown: int) -> str:
+    total = len(res.meta["images"]["ids"])
+    if gallery is None:
+        return '<p class="note">No images are stored for this run: no gallery.</p>'
+    pages = len(gallery.pages)
+    return (
+        '<p id="gallery">'
+        f'<a href="gallery/index.html">Gallery</a>: {gallery.n_images} of {total} images, '
+        f"each with its class, probability and every map, on {pages} page(s) "
+        f'(<a href="gallery/page-001.html">first page</a>); maps stored for '
+        f"{gallery.n_with_maps} of {gallery.n_images} images. The figure below shows "
+        f"{shown} of {total} images.</p>"
+    )
+
+
 def render_html(
-    res: Results, tables: list[Table], figures: dict[str, Path], claims: list[Claim]
+    res: Results,
+    tables: list[Table],
+    figures: dict[str, Path],
+    claims: list[Claim],
+    gallery: Gallery | None = None,
+    shown: int = 0,
+    ranking: Ranking | None = None,
 ) -> str:
-    """The report page: facts, tables, claims and figures (embedded as data URIs)."""
+    """The report page: facts, tables, claims, the gallery's link and the figures (embedded as
+    data URIs, with their PNG and SVG files linked)."""
     case = res.meta["case"]["name"]
     parts = [
         "<!DOCTYPE html>",
@@ -156,19 +230,24 @@ def render_html(
         '<table id="claims"><tr><th>Claim</th><th>Verdict</th><th>Evidence</th></tr>'
     )
     parts += [
-        f'<tr><td>{html.escape(c.claim)}</td><td class="{c.verdict.split()[0]}">{c.verdict}</td>'
+        f"<tr><td>{html.escape(c.claim)}</td>"
+        f'<td class="{_status(c)}">{html.escape(c.verdict)}</td>'
         f"<td>{html.escape(c.evidence)}</td></tr>"
         for c in claims
     ]
-    parts.append("</table><h2>Figures</h2>")
+    parts.append("</table>")
+    if ranking is not None:
+        parts.append(_ranking_html(ranking, tables))
+    parts.append("<h2>Images and maps</h2>")
+    parts.append(_gallery_html(res, gallery, shown))
+    total = len(res.meta["images"]["ids"])
     for name, path in figures.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        title = FIGURE_TITLES.get(name, name)
-        parts.append(
-            f'<figure><img id="fig-{name}" alt="{html.escape(title)}" '
-            f'src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(title)}</figcaption></figure>"
-        )
+        cap = f": {shown} of {total} images" if name == "maps" else ""
+        if name == "maps":
+            parts.append(_figure_html(name, path, cap))
+            parts.append("<h2>Figures</h2>")
+        else:
+            parts.append(_figure_html(name, path, cap))
     parts.append(LOAD_CHECK)
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -210,12 +289,25 @@ def build_report(
     if ranking is not None:
         claims_md += "\n" + ranking_markdown(ranking, titles)
     files["claims.md"] = _write(out / "claims.md", claims_md)
-    figs = make_figures(res, RunStore(out), out / "figures")
+    store = RunStore(out)
+    paper = _paper_table1(paper_case) if 1 in numbers else None
+    figs, shown = make_figures(res, store, out / "figures", paper)
     files.update({f"figure:{k}": v for k, v in figs.items()})
+    gallery = write_gallery(res, store, out / "gallery")
+    if gallery is not None:
+        files["gallery"] = gallery.index
     page = out / "report.html"
-    _write(page, render_html(res, built, figs, claims))
+    _write(page, render_html(res, built, figs, claims, gallery, shown, ranking))
     summary: dict[str, Any] = {
         "tables": {t.number: {r.key: r.values for r in t.rows} for t in built}
     }
     files["summary.json"] = _write(out / "summary.json", json.dumps(summary, indent=1))
-    return Report(page, built, files, claims, res.complete)
+    return Report(page, built, files, claims, res.complete, gallery)
+
+
+def _paper_table1(case: str | None) -> dict[str, dict[str, float]] | None:
+    """The paper's Table 1 for ``case`` as ``{label: {metric: value}}``."""
+    if case is None:
+        return None
+    rows = paper_numbers()["tables"].get("1", {})
+    return {lb: dict(v[case]) for lb, v in rows.items() if case in v}

@@ -100,13 +100,11 @@ class Results:
         return terms.mean(axis=0)
 
     def percentiles(self) -> list[float]:
+        """The run's RCAP percentiles (:func:`absgrad.metrics.rcap_percentiles`)."""
+        from absgrad.metrics.rcap import rcap_percentiles
+
         cfg = self.meta["config"]
-        lb, step = cfg["rcap_lower_bound"], cfg["rcap_interval"]
-        out, k = [], 0
-        while (p := round(lb + k * step, 10)) < 1:
-            out.append(p)
-            k += 1
-        return out
+        return list(rcap_percentiles(cfg["rcap_lower_bound"], cfg["rcap_interval"]))
 
 
 def load_results(out: str | Path) -> Results:

@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from absgrad.errors import AbsgradError
+from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, group_specs, make_plan
@@ -94,8 +95,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], list[str], int]:
-    """The run's images: the case's samples passing the selection rule, cut to ``limit``."""
+def select_images(
+    config: RunConfig, ctx: WorkerContext, progress: bool = False
+) -> tuple[list[int], list[str], int]:
+    """The run's images: the case's samples passing the selection rule, cut to ``limit``
+    (``progress``: a progress bar for the selection pass)."""
     from absgrad.cases import select
 
     samples = ctx.case.samples()
@@ -107,6 +111,7 @@ def select_images(config: RunConfig, ctx: WorkerContext) -> tuple[list[int], lis
             threshold=config.threshold,
             batch_size=ctx.eval.batch_size,
             device=ctx.device,
+            progress=progress,
         )
     else:
         indices = list(range(total))
@@ -135,11 +140,12 @@ def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
         "model": type(ctx.model).__name__,
         "data": str(c.data) if getattr(c, "data", None) else None,
         "weights": str(c.weights) if getattr(c, "weights", None) else None,
+        **({"folder": c.describe()} if hasattr(c, "describe") else {}),
     }
 
 
 def plan_run(
-    config: RunConfig, ctx: WorkerContext, meta: dict[str, Any] | None
+    config: RunConfig, ctx: WorkerContext, meta: dict[str, Any] | None, progress: bool = False
 ) -> tuple[list[Unit], dict[str, Any]]:
     """The units of the run and its metadata (reusing a resumed run's image selection)."""
     if meta is not None:
@@ -149,7 +155,7 @@ def plan_run(
             meta["images"]["candidates"],
         )
     else:
-        indices, ids, total = select_images(config, ctx)
+        indices, ids, total = select_images(config, ctx, progress)
     groups = group_specs(ctx.specs)
     units = make_plan(config, groups, indices, ids)
     new_meta = {
@@ -252,7 +258,7 @@ class RunSession:
             fingerprint = self.ctx.case.data_fingerprint()
             if old is not None:
                 self._check_data(old, fingerprint)
-            self.units, self.meta = plan_run(self.config, self.ctx, old)
+            self.units, self.meta = plan_run(self.config, self.ctx, old, progress=not self.quiet)
             ids = self.meta["images"]["ids"]
             self.meta["data"] = {
                 "digest": fingerprint["digest"],
@@ -450,19 +456,18 @@ def prompt_interrupt(on_stuck: Callable[[], None], grace: float = 1.0) -> Iterat
 
 def execute(session: RunSession, executor: Executor) -> None:
     """Compute the session's units that are not stored yet, storing each as it finishes."""
-    bar = tqdm(
-        total=len(session.units),
-        initial=len(session.units) - len(session.todo),
-        unit="unit",
-        desc="protocol",
+    meta = session.meta
+    bar = RunProgress(
+        session.units,
+        len(session.units) - len(session.todo),
+        len(meta["groups"]),
+        len(meta["images"]["ids"]),
         disable=session.quiet,
-        dynamic_ncols=True,
     )
 
     def on_result(result: UnitResult) -> None:
         session.record(result)
-        bar.set_postfix_str(result.unit.id, refresh=False)
-        bar.update(1)
+        bar.update(result.unit)
 
     try:
         executor.run(session.todo, functools.partial(run_unit, session.config), on_result)

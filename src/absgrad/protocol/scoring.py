@@ -1,4 +1,5 @@
-"""The protocol's metrics: names, directions, and scoring one batch of maps with all of them."""
+"""The protocol's metrics (declared in :data:`absgrad.metrics.METRICS`) and scoring one batch
+of maps with all of them."""
 
 from __future__ import annotations
 
@@ -10,52 +11,39 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
+from absgrad.metrics.registry import (
+    METRICS,
+    PERTURBATIONS,
+    MetricDef,
+    get_metric,
+    mask_free_metrics,
+)
 
+__all__ = [
+    "METRICS",
+    "MetricDef",
+    "PAPER_METRICS",
+    "EvalSettings",
+    "default_metrics",
+    "check_metrics",
+    "score_maps",
+    "score_many",
+    "clean_and_blurred_probs",
+]
 
-@dataclass(frozen=True)
-class MetricDef:
-    """A column of the tables: ``key`` in stored scores, display ``title``, direction."""
-
-    key: str
-    title: str
-    higher_is_better: bool
-    needs_mask: bool = False
-    latex: str = ""
-
-    @property
-    def arrow(self) -> str:
-        return "↑" if self.higher_is_better else "↓"
-
-
-METRICS: dict[str, MetricDef] = {
-    d.key: d
-    for d in (
-        MetricDef("lc_dice", "Lc-dce", False, True, r"$L_{lc\text{-}dce}$"),
-        MetricDef("mae", "MAE", False, True, "MAE"),
-        MetricDef("rcap", "RCAP", True, False, "RCAP"),
-        MetricDef("dauc", "DAUC", False, False, "DAUC"),
-        MetricDef("iauc", "IAUC", True, False, "IAUC"),
-        MetricDef("mae_sqrt", "sqrtMAE", False, True, r"$\sqrt{\mathrm{MAE}}$"),
-        MetricDef("pointing_game", "Pointing", True, True, "Pointing"),
-    )
-}
 PAPER_METRICS = ("lc_dice", "mae", "rcap", "dauc", "iauc")
 
 
 def default_metrics(has_masks: bool) -> tuple[str, ...]:
     """The case's metrics: the paper's columns, plus the mask metrics when masks exist."""
-    if has_masks:
-        return ("lc_dice", "mae", "rcap", "dauc", "iauc", "mae_sqrt", "pointing_game")
-    return ("rcap", "dauc", "iauc")
+    return tuple(METRICS) if has_masks else mask_free_metrics()
 
 
 def check_metrics(names: Sequence[str], has_masks: bool, case: str) -> tuple[str, ...]:
     """Validate metric names for a case; errors name the unknown or inapplicable metric."""
     out = []
     for name in names:
-        if name not in METRICS:
-            raise AbsgradError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-        if METRICS[name].needs_mask and not has_masks:
+        if get_metric(name).needs_mask and not has_masks:
             raise AbsgradError(f"metric {name!r} needs ground-truth masks and case {case!r} has none")
         out.append(name)
     return tuple(sorted(set(out), key=list(METRICS).index))
@@ -118,6 +106,7 @@ def score_many(
     clean_probs: Tensor | None = None,
     blurred_probs: Tensor | None = None,
     blurred_inputs: Tensor | None = None,
+    cache: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`score_maps` for several maps of the same images ``{label: (B, H, W)}``.
 
@@ -125,86 +114,84 @@ def score_many(
     sees full chunks of ``settings.batch_size`` across maps; each map is sorted once for RCAP
     and the curves, and the insertion start image is blurred once (or taken from
     ``blurred_inputs``, :func:`absgrad.metrics.blurred` ``(x)`` computed by the caller).
+    Each distinct perturbed image is scored once (:mod:`absgrad.dedupe`; ``cache``: a
+    :class:`absgrad.dedupe.ProbCache` shared with other calls on the same images).
     """
-    from absgrad import metrics as M
-    from absgrad.metrics._perturb import (
-        ForwardQueue,
-        check_normalization,
-        check_probs,
-        eval_mode,
-        prepare,
-        sorted_values,
-    )
-    from absgrad.metrics.auc import curve_inputs
-    from absgrad.metrics.rcap import rcap_inputs, rcap_percentiles
+    from absgrad.dedupe import DedupQueue
+    from absgrad.metrics import blurred
+    from absgrad.metrics.inputs import check_probs, prepare
+    from absgrad.metrics.perturbation import PerturbContext
+    from absgrad.metrics.rcap import rcap_percentiles
+    from absgrad.metrics.thresholds import sorted_values
+    from absgrad.utils.model_state import eval_mode
+    from absgrad.utils.normalization import check_normalization
 
-    want_rcap = "rcap" in metrics
-    want_curves = "dauc" in metrics or "iauc" in metrics
+    wanted = [get_metric(name) for name in metrics]
+    perturbations = [p for p in PERTURBATIONS.values() if any(d.perturbs == p.key for d in wanted)]
     b, c = x.shape[0], x.shape[1]
     check_normalization(settings.normalization, c)
     percentiles = rcap_percentiles(settings.lower_bound, settings.interval)
-    base = (M.blurred(x) if blurred_inputs is None else blurred_inputs) if want_curves else None
     if clean_probs is not None:
         clean_probs = check_probs(clean_probs, b, "clean_probs", x.device)
     if blurred_probs is not None:
         blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
+    base = blurred_inputs
+    if base is None and any(p.key == "delete_insert" for p in perturbations):
+        base = blurred(x)
+    context = PerturbContext(
+        normalization=settings.normalization,
+        percentiles=percentiles,
+        steps=settings.auc_steps,
+        base=base,
+        clean_probs=clean_probs,
+        blurred_probs=blurred_probs,
+    )
+    nonnegative = any(p.nonnegative_maps for p in perturbations)
     with eval_mode(model), torch.inference_mode():
-        queue = ForwardQueue(model, settings.batch_size)
-        pending: dict[str, list[tuple[Any, slice]]] = {}
+        queue = DedupQueue(
+            model, settings.batch_size, x, target, cache=cache,
+            normalization=settings.normalization, clean_probs=clean_probs,
+            blurred_probs=blurred_probs,
+        )  # fmt: skip
+        pending: dict[str, list[tuple[str, Any, slice]]] = {}
         for label, raw in maps.items():
-            xi, m = prepare(
-                x, raw, name=f"map {label!r}" if label else "maps", nonnegative=want_rcap
-            )
+            name = f"map {label!r}" if label else "maps"
+            xi, m = prepare(x, raw, name=name, nonnegative=nonnegative)
             ordered = sorted_values(m)
-            work: list[tuple[Any, slice]] = []
-            if want_rcap:
-                r = rcap_inputs(xi, m, percentiles, settings.normalization, ordered=ordered)
-                work.append((r, queue.put(r.images, target.repeat_interleave(len(percentiles)))))
-            if want_curves:
-                a = curve_inputs(
-                    xi, m, base, settings.auc_steps, clean_probs, blurred_probs, ordered=ordered
-                )
-                work.append((a, queue.put(a.images, target.repeat_interleave(a.per_image))))
+            work = []
+            for p in perturbations:
+                batch = p.build(xi, m, ordered, context)
+                keys = queue.keys(p.key, m, ordered, context, batch)
+                rows = queue.put(batch.images, target.repeat_interleave(batch.per_image), keys)
+                work.append((p.key, batch, rows))
             pending[label] = work
         probs = queue.probs()
     out: dict[str, dict[str, Any]] = {}
     for label, work in pending.items():
         scores: dict[str, Any] = {}
-        for item, rows in work:
-            res = item.result(probs[rows])
-            if isinstance(res, M.RCAPResult):
-                scores.update(
-                    rcap=_floats(res.score),
-                    rcap_hit=_floats(res.hit),
-                    rcap_prob=_floats(res.prob),
-                    rcap_valid=res.valid.cpu().tolist(),
-                )
-            else:
-                scores.update(deletion=_floats(res.deletion), insertion=_floats(res.insertion))
-                if "dauc" in metrics:
-                    scores["dauc"] = _floats(res.dauc_per_image)
-                if "iauc" in metrics:
-                    scores["iauc"] = _floats(res.iauc_per_image)
-        scores.update(_mask_scores(maps[label], metrics, masks, b))
+        for key, batch, rows in work:
+            res = batch.result(probs[rows])
+            for d in wanted:
+                if d.perturbs == key:
+                    scores[d.key] = _floats(d.per_image(res))
+            scores.update({k: _json(v) for k, v in res.details().items()})
+        scores.update(_mask_scores(maps[label], wanted, masks))
         out[label] = scores
     return out
 
 
-def _mask_scores(maps: Tensor, metrics: Sequence[str], masks: Tensor | None, b: int) -> dict:
-    from absgrad import metrics as M
+def _json(t: Tensor) -> list:
+    """A tensor as nested lists: bools stay bools, numbers become floats."""
+    return t.cpu().tolist() if t.dtype == torch.bool else _floats(t)
 
-    mask_fns = {
-        "lc_dice": M.lc_dice,
-        "mae": M.mae,
-        "mae_sqrt": M.mae_sqrt_paper,
-        "pointing_game": M.pointing_game,
-    }
+
+def _mask_scores(maps: Tensor, wanted: Sequence[MetricDef], masks: Tensor | None) -> dict:
     out = {}
-    for name, fn in mask_fns.items():
-        if name in metrics:
+    for d in wanted:
+        if d.needs_mask:
             if masks is None:
-                raise AbsgradError(f"metric {name!r} needs masks and this batch has none")
-            out[name] = _floats(fn(maps, masks.to(maps.device)).float())
+                raise AbsgradError(f"metric {d.key!r} needs masks and this batch has none")
+            out[d.key] = _floats(d.per_image(d.function(maps, masks.to(maps.device))).float())
     return out
 
 

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
+from absgrad.methods.layers import find_layer
 from absgrad.protocol.config import ConfigError, RunConfig
-from absgrad.protocol.plan import Unit, label_seed, resolve_specs
+from absgrad.protocol.plan import Unit, resolve_specs
 from absgrad.protocol.scoring import (
     EvalSettings,
     check_metrics,
@@ -46,6 +47,7 @@ class BatchData:
     clean: Tensor | None = None
     blurred: Tensor | None = None
     blurred_x: Tensor | None = None  # the insertion start image, blurred once per batch
+    cache: Any = None  # absgrad.dedupe.ProbCache: perturbed images already scored in the batch
 
 
 @dataclass
@@ -92,7 +94,10 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+        from absgrad.dedupe import ProbCache
+
         data = BatchData(
+            cache=ProbCache(),
             x=self.case.normalize(pixels).to(self.device),
             target=torch.tensor([s.label for s in items], device=self.device),
             masks=masks,
@@ -134,6 +139,18 @@ def load_case(config: RunConfig) -> Any:
         raise ConfigError(
             f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
         )
+    if config.weights_sha is not None and config.weights is not None:
+        from absgrad.cases.model_spec import file_fingerprint
+
+        if file_fingerprint(config.weights) != config.weights_sha:
+            raise ConfigError(
+                f"config field 'weights': the file {config.weights} here differs from the one "
+                f"the run was configured with (SHA-256 prefix {config.weights_sha})"
+            )
+    if config.case == "folder":
+        own = ("model", "masks", "classes", "labels", "size", "resize", "norm")
+        kw = {k: getattr(config, k) for k in own if getattr(config, k) is not None}
+        return get_case("folder", data=config.data, weights=config.weights, **kw)
     return get_case(config.case, data=config.data, weights=config.weights)
 
 
@@ -153,8 +170,11 @@ def build_context(
     metrics = check_metrics(
         config.metrics or default_metrics(case.has_masks), case.has_masks, config.case
     )
-    specs = resolve_specs(config, case.reversal, case.gradcam_layer or None)
+    layer = config.gradcam_layer or case.gradcam_layer or None  # None: the default-layer rule
+    specs = resolve_specs(config, case.reversal, layer)
     model = case.build_model(device)
+    if layer is not None:
+        find_layer(model, layer)  # a wrong name fails here, before any work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     eval_batch_size = config.eval_batch_size
@@ -229,6 +249,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     """Compute one unit: its sampler group's maps (one sampler run), their reversed maps, and
     every metric of the case on every map."""
     from absgrad.methods import explain_many, reverse
+    from absgrad.methods.randomness import image_seed
 
     t0 = time.perf_counter()
     ctx = context if context is not None else get_context(config)
@@ -236,12 +257,14 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     clean, blurred = ctx.probs(data)
     t1 = time.perf_counter()
     requests = {lb: (ctx.specs[lb].method, dict(ctx.specs[lb].params)) for lb in unit.labels}
-    maps = explain_many(ctx.model, data.x, data.target, requests, seed=unit.seed)
+    # every image draws from its own generator, seeded from the run seed and its id
+    seeds = [image_seed(config.seed, image_id) for image_id in unit.image_ids]
+    maps = explain_many(ctx.model, data.x, data.target, requests, seeds=seeds)
     for lb in unit.derived:
         spec = ctx.specs[lb]
         remain, mis = spec.reversal or (0.0, 0.0)
-        gen = torch.Generator().manual_seed(label_seed(unit.seed, lb))
-        maps[lb] = reverse(maps[spec.reverse_of].cpu(), remain=remain, mis=mis, generator=gen).to(
+        shuffles = [image_seed(s, lb) for s in seeds]
+        maps[lb] = reverse(maps[spec.reverse_of].cpu(), remain=remain, mis=mis, seeds=shuffles).to(
             ctx.device
         )
     t2 = time.perf_counter()
@@ -256,6 +279,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         clean_probs=clean,
         blurred_probs=blurred,
         blurred_inputs=data.blurred_x,
+        cache=data.cache,
     )
     t3 = time.perf_counter()
     return UnitResult(

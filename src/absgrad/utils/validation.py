@@ -106,3 +106,10 @@ def check_logits(out: object, batch: int) -> Tensor:
             f"the model must return (B, K) logits with B = {batch}, got shape {tuple(out.shape)}"
         )
     return out
+
+
+def check_batch_size(batch_size: object, name: str = "batch_size") -> int:
+    """A positive ``int`` (bools refused) of images per model call."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{name} must be a positive int, got {batch_size!r}")
+    return batch_size

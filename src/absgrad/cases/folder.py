@@ -1,0 +1,594 @@
+"""The generic ``folder`` case: your images, your classifier (a model spec), optional masks.
+
+Data layouts (``data``):
+
+- **class folders** (ImageFolder): ``DIR/<class>/<image>``. Class indices come from a class
+  table (``classes=FILE``, else ``classes.txt`` / ``classes.json`` / ``classes.csv`` /
+  ``labels.csv`` in ``DIR``), else from the folder names: integers are the indices themselves,
+  ImageNet wnids (``n01440764``) are ImageNet-1k indices when the model has 1000 outputs, any
+  other names are indexed in sorted order.
+- **a label table** (used before class folders when ``DIR/labels.csv`` has a file column):
+  a CSV with a header holding a file column (``file``, ``path``,
+  ``filename`` or ``image``) and a label column (``label``, ``class_index``, ``target``,
+  ``class``, ``index`` or ``y``), or two columns ``file,label`` without header; a label is a
+  class index or a class name. Give it as ``data=table.csv``, as ``labels=table.csv`` (image
+  paths relative to ``data``), or put it in ``DIR`` as ``labels.csv``.
+
+Class tables: ``.txt`` one name per line (line number = index); ``.json`` a list of names,
+``{name: index}``, ``{index: name}`` or ``{index: [wnid, name]}``; ``.csv`` rows ``index,name``
+or ``name,index``; ``classes="imagenet"``: the 1000 ImageNet-1k wnids.
+
+Masks (``masks=DIR``): one image per photo with the same stem (``MASKS/<class>/<stem>.png``
+or ``MASKS/<stem>.png``), resized and cropped like the photo (nearest neighbour). A mask with
+two values (binary) is foreground where non-zero; a label mask (more values) is foreground
+where neither 0 (background) nor 255 (void). Photos without a mask are skipped with a warning.
+
+Preprocessing: ``size`` (crop, ``H`` or ``(H, W)``), ``resize`` (the shorter side before the
+center crop, or ``"stretch"``: resize straight to ``size``), ``norm`` (``"imagenet"``,
+``"0.5"``, ``"none"`` or ``"MEAN,STD"`` with 2 or 6 numbers). Defaults come from the model
+(:func:`~absgrad.cases.model_spec.model_defaults`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from absgrad.cases.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Case,
+    CaseDataset,
+    Record,
+    Sample,
+    UnreadableImageError,
+    pil_to_tensor,
+)
+from absgrad.cases.io import open_image, read_rgb_image
+from absgrad.cases.model_spec import (
+    ModelSpec,
+    load_model,
+    model_defaults,
+    output_classes,
+    parse_model_spec,
+)
+from absgrad.errors import AbsgradError
+
+log = logging.getLogger("absgrad.cases")
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+MASK_EXTS = (".png", ".bmp", ".gif", ".tif", ".tiff")
+CLASS_FILES = ("classes.txt", "classes.json", "classes.csv", "labels.csv")
+FILE_COLUMNS = ("file", "path", "filename", "image", "img")
+LABEL_COLUMNS = ("label", "class_index", "target", "class", "index", "y")
+RESAMPLE = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+}
+
+
+class DataLayoutError(AbsgradError):
+    """The data folder, label table, class table or masks do not fit; the message says how."""
+
+
+# -- option parsing -------------------------------------------------------------------------------
+def parse_size(value: Any) -> tuple[int, int]:
+    """``224``, ``"224"``, ``"224x192"``, ``[224, 192]`` -> ``(H, W)``."""
+    if isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    try:
+        hw = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        hw = []
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) < 8:
+        raise DataLayoutError(f"size must be N or HxW with sides >= 8 pixels, got {value!r}")
+    return hw[0], hw[1]
+
+
+def parse_resize(value: Any) -> int | str:
+    """An integer (the shorter side before the center crop) or ``"stretch"``."""
+    if isinstance(value, str) and value.strip().lower() == "stretch":
+        return "stretch"
+    try:
+        r = int(value)
+    except (TypeError, ValueError):
+        r = 0
+    if r < 8 or isinstance(value, bool):
+        raise DataLayoutError(
+            f"resize must be the shorter side in pixels (>= 8) or 'stretch', got {value!r}"
+        )
+    return r
+
+
+def parse_norm(value: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``imagenet`` | ``0.5`` | ``none`` | ``MEAN,STD`` (2 or 6 numbers) -> (mean, std)."""
+    if isinstance(value, str) and value.strip().lower() in ("imagenet", "0.5", "none"):
+        key = value.strip().lower()
+        if key == "imagenet":
+            return IMAGENET_MEAN, IMAGENET_STD
+        return ((0.5,) * 3, (0.5,) * 3) if key == "0.5" else ((0.0,) * 3, (1.0,) * 3)
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        nums = [float(v) for v in items]
+    except (TypeError, ValueError):
+        nums = []
+    if len(nums) == 2:
+        nums = [nums[0]] * 3 + [nums[1]] * 3
+    if len(nums) != 6 or min(nums[3:]) <= 0:
+        raise DataLayoutError(
+            "norm must be imagenet, 0.5, none or MEAN,STD (2 numbers, or 3 means then 3 "
+            f"positive stds), got {value!r}"
+        )
+    return tuple(nums[:3]), tuple(nums[3:])
+
+
+def norm_text(norm: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
+    return ",".join(f"{v:g}" for v in (*norm[0], *norm[1]))
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def read_table(path: Path) -> list[list[str]]:
+    """Rows of a CSV/TSV file (BOM and blank lines tolerated), cells stripped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataLayoutError(f"cannot read table {path}: {e}") from e
+    delim = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text and "," not in text) else ","
+    rows = [[c.strip() for c in r] for r in csv.reader(text.splitlines(), delimiter=delim)]
+    return [r for r in rows if any(r)]
+
+
+def _is_int(s: str) -> bool:
+    return s.strip().lstrip("+").isdigit()
+
+
+def imagenet_classes() -> list[str]:
+    from absgrad.cases.imagenet_s import imagenet_wnids
+
+    return list(imagenet_wnids())
+
+
+def read_class_table(path: Path) -> list[str]:
+    """Class names by index from a ``.txt``, ``.json`` or ``.csv`` class table (see module doc)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"class table not found: {path} (your file: .txt, .json or .csv)")
+    if path.suffix.lower() == ".json":
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataLayoutError(f"class table {path} is not valid JSON: {e}") from e
+        if isinstance(obj, list):
+            return [str(v) for v in obj]
+        if isinstance(obj, dict) and obj:
+            pairs: list[tuple[int, str]] = []
+            for k, v in obj.items():
+                if _is_int(str(k)):
+                    pairs.append((int(k), str(v[0] if isinstance(v, list) and v else v)))
+                elif isinstance(v, int):
+                    pairs.append((v, str(k)))
+                else:
+                    pairs = []
+                    break
+            if pairs:
+                return _by_index(pairs, path)
+        raise DataLayoutError(
+            f"class table {path}: expected a list of names, {{name: index}} or {{index: name}}"
+        )
+    if path.suffix.lower() in (".csv", ".tsv"):
+        rows = read_table(path)
+        if rows and not any(_is_int(c) for c in rows[0]):
+            rows = rows[1:]  # a header
+        pairs = []
+        for r in rows:
+            ints = [i for i, c in enumerate(r[:2]) if _is_int(c)]
+            if len(r) < 2 or len(ints) != 1:
+                raise DataLayoutError(
+                    f"class table {path}: row {r} is not 'index,name' or 'name,index'"
+                )
+            pairs.append((int(r[ints[0]]), r[1 - ints[0]]))
+        return _by_index(pairs, path)
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names or any(not n for n in names):
+        raise DataLayoutError(f"class table {path}: expected one class name per line")
+    return names
+
+
+def _by_index(pairs: list[tuple[int, str]], path: Path) -> list[str]:
+    idx = sorted(i for i, _ in pairs)
+    if idx != list(range(len(pairs))):
+        raise DataLayoutError(
+            f"class table {path}: indices must be 0..{len(pairs) - 1} without gaps or repeats"
+        )
+    return [n for _, n in sorted(pairs)]
+
+
+def _is_label_table(path: Path) -> bool:
+    rows = read_table(path)
+    return bool(rows) and any(c.lower() in FILE_COLUMNS for c in rows[0])
+
+
+def read_label_table(path: Path) -> list[tuple[str, str]]:
+    """``(file, label)`` pairs of a label table (see the module docstring).
+
+    With a header, rows are read by :func:`absgrad.cases.io.read_label_table` (BOM, short rows
+    and files listed twice are errors naming the line).
+    """
+    from absgrad.cases.io import read_label_table as read_with_header
+
+    rows = read_table(path)
+    if not rows:
+        raise DataLayoutError(f"label table {path} is empty")
+    head = [c.lower() for c in rows[0]]
+    fcol = next((rows[0][head.index(c)] for c in FILE_COLUMNS if c in head), None)
+    lcol = next((rows[0][head.index(c)] for c in LABEL_COLUMNS if c in head), None)
+    if fcol is not None and lcol is not None:
+        table = read_with_header(path, required=(lcol,), key=fcol, what="label table")
+        for line, row in table.numbered():
+            if not row[lcol]:
+                raise DataLayoutError(f"label table {path}, row {line}: empty {lcol}")
+        return [(row[fcol], row[lcol]) for row in table]
+    if fcol is not None or lcol is not None:
+        raise DataLayoutError(
+            f"label table {path}: header {rows[0]} needs a file column "
+            f"({'/'.join(FILE_COLUMNS)}) and a label column ({'/'.join(LABEL_COLUMNS)})"
+        )
+    if len(rows[0]) != 2 or Path(rows[0][0]).suffix.lower() not in IMAGE_EXTS:
+        raise DataLayoutError(
+            f"label table {path}: expected a header with file and label columns, or rows "
+            f"'file,label'; first row is {rows[0]}"
+        )
+    out, seen = [], set()
+    for n, r in enumerate(rows, start=1):
+        if len(r) != 2 or not r[0] or not r[1]:
+            raise DataLayoutError(f"label table {path}, row {n}: expected 'file,label', got {r}")
+        if r[0] in seen:
+            raise DataLayoutError(f"label table {path}, row {n}: {r[0]} is listed twice")
+        seen.add(r[0])
+        out.append((r[0], r[1]))
+    return out
+
+
+# -- masks ----------------------------------------------------------------------------------------
+def mask_foreground(im: Image.Image) -> np.ndarray:
+    """Binary mask: non-zero; label mask (more than 2 values): neither 0 nor 255. ``(H, W)``."""
+    a = np.asarray(im.convert("RGB") if im.mode in ("RGB", "RGBA", "LA") else im)
+    if a.ndim == 3:
+        a = a.astype(np.int64)
+        a = a[..., 0] + 256 * a[..., 1] + 65536 * a[..., 2]
+    values = np.unique(a)
+    if len(values) <= 2:
+        return a != 0
+    return (a != 0) & (a != 255)
+
+
+def resize_crop(
+    im: Image.Image, size: tuple[int, int], resize: int | str, resample: int
+) -> Image.Image:
+    """Shorter side to ``resize`` (growing if needed to cover ``size``), then center-crop
+    ``size = (H, W)``; ``resize == "stretch"``: straight to ``size``."""
+    h, w = size
+    if resize == "stretch":
+        return im.resize((w, h), resample)
+    iw, ih = im.size
+    s = max(int(resize) / min(iw, ih), h / ih, w / iw)
+    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
+    im = im.resize((nw, nh), resample)
+    left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
+    return im.crop((left, top, left + w, top + h))
+
+
+# -- the case -------------------------------------------------------------------------------------
+class FolderCase(Case):
+    """Images from a folder or label table, a classifier from a model spec, optional masks.
+
+    ``data`` may be None for single-image use (``explain``); ``samples()`` then raises.
+    """
+
+    name = "folder"
+    gradcam_layer = ""
+
+    def __init__(
+        self,
+        *,
+        data: str | Path | None = None,
+        weights: str | Path | None = None,
+        model: str | ModelSpec | None = None,
+        masks: str | Path | None = None,
+        classes: str | Path | Sequence[str] | None = None,
+        labels: str | Path | None = None,
+        size: Any = None,
+        resize: Any = None,
+        norm: Any = None,
+        layer: str | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__(data=data, weights=weights)
+        if model is None:
+            raise DataLayoutError(
+                "the folder case needs a model: timm:NAME, torchvision:NAME or module:factory"
+            )
+        self.spec = parse_model_spec(model)
+        d = model_defaults(self.spec)
+        self.image_size = parse_size(size) if size is not None else d.size
+        self.resize = parse_resize(resize) if resize is not None else d.resize
+        if size is not None and resize is None:  # keep the model's crop ratio at the new size
+            self.resize = round(min(self.image_size) * d.resize / min(d.size))
+        self.normalization = parse_norm(norm) if norm is not None else (d.mean, d.std)
+        self.interpolation = RESAMPLE.get(d.interpolation, Image.BILINEAR)
+        self.defaults_source = d.source
+        self.gradcam_layer = layer or ""
+        if threshold is not None:
+            self.threshold = float(threshold)
+        self.masks = Path(masks).expanduser() if masks is not None else None
+        self.has_masks = self.masks is not None
+        if self.masks is not None and not self.masks.is_dir():
+            raise FileNotFoundError(f"masks folder not found: {self.masks}")
+        self._classes_arg = classes
+        self._model: nn.Module | None = None
+        self._layout = self._find_layout(labels) if self.data is not None else None
+
+    # -- layout ------------------------------------------------------------------------------
+    def _find_layout(self, labels: str | Path | None) -> dict[str, Any]:
+        data = self.data
+        assert data is not None
+        if labels is not None:
+            table = Path(labels).expanduser()
+            if not table.is_file():
+                raise FileNotFoundError(f"label table not found: {table}")
+            root = data if data.is_dir() else table.parent
+            return {"kind": "table", "table": table, "root": root}
+        if data.is_file():
+            return {"kind": "table", "table": data, "root": data.parent}
+        if not data.is_dir():
+            raise FileNotFoundError(
+                f"data not found: {data} (a folder of class folders of images, or a label "
+                "table CSV of file,label)"
+            )
+        for name in ("labels.csv", "labels.tsv"):
+            if (data / name).is_file() and _is_label_table(data / name):
+                return {"kind": "table", "table": data / name, "root": data}
+        folders = sorted(p.name for p in data.iterdir() if p.is_dir() and _has_images(p))
+        if folders:
+            return {"kind": "folders", "root": data, "folders": folders}
+        raise DataLayoutError(
+            f"{data} holds neither class folders of images (DIR/<class>/*.jpg) nor a label "
+            "table labels.csv with file and label columns"
+        )
+
+    def _class_table(self) -> tuple[list[str] | None, str]:
+        """The user's class names by index (or None) and where they come from."""
+        arg = self._classes_arg
+        if isinstance(arg, (list, tuple)):
+            return [str(c) for c in arg], "the given class list"
+        if isinstance(arg, str) and arg.lower() == "imagenet":
+            return imagenet_classes(), "the ImageNet-1k wnids"
+        if arg is not None:
+            return read_class_table(Path(arg).expanduser()), str(arg)
+        root = self._layout["root"] if self._layout else None
+        for name in CLASS_FILES:
+            p = root / name if root is not None else None
+            if p is not None and p.is_file() and not _is_label_table(p):
+                return read_class_table(p), str(p)
+        return None, ""
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names by index when known (from a class table or the folder names)."""
+        names, _ = self._class_table()
+        if names is None and self._layout and self._layout["kind"] == "folders":
+            folders = self._layout["folders"]
+            if not all(_is_int(f) for f in folders):
+                if self._wnid_folders(folders):
+                    return imagenet_classes()
+                return folders
+        return names
+
+    def _wnid_folders(self, folders: Sequence[str]) -> bool:
+        if not all(len(f) == 9 and f[0] == "n" and f[1:].isdigit() for f in folders):
+            return False
+        if len(self.model_info()) != 1000:
+            return False
+        known = set(imagenet_classes())
+        return all(f in known for f in folders)
+
+    def _records(self) -> list[Record]:
+        lay = self._layout
+        if lay is None:
+            raise DataLayoutError("no data given: pass data=DIR (or --data DIR)")
+        k = len(self.model_info())
+        names, source = self._class_table()
+        items: list[tuple[str, Path, int]] = []
+        if lay["kind"] == "folders":
+            folders = lay["folders"]
+            if names is not None:
+                index = {n: i for i, n in enumerate(names)}
+                unknown = [f for f in folders if f not in index]
+                if unknown:
+                    raise DataLayoutError(
+                        f"class folders {unknown[:8]} are not in the class table {source}"
+                    )
+            elif all(_is_int(f) for f in folders):
+                index = {f: int(f) for f in folders}
+                source = "the folder names (integers)"
+            elif self._wnid_folders(folders):
+                index = {n: i for i, n in enumerate(imagenet_classes())}
+                source = "the ImageNet-1k wnids of the folder names"
+            else:
+                index = {f: i for i, f in enumerate(folders)}
+                source = "the sorted folder names"
+                names = folders
+            for f in folders:
+                for p in sorted((lay["root"] / f).iterdir()):
+                    if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+                        items.append((f"{f}/{p.stem}", p, index[f]))
+        else:
+            table = read_label_table(lay["table"])
+            labels = [lab for _, lab in table]
+            if names is None and not all(_is_int(lab) for lab in labels):
+                names = sorted({lab for lab in labels if not _is_int(lab)})
+                source = "the sorted class names of the label table"
+            index = {n: i for i, n in enumerate(names or [])}
+            for f, lab in table:
+                if _is_int(lab):
+                    y = int(lab)
+                elif lab in index:
+                    y = index[lab]
+                else:
+                    raise DataLayoutError(
+                        f"label table {lay['table']}: class {lab!r} of {f} is not in {source}"
+                    )
+                path = lay["root"] / f
+                items.append((Path(f).with_suffix("").as_posix(), path, y))
+        if not items:
+            raise DataLayoutError(f"no images found in {self.data} (extensions {IMAGE_EXTS})")
+        self._check_classes(names, source, items, k)
+        masks = self._mask_index() if self.masks is not None else None
+        records, no_mask = [], []
+        for rid, path, y in items:
+            mask = None
+            if masks is not None:
+                mask = masks.get(rid) or masks.get(Path(rid).name)
+                if mask is None:
+                    no_mask.append(rid)
+                    continue
+            records.append(Record(rid, path, y, mask))
+        if no_mask:
+            if not records:
+                raise DataLayoutError(
+                    f"no image has a mask in {self.masks} (expected MASKS/<class>/<stem>.png "
+                    f"or MASKS/<stem>.png; e.g. for {no_mask[0]})"
+                )
+            warnings.warn(
+                f"{len(no_mask)} image(s) have no mask in {self.masks} and are skipped: "
+                f"{', '.join(no_mask[:5])}{' ...' if len(no_mask) > 5 else ''}",
+                stacklevel=3,
+            )
+        log.info("folder case: %d images, class indices from %s", len(records), source)
+        return records
+
+    def _check_classes(
+        self, names: list[str] | None, source: str, items: list[tuple[str, Path, int]], k: int
+    ) -> None:
+        if names is not None and len(names) > k:
+            raise DataLayoutError(
+                f"the data has {len(names)} classes (from {source}) but the model outputs {k}: "
+                "is this the right model / weights?"
+            )
+        bad = [(rid, y) for rid, y in ((rid, y) for rid, _, y in items) if not 0 <= y < k]
+        if bad:
+            raise DataLayoutError(
+                f"the model outputs {k} classes but {len(bad)} image(s) have labels outside "
+                f"0..{k - 1} (class indices from {source}), e.g. {bad[0][0]}: {bad[0][1]}"
+            )
+        if names is not None and len(names) < k and source.startswith("the sorted"):
+            warnings.warn(
+                f"class indices 0..{len(names) - 1} come from {source}, but the model outputs "
+                f"{k} classes; if that is not how the model was trained, give a class table "
+                "(classes=FILE, --classes FILE)",
+                stacklevel=4,
+            )
+
+    def _mask_index(self) -> dict[str, Path]:
+        assert self.masks is not None
+        out: dict[str, Path] = {}
+        for p in sorted(self.masks.rglob("*")):
+            if p.is_file() and p.suffix.lower() in MASK_EXTS:
+                rel = p.relative_to(self.masks).with_suffix("").as_posix()
+                out.setdefault(rel, p)
+                out.setdefault(p.stem, p)
+        return out
+
+    # -- model -------------------------------------------------------------------------------
+    def model_info(self) -> range:
+        """``range(K)``: the class indices of the loaded model (loads it on first use)."""
+        self._load()
+        return range(self.num_classes)
+
+    def _load(self) -> nn.Module:
+        if self._model is None:
+            hint = None
+            if self.weights is None and self._layout is not None:
+                names, _ = self._class_table()
+                if names is None and self._layout["kind"] == "folders":
+                    folders = self._layout["folders"]
+                    if not all(_is_int(f) for f in folders):
+                        names = folders
+                hint = len(names) if names is not None else None
+            self._model = load_model(
+                self.spec, self.weights, num_classes=hint, size=self.image_size
+            )
+            self.num_classes = output_classes(self._model, self.image_size)
+        return self._model
+
+    def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        return self._load().to(device).eval()
+
+    def weights_id(self) -> str:
+        from absgrad.cases.model_spec import file_fingerprint
+
+        w = file_fingerprint(self.weights) if self.weights is not None else "random"
+        return f"{self.spec}|{w}"
+
+    # -- data --------------------------------------------------------------------------------
+    def load_image(self, path: Path) -> Tensor:
+        """One image file -> ``(3, H, W)`` pixels in [0, 1], preprocessed as the case's samples."""
+        im = resize_crop(read_rgb_image(path), self.image_size, self.resize, self.interpolation)
+        return pil_to_tensor(im)
+
+    def _load_mask(self, r: Record, photo_size: tuple[int, int]) -> Tensor:
+        assert r.mask_path is not None
+        im = open_image(r.mask_path)
+        if im.size != photo_size:
+            raise UnreadableImageError(
+                f"mask {r.mask_path} is {im.size[0]}x{im.size[1]} but its image {r.path} is "
+                f"{photo_size[0]}x{photo_size[1]}"
+            )
+        fg = Image.fromarray(mask_foreground(im).astype(np.uint8) * 255)
+        fg = resize_crop(fg, self.image_size, self.resize, Image.NEAREST)
+        return torch.from_numpy(np.asarray(fg) > 127)
+
+    def _build_dataset(self) -> CaseDataset:
+        records = self._records()
+
+        def load(r: Record) -> Sample:
+            photo = read_rgb_image(r.path)
+            im = resize_crop(photo, self.image_size, self.resize, self.interpolation)
+            mask = self._load_mask(r, photo.size) if r.mask_path is not None else None
+            return Sample(r.id, pil_to_tensor(im), r.label, mask)
+
+        return CaseDataset(records, load)
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved settings (for run.json and logs)."""
+        return {
+            "model": str(self.spec),
+            "image_size": list(self.image_size),
+            "resize": self.resize,
+            "normalization": norm_text(self.normalization),
+            "defaults_from": self.defaults_source,
+            "layout": self._layout["kind"] if self._layout else None,
+        }
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTS for p in folder.iterdir() if p.is_file())

@@ -1,0 +1,212 @@
+"""The folder case: ImageFolder and label-table layouts, class tables, preprocessing as torchvision
+does it, masks resized like their images, class counts checked, the shared sample photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from absgrad.cases import get_case
+from absgrad.cases.folder import DataLayoutError, parse_norm, parse_size
+
+CLASSES = ("cat", "dog", "fox")
+
+
+def _photo(path, seed, size=(60, 40)):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """test_resnet checkpoints: 3 classes and 1000 classes (random weights saved by the test)."""
+    d = tmp_path_factory.mktemp("w")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet", num_classes=3).state_dict(), d / "k3.pth")
+    torch.save(timm.create_model("test_resnet").state_dict(), d / "k1000.pth")
+    return d
+
+
+@pytest.fixture
+def folders(tmp_path):
+    root = tmp_path / "data"
+    for ci, c in enumerate(CLASSES):
+        for i in range(2):
+            _photo(root / c / f"{c}{i}.png", 10 * ci + i)  # PNG: exact pixels
+    return root
+
+
+def _case(data, weights, **kw):
+    kw.setdefault("size", 32)
+    return get_case("folder", data=data, weights=weights / "k3.pth", model="timm:test_resnet", **kw)
+
+
+def test_image_folder_sorted_names_and_preprocessing(folders, weights):
+    case = _case(folders, weights, resize=36, norm="imagenet")
+    ds = case.samples()
+    assert ds.ids == [f"{c}/{c}{i}" for c in CLASSES for i in range(2)]
+    assert [s.label for s in ds] == [0, 0, 1, 1, 2, 2]
+    assert case.classes == list(CLASSES)
+    # the same pixels as torchvision's Resize(36) + CenterCrop(32), bilinear as in timm's config
+    ref = T.Compose([T.Resize(36, T.InterpolationMode.BILINEAR), T.CenterCrop(32), T.ToTensor()])
+    with Image.open(folders / "dog" / "dog1.png") as im:
+        expect = ref(im.convert("RGB"))
+    torch.testing.assert_close(ds[3].image, expect, rtol=0, atol=1e-6)
+    x = case.normalize(ds[3].image[None])
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    torch.testing.assert_close(x[0], (expect - mean) / std)
+    stretched = _case(folders, weights, resize="stretch", size="24x32").samples()[0].image
+    with Image.open(folders / "cat" / "cat0.png") as im:
+        expect = T.ToTensor()(im.convert("RGB").resize((32, 24), Image.BILINEAR))
+    torch.testing.assert_close(stretched, expect, rtol=0, atol=1e-6)
+
+
+def test_model_defaults_are_used(folders, weights):
+    case = _case(folders, weights, size=None)
+    cfg = timm.get_pretrained_cfg("test_resnet")
+    assert case.image_size == cfg.input_size[1:]
+    assert case.resize == int(cfg.input_size[1] / cfg.crop_pct)
+    assert case.normalization == (tuple(cfg.mean), tuple(cfg.std))
+    assert case.samples()[0].image.shape == (3, *cfg.input_size[1:])
+
+
+@pytest.mark.parametrize("fmt", ["txt", "json", "csv"])
+def test_class_tables(folders, weights, fmt):
+    order = ["fox", "cat", "dog"]
+    if fmt == "txt":
+        (folders / "classes.txt").write_text("\n".join(order) + "\n")
+    elif fmt == "json":
+        (folders / "classes.json").write_text(json.dumps({n: i for i, n in enumerate(order)}))
+    else:
+        (folders / "classes.csv").write_text("index,name\n" + "".join(
+            f"{i},{n}\n" for i, n in enumerate(order)
+        ))  # fmt: skip
+    case = _case(folders, weights)
+    assert {s.id.split("/")[0]: s.label for s in case.samples()} == {"fox": 0, "cat": 1, "dog": 2}
+    assert case.classes == order
+
+
+def test_integer_folders_and_bad_class_tables(tmp_path, weights):
+    for name in ("0", "2", "10"):
+        _photo(tmp_path / "d" / name / "a.png", int(name))
+    with pytest.raises(DataLayoutError, match="outside 0..2"):
+        _case(tmp_path / "d", weights).samples()
+    shutil.rmtree(tmp_path / "d" / "10")
+    assert [s.label for s in _case(tmp_path / "d", weights).samples()] == [0, 2]
+    (tmp_path / "d" / "classes.txt").write_text("zero\ntwo\n")
+    with pytest.raises(DataLayoutError, match=r"\['0', '2'\] are not in the class table"):
+        _case(tmp_path / "d", weights).samples()
+    (tmp_path / "d" / "classes.txt").write_text("0\n1\n2\n3\n")
+    with pytest.raises(DataLayoutError, match="4 classes .* the model outputs 3"):
+        _case(tmp_path / "d", weights).samples()
+
+
+def test_label_tables(tmp_path, weights):
+    root = tmp_path / "flat"
+    rows = [("a.png", "dog"), ("sub/b.png", "cat"), ("c.png", "fox"), ("d.png", "dog")]
+    for i, (f, _) in enumerate(rows):
+        _photo(root / f, i)
+    with open(root / "table.csv", "w", newline="", encoding="utf-8-sig") as fh:  # with a BOM
+        w = csv.writer(fh)
+        w.writerow(["filename", "label"])
+        w.writerows(rows)
+    case = _case(root / "table.csv", weights)
+    assert [(s.id, s.label) for s in case.samples()] == [("a", 1), ("sub/b", 0), ("c", 2), ("d", 1)]
+    # class indices, no header, given as labels= with data = the image folder
+    (tmp_path / "idx.csv").write_text("a.png,2\nc.png,0\n")
+    case = _case(root, weights, labels=tmp_path / "idx.csv")
+    assert [(s.id, s.label) for s in case.samples()] == [("a", 2), ("c", 0)]
+    # labels.csv in the folder, the imagenet-sample layout (file, wnid, class_index, name)
+    (root / "labels.csv").write_text("file,wnid,class_index,name\na.png,n0,1,x\nd.png,n0,2,y\n")
+    assert [s.label for s in _case(root, weights).samples()] == [1, 2]
+    (root / "labels.csv").write_text("file,label\na.png,cow\n")
+    (root / "classes.txt").write_text("cat\ndog\nfox\n")
+    with pytest.raises(DataLayoutError, match="class 'cow' of a.png is not in"):
+        _case(root, weights).samples()
+    (root / "labels.csv").write_text("file,label\na.png,cat\na.png,dog\n")
+    with pytest.raises(ValueError, match="row 3: .*a.png"):
+        _case(root, weights).samples()
+
+
+def test_masks_binary_and_label(folders, weights, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    fg = np.zeros((40, 60), np.uint8)
+    fg[5:30, 10:45] = 255
+    Image.fromarray(fg).save(masks / "cat0.png")  # flat layout, binary
+    labels = np.zeros((40, 60), np.uint8)
+    labels[0:20, 30:60] = 7  # object
+    labels[20:40, 30:60] = 3  # another object
+    labels[:, 29] = 255  # void boundary
+    (masks / "dog").mkdir()
+    Image.fromarray(labels).save(masks / "dog" / "dog1.png")  # class-folder layout, label mask
+    with pytest.warns(UserWarning, match="4 image.* have no mask"):
+        case = _case(folders, weights, masks=masks, resize=36)
+        ds = case.samples()
+    assert case.has_masks and ds.ids == ["cat/cat0", "dog/dog1"]
+    ref = T.Compose([T.Resize(36, T.InterpolationMode.NEAREST), T.CenterCrop(32)])
+    for sample, truth in zip(ds, (fg > 0, (labels != 0) & (labels != 255)), strict=True):
+        expect = np.asarray(ref(Image.fromarray(truth.astype(np.uint8) * 255))) > 127
+        assert sample.mask.dtype == torch.bool and sample.mask.shape == (32, 32)
+        assert np.array_equal(sample.mask.numpy(), expect)
+    Image.fromarray(fg[:20]).save(masks / "cat0.png")
+    with pytest.raises(ValueError, match="mask .*cat0.png is 60x20 but its image"):
+        _case(folders, weights, masks=masks).samples()[0]
+    (tmp_path / "other").mkdir()
+    Image.fromarray(fg).save(tmp_path / "other" / "elk.png")
+    with pytest.raises(DataLayoutError, match="no image has a mask"):
+        _case(folders, weights, masks=tmp_path / "other").samples()
+
+
+def test_option_parsing():
+    assert parse_size("224") == (224, 224) and parse_size("224x192") == (224, 192)
+    assert parse_size([64, 48]) == (64, 48)
+    assert parse_norm("0.5") == ((0.5,) * 3, (0.5,) * 3)
+    assert parse_norm("0.1,0.2") == ((0.1,) * 3, (0.2,) * 3)
+    assert parse_norm([1, 2, 3, 4, 5, 6]) == ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))
+    for bad in ("1,2,3", "0.5,0", "imagenet21k"):
+        with pytest.raises(DataLayoutError, match="norm must be"):
+            parse_norm(bad)
+    with pytest.raises(DataLayoutError, match="size must be"):
+        parse_size("big")
+
+
+def test_missing_data_and_model(tmp_path, weights):
+    with pytest.raises(FileNotFoundError, match="data not found"):
+        _case(tmp_path / "nope", weights)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataLayoutError, match="neither class folders"):
+        _case(tmp_path / "empty", weights)
+    with pytest.raises(DataLayoutError, match="needs a model"):
+        get_case("folder", data=tmp_path)
+
+
+def test_shared_photos_in_wnid_folders(imagenet_sample_dir, tmp_path, weights):
+    """Real photos copied into DIR/<wnid>/: a 1000-class model reads wnids as ImageNet indices."""
+    with open(imagenet_sample_dir / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:4]
+    for r in rows:
+        (tmp_path / "photos" / r["wnid"]).mkdir(parents=True)
+        shutil.copy(imagenet_sample_dir / r["file"], tmp_path / "photos" / r["wnid"])
+    case = get_case(
+        "folder", data=tmp_path / "photos", weights=weights / "k1000.pth", model="timm:test_resnet"
+    )
+    labels = {s.id.split("/")[0]: s.label for s in case.samples()}
+    assert labels == {r["wnid"]: int(r["class_index"]) for r in rows}
+    assert case.classes[int(rows[1]["class_index"])] == rows[1]["wnid"]
+    # with a 3-class model the same folders are indexed in sorted order (a fine-tuned subset)
+    three = get_case(
+        "folder", data=tmp_path / "photos", weights=weights / "k3.pth", model="timm:test_resnet"
+    )
+    with pytest.raises(DataLayoutError, match="4 classes"):
+        three.samples()
