@@ -624,5 +624,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def console_main() -> int:
+    """The ``absgrad`` command: ``main``, leaving at once after an interrupt.
+
+    After Ctrl-C every stored unit is complete and run.json is written; tearing down the
+    interpreter (collecting the model's and the run's objects) can take many seconds on a busy
+    machine, so the command ends the process right away with status 130.
+    """
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())
