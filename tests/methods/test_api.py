@@ -48,6 +48,19 @@ def test_groups_split_by_sampler_parameters():
     assert sorted(map(sorted, groups)) == [["a", "h"], ["b"], ["c", "d"], ["e"], ["f"], ["g"]]
 
 
+def test_given_groups_are_used_as_they_are_and_checked(tiny_model, tiny_inputs):
+    reqs = {"a": ("sg", {"n_samples": 3}), "h": ("gag", {"n_samples": 3}), "c": ("vg", {})}
+    counting = Counting(tiny_model)
+    given = explain_many(counting, tiny_inputs, [0, 1], reqs, seed=1, groups=[["c"], ["a", "h"]])
+    assert counting.images == (1 + 3) * 2  # one run of each sampler, in the order given
+    grouped = explain_many(tiny_model, tiny_inputs, [0, 1], reqs, seed=1)
+    assert all(torch.equal(given[k], grouped[k]) for k in reqs)
+    with pytest.raises(ValueError, match="do not share one sampler run"):
+        explain_many(tiny_model, tiny_inputs, [0, 1], reqs, groups=[["a", "c"], ["h"]])
+    with pytest.raises(ValueError, match="every requested label once"):
+        explain_many(tiny_model, tiny_inputs, [0, 1], reqs, groups=[["a", "h"]])
+
+
 def test_registry_lists_every_method_with_defaults():
     assert set(METHODS) == {"vg", "sg", "vargrad", "ig", "blurig", "guidedig", "gb", "gradcam", "gag"}
     assert METHODS["gag"].defaults["percentile"] == 0.85 and METHODS["gag"].defaults["processing"] == "abs"

@@ -16,16 +16,6 @@ PROC = {"raw": lambda a: a, "pos": lambda a: np.maximum(a, 0), "neg": lambda a: 
 SEEDS = [101, 202]
 
 
-@pytest.fixture
-def dmodel(tiny_model):
-    return tiny_model.double()
-
-
-@pytest.fixture
-def x(tiny_inputs):
-    return tiny_inputs.double()
-
-
 def grad_of(model, target):
     def g(point: np.ndarray) -> np.ndarray:
         p = torch.from_numpy(point[None]).requires_grad_(True)

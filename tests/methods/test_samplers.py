@@ -17,16 +17,6 @@ def _grad(model, x, target):
     return x.grad.detach()
 
 
-@pytest.fixture
-def dmodel(tiny_model):
-    return tiny_model.double()
-
-
-@pytest.fixture
-def x(tiny_inputs):
-    return tiny_inputs.double()
-
-
 T = torch.tensor([1, 3])
 
 

@@ -128,3 +128,12 @@ def test_per_image_dauc_mean_is_the_area_of_the_mean_curve():
     assert per_image.shape == (7,)
     assert per_image.mean() == pytest.approx(float(auc(curves.mean(axis=0))), abs=1e-12)
     assert res.value("m", "dauc") == pytest.approx(per_image.mean(), abs=1e-15)
+
+
+def test_non_finite_scores_leave_a_claim_untested_instead_of_failing():
+    res = scenario(12, +1, 0.02)
+    res.per_image["sg"]["rcap"][3] = np.nan
+    claims = check_claims(res, FAST)
+    assert claims[1].status == "not tested" and "sg rcap (non-finite scores)" in claims[1].evidence
+    r = rank_pairs(res, settings=FAST)
+    assert r is not None and "sg" not in r.order

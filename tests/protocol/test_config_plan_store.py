@@ -14,7 +14,7 @@ from absgrad.protocol.config import (
     shipped_configs,
     to_yaml,
 )
-from absgrad.protocol.plan import Group, Unit, make_plan
+from absgrad.protocol.plan import Group, Unit, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
 from absgrad.protocol.worker import UnitResult, build_context, run_unit
 
@@ -163,7 +163,9 @@ def test_a_unit_computed_in_a_fresh_context_is_identical(tmp_path, monkeypatch):
     )
     ctx = build_context(cfg)
     samples = ctx.case.samples()
-    (group,) = [Group("sg", ("sg", "gag-85"), ("sg-r",))]
+    (group,) = group_specs(ctx.specs)
+    assert group.labels == ("sg", "gag-85") and group.derived == ("sg-r",)
+    assert group.reversals["sg-r"]["source"] == "sg"
     unit = make_plan(cfg, [group], [3, 1, 4], [samples[i].id for i in (3, 1, 4)])[0]
     a = run_unit(cfg, unit, context=ctx)
     b = run_unit(cfg, unit, context=build_context(cfg))

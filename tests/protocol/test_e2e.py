@@ -104,6 +104,8 @@ def test_report_command_rebuilds_the_same_tables(synthetic_run, selection_cache,
     assert proc.returncode == 0, proc.stderr
     assert (synthetic_run / "tables" / "table2.csv").read_text() == before
     assert "report.html" in proc.stdout
+    # the printed tables carry intervals and the printed claims their tested status
+    assert " ± " in proc.stdout and proc.stdout.count("inconclusive (n = 4 images)") == 4
 
 
 def test_compare_paper_shows_the_papers_numbers(synthetic_run, selection_cache):

@@ -56,3 +56,12 @@ def test_claims_are_tested_and_report_their_evidence(synthetic_run):
     assert "Holm" in text and "| 1 |" in text  # the RCAP ranking of Table 2
     md = (synthetic_run / "tables" / "tables.md").read_text()
     assert " ± " in md
+
+
+def test_parquet_matches_the_csv_when_pyarrow_is_installed(synthetic_run):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is optional and not installed")
+    table = pq.read_table(synthetic_run / "scores.parquet").to_pylist()
+    with open(synthetic_run / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    assert table[0]["value"] == float(rows[0]["value"]) and table[0]["map"] == rows[0]["map"]

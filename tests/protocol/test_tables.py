@@ -308,3 +308,18 @@ def test_table3_intervals_bootstrap_the_ratio_of_means_over_paired_images():
     ci = cell.ci["rcap"]
     assert ci.lo == pytest.approx(lo, abs=0.1 * (hi - lo))
     assert ci.hi == pytest.approx(hi, abs=0.1 * (hi - lo))
+
+
+def test_table_cells_lists_every_computed_cell_with_its_interval():
+    from absgrad.protocol.tabulate import Bootstrap, table_cells
+
+    res = _varied_results(["gag-0", "gag-85", "sg"], n=10)
+    cells = table_cells(res, (1, 2), bootstrap=Bootstrap(n_resamples=200))
+    got = {(c.table, c.label, c.metric) for c in cells}
+    assert got == {
+        (t, lb, m)
+        for t, lb in ((1, "gag-0"), (1, "gag-85"), (2, "gag-85"), (2, "sg"))
+        for m in ("rcap", "dauc")
+    }
+    sg = next(c for c in cells if c.label == "sg" and c.metric == "rcap")
+    assert sg.ci.value == pytest.approx(res.per_image["sg"]["rcap"].mean()) and sg.ci.n == 10

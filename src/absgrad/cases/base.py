@@ -24,7 +24,7 @@ from absgrad.errors import MissingFileError
 from absgrad.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from absgrad.utils.normalization import SYMMETRIC as SYMMETRIC
 
-# SPEC section 2.4: (remain, mis) of the reversed maps per base method.
+# The paper's (remain, mis) of the reversed maps per base method.
 PAPER_REVERSAL: dict[str, tuple[float, float]] = {
     "sg": (0.07, 0.10),
     "ig": (0.07, 0.10),

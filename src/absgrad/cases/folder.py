@@ -489,6 +489,12 @@ class FolderCase(Case):
     def _check_classes(
         self, names: list[str] | None, source: str, items: list[tuple[str, Path, int]], k: int
     ) -> None:
+        inferred = source.startswith("the sorted")
+        if names is not None and not inferred and len(names) != k:
+            raise DataLayoutError(
+                f"the class table ({source}) lists {len(names)} classes but the model outputs {k}:"
+                " is this the right model / weights?"
+            )
         if names is not None and len(names) > k:
             raise DataLayoutError(
                 f"the data has {len(names)} classes (from {source}) but the model outputs {k}: "
@@ -500,7 +506,7 @@ class FolderCase(Case):
                 f"the model outputs {k} classes but {len(bad)} image(s) have labels outside "
                 f"0..{k - 1} (class indices from {source}), e.g. {bad[0][0]}: {bad[0][1]}"
             )
-        if names is not None and len(names) < k and source.startswith("the sorted"):
+        if names is not None and len(names) < k and inferred:
             warnings.warn(
                 f"class indices 0..{len(names) - 1} come from {source}, but the model outputs "
                 f"{k} classes; if that is not how the model was trained, give a class table "
@@ -542,6 +548,20 @@ class FolderCase(Case):
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return self._load().to(device).eval()
+
+    def data_id(self) -> str:
+        """The data and everything that changes a sample: layout, class table, preprocessing."""
+        return json.dumps(
+            [
+                super().data_id(),
+                str(self._classes_arg),
+                str(self._layout.get("table")) if self._layout else None,
+                list(self.image_size),
+                self.resize,
+                norm_text(self.normalization),
+                int(self.interpolation),
+            ]
+        )
 
     def weights_id(self) -> str:
         from absgrad.cases.model_spec import file_fingerprint

@@ -407,7 +407,9 @@ def load_model(
 
     ``num_classes``: the class count to build with when there are no weights (timm and
     torchvision; a factory is called without arguments). With weights, the checkpoint decides.
-    Without weights a timm/torchvision model keeps random weights, with a warning.
+    Without weights a timm/torchvision model keeps random weights, with a warning; the
+    architecture is then built under seed 0, so every process (Ray workers, a resumed run) gets
+    the same model.
     """
     spec = parse_model_spec(spec)
     if weights is None:
@@ -419,7 +421,9 @@ def load_model(
                 UserWarning,
                 stacklevel=2,
             )
-        model = build_architecture(spec, num_classes if spec.kind != "callable" else None)
+        with torch.random.fork_rng(devices=[]):  # the same random model in every process
+            torch.manual_seed(0)
+            model = build_architecture(spec, num_classes if spec.kind != "callable" else None)
     else:
         path = Path(weights).expanduser()
         state = read_state_dict(path)

@@ -1,4 +1,4 @@
-"""Saliency methods as samplers x aggregators (SPEC §2).
+"""Saliency methods as samplers x aggregators (docs/methods.md).
 
 ``explain`` gives maps, ``attribute`` raw attributions, ``explain_many`` many methods with
 each sampler computed once; ``METHODS`` is the registry; Captum-style classes per method.

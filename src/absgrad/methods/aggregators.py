@@ -1,4 +1,4 @@
-"""Aggregators: how N per-sample attributions become one (SPEC §2.3).
+"""Aggregators: how N per-sample attributions become one.
 
 Samples are never stacked: :class:`SampleStats` keeps, per processing, a running sum and a
 running (Welford/Chan) mean and sum of squared deviations, per image. Memory is independent of N.
@@ -118,7 +118,7 @@ def check_percentile(p: float) -> float:
 
 
 def aggregate(stats: SampleStats, processing: str, aggregation: str, percentile: float = 0.85) -> Tensor:
-    """One attribution ``(B, C, H, W)`` from the statistics (SPEC §2.3).
+    """One attribution ``(B, C, H, W)`` from the statistics.
 
     ``mean``: mean of processed samples. ``var``: their unbiased variance. ``guided(p)``:
     ``G * sum_i a_i`` with ``G`` from the variance of the raw (noise sampler) or processed

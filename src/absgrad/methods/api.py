@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +160,7 @@ def explain_many(
     seed: int | None = None,
     seeds: SeedsArg = None,
     on_group: Any = None,
+    groups: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Tensor]:
     """Maps for many methods at once; every distinct sampler runs once and serves all its methods.
 
@@ -168,20 +169,20 @@ def explain_many(
     torch.Generator().manual_seed(seed), **params)``. With ``seeds`` (one integer per image),
     each sampler run gets fresh per-image generators, so every map equals ``explain(...,
     seeds=seeds, **params)`` and does not depend on the batch. ``on_group(n_methods)`` is
-    called after each sampler run (progress). Returns ``{label: (B, H, W)}``.
+    called after each sampler run (progress). ``groups``: the labels of each sampler run when
+    already grouped (e.g. by a plan, as :func:`sampler_groups` does); they are checked, not redone.
+    Returns ``{label: (B, H, W)}``.
     """
     built = {label: make_request(m, p) for label, (m, p) in requests.items()}
     model, x, t = _prepare(model, inputs, target)
     if seed is not None and seeds is not None:
         raise AbsgradError("give seed= or seeds=, not both")
     image_generators(x.shape[0], seeds=seeds)  # checks seeds before any work
-    groups: dict[tuple, list[str]] = {}
-    for label, req in built.items():
-        groups.setdefault(req.group_key, []).append(label)
+    runs = _grouped(built) if groups is None else _checked_groups(built, groups)
     out: dict[str, Tensor] = {}
     with eval_mode(model, frozen=True):
         t = _target_or_prediction(model, x, t)
-        for labels in groups.values():
+        for labels in runs:
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
             gens = image_generators(x.shape[0], gen, seeds)
             attrs = _run_group([built[lb] for lb in labels], model, x, t, gens)
@@ -192,9 +193,27 @@ def explain_many(
     return {lb: out[lb] for lb in requests}
 
 
+def _grouped(built: Mapping[str, Request]) -> list[list[str]]:
+    """Labels sharing one sampler run, in first-appearance order."""
+    groups: dict[tuple, list[str]] = {}
+    for label, req in built.items():
+        groups.setdefault(req.group_key, []).append(label)
+    return list(groups.values())
+
+
+def _checked_groups(built: Mapping[str, Request], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``groups`` as lists, after checking that they cover ``built`` once and share samplers."""
+    flat = [lb for g in groups for lb in g]
+    if sorted(flat) != sorted(built):
+        raise AbsgradError(
+            f"groups must name every requested label once: got {flat}, requests {list(built)}"
+        )
+    for g in groups:
+        if not g or len({built[lb].group_key for lb in g}) > 1:
+            raise AbsgradError(f"the maps {list(g)} do not share one sampler run")
+    return [list(g) for g in groups]
+
+
 def sampler_groups(requests: Mapping[str, tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
     """How ``explain_many`` would group ``requests`` (labels sharing one sampler run)."""
-    groups: dict[tuple, list[str]] = {}
-    for label, (m, p) in requests.items():
-        groups.setdefault(make_request(m, p).group_key, []).append(label)
-    return list(groups.values())
+    return _grouped({label: make_request(m, p) for label, (m, p) in requests.items()})

@@ -1,4 +1,4 @@
-"""Metrics for saliency maps (SPEC §3): RCAP, deletion/insertion AUC, segmentation metrics,
+"""Metrics for saliency maps: RCAP, deletion/insertion AUC, segmentation metrics,
 pointing game and the model-randomisation sanity check, as functions and as Quantus-style
 objects. Each metric is declared once in :data:`METRICS` (direction, mask, perturbation).
 

@@ -1,4 +1,4 @@
-"""Deletion / insertion curves and their areas (DAUC, IAUC; Petsiuk et al. 2018), SPEC §3.2."""
+"""Deletion / insertion curves and their areas (DAUC, IAUC; Petsiuk et al. 2018)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from torch import Tensor, nn
 from absgrad.methods.blur import gaussian_kernel1d, separable_blur
 from absgrad.metrics.forward import (
     DEFAULT_BATCH_SIZE,
-    ForwardQueue,
     check_model,
     forward_probs,
     gather_target,
+    perturbed_probs,
     resolve_or_predict,
 )
 from absgrad.metrics.inputs import check_probs, prepare
@@ -163,12 +163,7 @@ def deletion_insertion(
         blurred_probs = check_probs(blurred_probs, b, "blurred_probs", x.device)
     base = blurred(x, kernel_size=blur_kernel, sigma=blur_sigma)
     work = curve_inputs(x, m, base, steps, clean_probs, blurred_probs)
-    with eval_mode(model), torch.inference_mode():
-        t, _ = resolve_or_predict(model, x, target, batch_size)
-        queue = ForwardQueue(model, batch_size)
-        rows = queue.put(work.images, t.repeat_interleave(work.per_image))
-        probs = queue.probs()[rows]
-    return work.result(probs)
+    return work.result(perturbed_probs(model, x, target, work, batch_size))
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,22 @@
 
 :func:`chunk_probs` is the one place where a metric calls the model; everything else
 (:func:`forward_probs`, :class:`ForwardQueue`, :func:`resolve_or_predict`) goes through it.
-Call these under ``torch.inference_mode()`` and :class:`absgrad.utils.model_state.eval_mode`.
+Call these under ``torch.inference_mode()`` and :class:`absgrad.utils.model_state.eval_mode`
+(:func:`perturbed_probs` does both).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
+from absgrad.utils.model_state import eval_mode
 from absgrad.utils.validation import check_batch_size, check_logits, resolve_target
+
+if TYPE_CHECKING:
+    from absgrad.metrics.perturbation import PerturbedBatch
 
 #: Perturbed images per forward pass when the caller gives none.
 DEFAULT_BATCH_SIZE = 64
@@ -138,3 +145,15 @@ def resolve_or_predict(
         return t.to(x.device), None
     probs = forward_probs(model, x, batch_size)
     return probs.argmax(dim=1), probs
+
+
+def perturbed_probs(
+    model: nn.Module, x: Tensor, target: object, batch: PerturbedBatch, batch_size: int
+) -> Tensor:
+    """Target probabilities ``(B*per_image,)`` of a perturbed batch's images, in chunks of
+    ``batch_size``, in eval mode without autograd (``target`` None: the top-1 class on ``x``)."""
+    with eval_mode(model), torch.inference_mode():
+        t, _ = resolve_or_predict(model, x, target, batch_size)
+        queue = ForwardQueue(model, batch_size)
+        rows = queue.put(batch.images, t.repeat_interleave(batch.per_image))
+        return queue.probs()[rows]

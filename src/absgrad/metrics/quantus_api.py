@@ -146,7 +146,21 @@ class _Metric:
         raise NotImplementedError
 
 
-class RCAP(_Metric):
+class _Perturbing(_Metric):
+    """A metric that feeds perturbed images to the model: its function, called with
+    :meth:`options`, gives the result its declaration turns into per-image scores."""
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of the metric's function (besides ``batch_size``)."""
+        raise NotImplementedError
+
+    def evaluate(self, model, x, y, maps, masks, batch_size):  # noqa: D102
+        res = self.metric.function(model, x, y, maps, batch_size=batch_size, **self.options())
+        self.last_result = res
+        return self.metric.per_image(res).tolist()
+
+
+class RCAP(_Perturbing):
     """RCAP (higher is better); see :func:`absgrad.metrics.rcap`."""
 
     metric = METRICS["rcap"]
@@ -164,22 +178,15 @@ class RCAP(_Metric):
         rcap_percentiles(lower_bound, interval)  # fail early on a bad setting
         self.lower_bound, self.interval, self.normalization = lower_bound, interval, normalization
 
-    def evaluate(self, model, x, y, maps, masks, batch_size):  # noqa: D102
-        res = self.metric.function(
-            model,
-            x,
-            y,
-            maps,
-            lower_bound=self.lower_bound,
-            interval=self.interval,
-            normalization=self.normalization,
-            batch_size=batch_size,
-        )
-        self.last_result = res
-        return self.metric.per_image(res).tolist()
+    def options(self) -> dict[str, Any]:  # noqa: D102
+        return {
+            "lower_bound": self.lower_bound,
+            "interval": self.interval,
+            "normalization": self.normalization,
+        }
 
 
-class _AUC(_Metric):
+class _AUC(_Perturbing):
     metric = METRICS["dauc"]
 
     def __init__(
@@ -193,18 +200,8 @@ class _AUC(_Metric):
         super().__init__(normalise=normalise, batch_size=batch_size)
         self.steps, self.normalization = steps, normalization
 
-    def evaluate(self, model, x, y, maps, masks, batch_size):  # noqa: D102
-        res = self.metric.function(
-            model,
-            x,
-            y,
-            maps,
-            steps=self.steps,
-            normalization=self.normalization,
-            batch_size=batch_size,
-        )
-        self.last_result = res
-        return self.metric.per_image(res).tolist()
+    def options(self) -> dict[str, Any]:  # noqa: D102
+        return {"steps": self.steps, "normalization": self.normalization}
 
 
 class DAUC(_AUC):

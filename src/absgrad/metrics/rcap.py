@@ -1,4 +1,4 @@
-"""RCAP (ReCover And Predict), SPEC §3.1: higher is better."""
+"""RCAP (ReCover And Predict) of Huang & Liu 2024: higher is better."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from torch import Tensor, nn
 
 from absgrad.metrics.forward import (
     DEFAULT_BATCH_SIZE,
-    ForwardQueue,
     check_model,
-    resolve_or_predict,
+    perturbed_probs,
 )
 from absgrad.metrics.inputs import prepare
 from absgrad.metrics.perturbation import PerturbContext
 from absgrad.metrics.thresholds import above, fraction_positions, thresholds
-from absgrad.utils.model_state import eval_mode
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
 from absgrad.utils.validation import InputError, InputTypeError, check_batch_size
 
@@ -106,12 +104,7 @@ def rcap(
     percentiles = rcap_percentiles(lower_bound, interval)
     x, m = prepare(inputs, maps, nonnegative=True)
     work = rcap_inputs(x, m, percentiles, normalization)
-    with eval_mode(model), torch.inference_mode():
-        t, _ = resolve_or_predict(model, x, target, batch_size)
-        queue = ForwardQueue(model, batch_size)
-        rows = queue.put(work.images, t.repeat_interleave(work.per_image))
-        prob = queue.probs()[rows]
-    return work.result(prob)
+    return work.result(perturbed_probs(model, x, target, work, batch_size))
 
 
 @dataclass(frozen=True)

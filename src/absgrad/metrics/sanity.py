@@ -1,4 +1,4 @@
-"""Model-parameter randomisation sanity check (Adebayo et al. 2018), SPEC §3.4."""
+"""Model-parameter randomisation sanity check (Adebayo et al. 2018)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics against a binary ground-truth mask (SPEC §3.3, §3.4): Log-Cosh Dice, MAE, pointing game."""
+"""Metrics against a binary ground-truth mask: Log-Cosh Dice, MAE, pointing game."""
 
 from __future__ import annotations
 

@@ -93,7 +93,16 @@ def _outcome(claim: str, status: str, p: float | None, n: int, evidence: str) ->
 
 
 def _missing(res: Results, labels: Sequence[str], metrics: Sequence[str]) -> list[str]:
-    return [f"{lb} {m}" for lb in labels for m in metrics if res.scores(lb, m) is None]
+    """The (map, metric) pairs without usable per-image scores (absent or not finite)."""
+    out = []
+    for lb in labels:
+        for m in metrics:
+            v = res.scores(lb, m)
+            if v is None or v.size == 0:
+                out.append(f"{lb} {m}")
+            elif not np.all(np.isfinite(v)):
+                out.append(f"{lb} {m} (non-finite scores)")
+    return out
 
 
 def _not_tested(claim: str, missing: list[str]) -> Claim:
@@ -324,7 +333,7 @@ def rank_pairs(
     if labels is None:
         reversed_rows = {rev for rev, _ in REVERSED_PAIRS}
         labels = [lb for _, lb in TABLE2.rows if lb not in reversed_rows]
-    labels = [lb for lb in labels if res.scores(lb, metric) is not None]
+    labels = [lb for lb in labels if not _missing(res, [lb], [metric])]
     if len(labels) < 2:
         return None
     means = {}

@@ -95,33 +95,24 @@ def compare_results(
             ia, ib = a.image_ids[lb], b.image_ids[lb]
             where_b = {i: k for k, i in enumerate(ib)}
             common = [(k, where_b[i]) for k, i in enumerate(ia) if i in where_b]
+            p: float | None = None
             if len(common) >= MIN_PAIRED:
                 common_all.update(ia[k] for k, _ in common)
-                xa = va[[k for k, _ in common]]
-                xb = vb[[j for _, j in common]]
-                t = paired_test(xb, xa, n_resamples=n_resamples, seed=seed)
-                cell = CompareCell(
-                    lb,
-                    title,
-                    m,
-                    _ci(xa, n_resamples, seed),
-                    _ci(xb, n_resamples, seed),
-                    t.diff,
-                    True,
-                    t.p_value,
-                )
+                va, vb = va[[k for k, _ in common]], vb[[j for _, j in common]]
+                t = paired_test(vb, va, n_resamples=n_resamples, seed=seed)
+                diff, p = t.diff, t.p_value
             else:
                 diff = unpaired_diff(vb, va, n_resamples=n_resamples, seed=seed)
-                cell = CompareCell(
-                    lb,
-                    title,
-                    m,
-                    _ci(va, n_resamples, seed),
-                    _ci(vb, n_resamples, seed),
-                    diff,
-                    False,
-                    None,
-                )
+            cell = CompareCell(
+                lb,
+                title,
+                m,
+                _ci(va, n_resamples, seed),
+                _ci(vb, n_resamples, seed),
+                diff,
+                p is not None,
+                p,
+            )
             cells.append(cell)
     return Comparison(
         names[0],

@@ -280,15 +280,6 @@ def _is_num(v: Any) -> bool:
 
 def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
     """The folder case's fields: parsed, paths made absolute, fingerprints of the files."""
-    from absgrad.cases.folder import DataLayoutError, norm_text, parse_norm, parse_resize
-    from absgrad.cases.folder import parse_size as _size
-    from absgrad.cases.model_spec import (
-        ModelSpecError,
-        file_fingerprint,
-        parse_model_spec,
-        spec_fingerprint,
-    )
-
     out: dict[str, Any] = {}
     own = [k for k in ("model", "masks", "classes", "labels", "size", "resize", "norm") if d.get(k)]
     if d["case"] != "folder" and own:
@@ -296,31 +287,37 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             own[0], f"applies to case 'folder' (your data and model), not to case {d['case']!r}",
             d[own[0]],
         )  # fmt: skip
-    try:
-        if d["case"] == "folder":
-            if not d.get("model"):
-                raise _fail("model", "is required for case 'folder' (e.g. timm:resnet18)", None)
-            if not d.get("data"):
-                raise _fail("data", "is required for case 'folder' (a folder or label table)", None)
+    if d["case"] == "folder":
+        from absgrad.cases.folder import DataLayoutError, norm_text, parse_norm, parse_resize
+        from absgrad.cases.folder import parse_size as _size
+        from absgrad.cases.model_spec import ModelSpecError, parse_model_spec, spec_fingerprint
+
+        if not d.get("model"):
+            raise _fail("model", "is required for case 'folder' (e.g. timm:resnet18)", None)
+        if not d.get("data"):
+            raise _fail("data", "is required for case 'folder' (a folder or label table)", None)
+        try:
             spec = parse_model_spec(str(d["model"]))
             out["model"] = str(spec)
             out["model_sha"] = spec_fingerprint(spec)
-        for k in ("masks", "labels"):
-            if d.get(k) is not None:
-                out[k] = str(Path(d[k]).expanduser().resolve())
-        if d.get("classes") is not None:
-            c = str(d["classes"])
-            out["classes"] = c if c.lower() == "imagenet" else str(Path(c).expanduser().resolve())
-        if d.get("size") is not None:
-            out["size"] = _size(d["size"])
-        if d.get("resize") is not None:
-            out["resize"] = parse_resize(d["resize"])
-        if d.get("norm") is not None:
-            out["norm"] = norm_text(parse_norm(d["norm"]))
-    except (DataLayoutError, ModelSpecError) as e:
-        raise ConfigError(f"config: {e}") from None
+            for k in ("masks", "labels"):
+                if d.get(k) is not None:
+                    out[k] = str(Path(d[k]).expanduser().resolve())
+            if d.get("classes") is not None:
+                c = str(d["classes"])
+                out["classes"] = c if c.lower() == "imagenet" else str(Path(c).expanduser().resolve())
+            if d.get("size") is not None:
+                out["size"] = _size(d["size"])
+            if d.get("resize") is not None:
+                out["resize"] = parse_resize(d["resize"])
+            if d.get("norm") is not None:
+                out["norm"] = norm_text(parse_norm(d["norm"]))
+        except (DataLayoutError, ModelSpecError) as e:
+            raise ConfigError(f"config: {e}") from None
     w = d.get("weights")
     if w is not None and Path(w).expanduser().is_file():
+        from absgrad.cases.model_spec import file_fingerprint
+
         sha = file_fingerprint(Path(w).expanduser())
         if d.get("weights_sha") not in (None, sha):
             raise _fail("weights_sha", f"the weights file {w} changed (now {sha})", d["weights_sha"])

@@ -9,7 +9,7 @@ images stays quick to browse.
 from __future__ import annotations
 
 import html
-import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -91,9 +91,12 @@ def _jpeg(pixels: np.ndarray, path: Path) -> None:
     img = Image.fromarray(pixels)
     if max(img.size) > TILE_MAX:
         img.thumbnail((TILE_MAX, TILE_MAX), Image.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=82)
-    atomic_write_bytes(path, buf.getvalue())
+    # tiles are redrawn from the stored maps on every report: whole files (temporary name,
+    # then os.replace) but no fsync, which would cost more than drawing them
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    img.save(tmp, format="JPEG", quality=82)
+    os.replace(tmp, path)
 
 
 def colorbar_css(cmap: str = CMAP, stops: int = 11) -> str:

@@ -6,9 +6,8 @@ is in ``(RunConfig, Unit)``, so any executor (local, another process, a cluster)
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from absgrad.protocol.config import ConfigError, RunConfig
@@ -48,11 +47,30 @@ def resolve_specs(
 
 @dataclass(frozen=True)
 class Group:
-    """Maps from one sampler run (``labels``) and the maps reversed from them (``derived``)."""
+    """Maps from one sampler run (``labels``) and the maps reversed from them (``derived``).
+
+    ``requests``: ``{label: {"method": name, "params": {...}}}`` of ``labels``; ``reversals``:
+    ``{derived label: {"source": label, "remain": r, "mis": m}}``. Both are resolved once, in
+    the plan, and travel with every unit of the group (JSON-ready).
+    """
 
     name: str
     labels: tuple[str, ...]
     derived: tuple[str, ...]
+    requests: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reversals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def make_group(specs: Mapping[str, MapSpec], labels: Sequence[str]) -> Group:
+    """The group of computed maps ``labels`` (one sampler run), with every map of ``specs``
+    reversed from them."""
+    derived = tuple(lb for lb, s in specs.items() if s.derived and s.reverse_of in labels)
+    requests = {lb: {"method": specs[lb].method, "params": dict(specs[lb].params)} for lb in labels}
+    reversals = {}
+    for lb in derived:
+        remain, mis = specs[lb].reversal or (0.0, 0.0)
+        reversals[lb] = {"source": specs[lb].reverse_of, "remain": remain, "mis": mis}
+    return Group(labels[0], tuple(labels), derived, requests, reversals)
 
 
 def group_specs(specs: Mapping[str, MapSpec]) -> list[Group]:
@@ -62,11 +80,7 @@ def group_specs(specs: Mapping[str, MapSpec]) -> list[Group]:
     requests = {lb: (s.method, s.params) for lb, s in specs.items() if not s.derived}
     if not requests:
         raise ConfigError("config field 'maps': nothing to compute")
-    groups = []
-    for labels in sampler_groups(requests):
-        derived = tuple(lb for lb, s in specs.items() if s.derived and s.reverse_of in labels)
-        groups.append(Group(labels[0], tuple(labels), derived))
-    return groups
+    return [make_group(specs, labels) for labels in sampler_groups(requests)]
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class Unit:
     seed: int
     save_maps: bool
     first_of_batch: bool  # this unit also stores the batch's images (for figures)
+    requests: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # Group.requests
+    reversals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # Group.reversals
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,11 +117,6 @@ def unit_id(batch: int, group: str) -> str:
 def batch_seed(seed: int, batch: int) -> int:
     """The seed of every sampler run on image batch ``batch`` (the same for all its groups)."""
     return (seed * 1_000_003 + batch * 7919 + 17) % (2**63 - 1)
-
-
-def label_seed(seed: int, label: str) -> int:
-    """A seed for a derived map (reversal shuffle), stable across processes."""
-    return (seed * 31 + zlib.crc32(label.encode())) % (2**63 - 1)
 
 
 def make_plan(
@@ -135,6 +146,8 @@ def make_plan(
                     seed=batch_seed(config.seed, b),
                     save_maps=bool(keep),
                     first_of_batch=gi == 0,
+                    requests=g.requests,
+                    reversals=g.reversals,
                 )
             )
     return units

@@ -129,7 +129,7 @@ caption{font-weight:bold;text-align:left;padding:4px 0}
 tr.group td{border-top:3px double #666}
 .note{color:#555;font-size:90%;margin:0 0 1.5em}
 img{max-width:100%;border:1px solid #eee}
-.facts td,#claims td,#claims th{text-align:left}
+.facts td,#claims td,#claims th,#ranking td:nth-child(2){text-align:left}
 .refuted{color:#a00}.confirmed{color:#070}.inconclusive{color:#a60}.not-tested{color:#777}
 .ci{color:#666;font-size:85%}
 """
@@ -299,7 +299,15 @@ def build_report(
     page = out / "report.html"
     _write(page, render_html(res, built, figs, claims, gallery, shown, ranking))
     summary: dict[str, Any] = {
-        "tables": {t.number: {r.key: r.values for r in t.rows} for t in built}
+        "tables": {t.number: {r.key: r.values for r in t.rows} for t in built},
+        "intervals": {
+            t.number: {r.key: {m: [ci.lo, ci.hi] for m, ci in r.ci.items()} for r in t.rows}
+            for t in built
+        },
+        "claims": [
+            {"claim": c.claim, "status": c.status, "p_value": c.p_value, "n_images": c.n_images}
+            for c in claims
+        ],
     }
     files["summary.json"] = _write(out / "summary.json", json.dumps(summary, indent=1))
     return Report(page, built, files, claims, res.complete, gallery)

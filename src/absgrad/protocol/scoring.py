@@ -51,7 +51,7 @@ def check_metrics(names: Sequence[str], has_masks: bool, case: str) -> tuple[str
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Metric parameters (SPEC §3) and the forward batch size."""
+    """Metric parameters and the forward batch size."""
 
     normalization: tuple[tuple[float, ...], tuple[float, ...]]
     lower_bound: float = 0.5

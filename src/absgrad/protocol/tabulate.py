@@ -13,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 from absgrad.protocol.paper import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
 from absgrad.protocol.results import Results
 from absgrad.protocol.scoring import METRICS, MetricDef
@@ -112,7 +114,7 @@ def _map_row(
     for m in cols:
         v = results.scores(label, m.key)
         values[m.key] = None if v is None or v.size == 0 else float(v.mean())
-        if values[m.key] is not None:
+        if values[m.key] is not None and np.all(np.isfinite(v)):
             ci[m.key] = boot.ci(v)
     return Row(title, label, values, n_images=results.n_images(label), ci=ci, **kw)
 
@@ -203,7 +205,7 @@ def _table3(results: Results, cols: list[MetricDef], compare: str | None, boot: 
                     if base_name not in used.setdefault(sym, []):
                         used[sym].append(base_name)
             both = results.paired(pairs, m.key) if pairs else None
-            if both is None:
+            if both is None or not np.all(np.isfinite(both[1])):
                 values[m.key] = None
                 continue
             cell = boot.ci(both[1], of=_ratio_of_means(len(pairs) // 2))
@@ -219,3 +221,31 @@ def _table3(results: Results, cols: list[MetricDef], compare: str | None, boot: 
         " rows use the original hook. Bold: best per column; * marks an improvement over the base."
     )
     return t
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell with its interval: ``label`` is the map (Table 3: the variant symbol)."""
+
+    table: int
+    row: str
+    label: str
+    metric: str
+    ci: Interval
+
+
+def table_cells(
+    results: Results,
+    tables: tuple[int, ...] | None = None,
+    *,
+    bootstrap: Bootstrap | None = None,
+) -> list[Cell]:
+    """Every computed cell of the run's tables (default: the run's own) with its interval."""
+    numbers = tables or tuple(results.meta.get("config", {}).get("tables", (1, 2, 3)))
+    return [
+        Cell(t.number, r.title, r.key, m.key, r.ci[m.key])
+        for t in build_tables(results, numbers, bootstrap=bootstrap)
+        for r in t.rows
+        for m in t.columns
+        if m.key in r.ci
+    ]

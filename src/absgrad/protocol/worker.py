@@ -247,7 +247,8 @@ class UnitResult:
 
 def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = None) -> UnitResult:
     """Compute one unit: its sampler group's maps (one sampler run), their reversed maps, and
-    every metric of the case on every map."""
+    every metric of the case on every map. The unit carries its maps' requests and reversals
+    (resolved and grouped by the plan); nothing is grouped again here."""
     from absgrad.methods import explain_many, reverse
     from absgrad.methods.randomness import image_seed
 
@@ -256,17 +257,23 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     data = ctx.batch(unit)
     clean, blurred = ctx.probs(data)
     t1 = time.perf_counter()
-    requests = {lb: (ctx.specs[lb].method, dict(ctx.specs[lb].params)) for lb in unit.labels}
+    if set(unit.requests) != set(unit.labels) or set(unit.reversals) != set(unit.derived):
+        raise ValueError(
+            f"unit {unit.id} does not carry the requests of its maps; build units with "
+            "make_plan from group_specs (the plan resolves and groups the maps once)"
+        )
+    requests = {lb: (unit.requests[lb]["method"], unit.requests[lb]["params"]) for lb in unit.labels}
     # every image draws from its own generator, seeded from the run seed and its id
     seeds = [image_seed(config.seed, image_id) for image_id in unit.image_ids]
-    maps = explain_many(ctx.model, data.x, data.target, requests, seeds=seeds)
+    maps = explain_many(
+        ctx.model, data.x, data.target, requests, seeds=seeds, groups=[unit.labels]
+    )
     for lb in unit.derived:
-        spec = ctx.specs[lb]
-        remain, mis = spec.reversal or (0.0, 0.0)
+        rev = unit.reversals[lb]
         shuffles = [image_seed(s, lb) for s in seeds]
-        maps[lb] = reverse(maps[spec.reverse_of].cpu(), remain=remain, mis=mis, seeds=shuffles).to(
-            ctx.device
-        )
+        maps[lb] = reverse(
+            maps[rev["source"]].cpu(), remain=rev["remain"], mis=rev["mis"], seeds=shuffles
+        ).to(ctx.device)
     t2 = time.perf_counter()
     scores = score_many(
         ctx.forward,
