@@ -19,13 +19,13 @@ from absgrad.methods.aggregators import (
     variance_needed,
 )
 from absgrad.methods.gradients import OBJECTIVES, predict
-from absgrad.methods.params import ParamError, check_params
 from absgrad.methods.processing import check_processing
 from absgrad.methods.randomness import GeneratorArg, SeedsArg, image_generators
 from absgrad.methods.registry import MethodDef, get_method, resolve_params
 from absgrad.methods.samplers import GradContext, Sampler
 from absgrad.utils.maps import to_map
 from absgrad.utils.model_state import eval_mode
+from absgrad.utils.params import ParamError, check_params
 from absgrad.utils.validation import check_batch_size, check_images, resolve_target
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from absgrad.methods.gradcam import GradCamSampler
 from absgrad.methods.guided_backprop import GuidedBackpropSampler
-from absgrad.methods.params import ParamError, UnknownParamError
 from absgrad.methods.samplers import (
     BlurPathSampler,
     GuidedPathSampler,
@@ -18,6 +17,7 @@ from absgrad.methods.samplers import (
     SingleSampler,
     StraightPathSampler,
 )
+from absgrad.utils.params import ParamError, UnknownParamError
 
 #: Parameters every method takes (besides its sampler's own).
 COMMON_DEFAULTS: dict[str, Any] = {

@@ -27,9 +27,9 @@ from absgrad.methods.aggregators import SampleStats
 from absgrad.methods.blur import gaussian_blur
 from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
-from absgrad.methods.params import check_fields
 from absgrad.methods.processing import PROCESSINGS, finish_sample
 from absgrad.methods.randomness import draw
+from absgrad.utils.params import check_fields
 
 
 @dataclass
@@ -126,7 +126,7 @@ class Sampler:
     processing_at: ClassVar[str] = "gradient"
 
     def __post_init__(self) -> None:
-        check_fields(self)  # every parameter's rule, from the one table in methods.params
+        check_fields(self)  # every parameter's rule, from the one table in utils.params
 
     def key(self) -> tuple:
         """Hashable identity of the computation (sampler name and parameters)."""

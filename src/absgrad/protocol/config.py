@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from absgrad.errors import AbsgradError
-from absgrad.methods.params import PARAMS, Rule
 from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES
+from absgrad.utils.params import PARAMS, Rule
 
 
 class ConfigError(AbsgradError):
@@ -131,7 +131,7 @@ def _shown(name: str) -> str:
 
 
 def _ruled(rule: Rule) -> Callable[[str, Any], Any]:
-    """A field check from a rule of ``methods.params`` (the same rules the methods apply)."""
+    """A field check from a rule of ``utils.params`` (the same rules the methods apply)."""
 
     def check(name: str, v: Any) -> Any:
         if not rule.accepts(v):
@@ -224,7 +224,7 @@ def _unit(*, low_open: bool = False, optional: bool = False) -> Callable[[str, A
 
 
 #: How each field is checked (and cleaned): one row per field, the numeric rules shared with
-#: the methods' own parameters (``methods.params.PARAMS``). ``case``, ``reversal`` and
+#: the methods' own parameters (``utils.params.PARAMS``). ``case``, ``reversal`` and
 #: ``extra_maps`` have their own checks below.
 CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "data": _path,

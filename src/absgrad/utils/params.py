@@ -15,13 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from absgrad.errors import AbsgradError
-from absgrad.methods.aggregators import AGGREGATIONS
-from absgrad.methods.gradients import OBJECTIVES
-from absgrad.methods.processing import PROCESSINGS
 
 
 class ParamError(AbsgradError):
@@ -83,7 +77,9 @@ class Rule:
         if self.kind == "choice":
             return isinstance(v, str) and v in self.options()
         if self.kind == "tensor":
-            if isinstance(v, Tensor):
+            if _is_tensor(v):
+                import torch
+
                 return bool(torch.isfinite(v).all()) if v.is_floating_point() else True
             return _is_real(v) and math.isfinite(v)
         if isinstance(v, bool) or not _is_real(v):
@@ -97,6 +93,10 @@ class Rule:
         return not (self.high is not None and (v >= self.high if self.high_open else v > self.high))
 
 
+def _is_tensor(v: Any) -> bool:
+    return type(v).__module__.startswith("torch") and hasattr(v, "is_floating_point")
+
+
 def _is_real(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -108,8 +108,28 @@ def _num(x: float) -> str:
 PATH_RULES = ("mean", "trapezoid", "left", "right", "middle")
 
 
+# The names of processings, aggregations and objectives live with the methods; they are read
+# when a value is checked, so that this module (and the run config) imports no torch.
+def _processings() -> tuple[str, ...]:
+    from absgrad.methods.processing import PROCESSINGS
+
+    return tuple(PROCESSINGS)
+
+
+def _aggregations() -> tuple[str, ...]:
+    from absgrad.methods.aggregators import AGGREGATIONS
+
+    return tuple(AGGREGATIONS)
+
+
+def _objectives() -> tuple[str, ...]:
+    from absgrad.methods.gradients import OBJECTIVES
+
+    return tuple(OBJECTIVES)
+
+
 def _gb_hooks() -> tuple[str, ...]:
-    from absgrad.methods.guided_backprop import HOOKS  # imports the samplers: read lazily
+    from absgrad.methods.guided_backprop import HOOKS
 
     return tuple(HOOKS)
 
@@ -117,10 +137,10 @@ def _gb_hooks() -> tuple[str, ...]:
 #: The rule of every method parameter (the samplers' fields and the common ones).
 PARAMS: Mapping[str, Rule] = {
     # common to every method
-    "processing": Rule("choice", choices=tuple(PROCESSINGS)),
-    "aggregation": Rule("choice", choices=AGGREGATIONS),
+    "processing": Rule("choice", choices=_processings),
+    "aggregation": Rule("choice", choices=_aggregations),
     "percentile": Rule("float", 0.0, 1.0, high_open=True),
-    "objective": Rule("choice", choices=OBJECTIVES),
+    "objective": Rule("choice", choices=_objectives),
     "batch_size": Rule("int", 1),
     # SmoothGrad / VarGrad / GAG (noise sampler)
     "n_samples": Rule("int", 1),
@@ -155,7 +175,7 @@ def check_param(
         raise ParamError(
             f"unknown {rule.label or name} {value!r}; choose one of {', '.join(rule.options())}"
         )
-    shown = "a tensor with NaN or infinite values" if isinstance(value, Tensor) else repr(value)
+    shown = "a tensor with NaN or infinite values" if _is_tensor(value) else repr(value)
     raise ParamError(f"{name} must be {rule.describe()}, got {shown} ({where} {name!r})")
 
 
