@@ -32,6 +32,8 @@ class PassCounter:
         model.register_forward_pre_hook(self._count)
 
     def _count(self, _module: nn.Module, args: tuple) -> None:
+        if torch.compiler.is_compiling():  # a compiled engine's trace: not a pass
+            return
         x = args[0]
         if torch.is_grad_enabled() and x.requires_grad:
             self.grad_images += x.shape[0]
@@ -50,6 +52,13 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
         default="auto" if gpu else 16,
         help="perturbed images per forward pass, or auto",
     )
+    p.add_argument(
+        "--engine",
+        choices=("eager", "compile"),
+        default="eager",
+        help="floor.py: also time the runner with this engine against the eager floor",
+    )
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="engine precision")
 
 
 def protocol_args(description: str | None) -> tuple[argparse.Namespace, object]:
@@ -78,17 +87,24 @@ def protocol_config(args: argparse.Namespace, **extra):
             "tables": [1, 2, 3],
             "save_maps": False,
             "select": False,  # the first K images: selection would time the selection pass too
+            "engine": "eager",  # the plain PyTorch runner unless a script asks for another
             **extra,
         }
     )
 
 
-def run_absgrad(config, counter: bool = False, case=None):
+def run_absgrad(config, counter: bool = False, case=None, ctx=None):
     """Run the protocol into a fresh directory; returns (seconds, scores by (unit, label), ctx).
 
     With ``counter``, ``ctx.counter`` holds the :class:`PassCounter` of the run; ``case``
-    replaces the config's case (see ``common.bench_case``)."""
-    ctx = build_context(config, case=case)
+    replaces the config's case (see ``common.bench_case``). ``ctx``: reuse a context (and its
+    compiled engine) from an earlier run; its cached batches are dropped first, so the run
+    recomputes everything."""
+    if ctx is None:
+        ctx = build_context(config, case=case)
+    else:
+        ctx.batches.clear()
+        ctx.stats.update(dict.fromkeys(ctx.stats, 0))
     if counter:
         ctx.counter = PassCounter(ctx.model)
     with tempfile.TemporaryDirectory() as out:

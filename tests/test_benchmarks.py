@@ -24,7 +24,9 @@ def bench(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
 
     def run(script: str, *extra: str) -> str:
-        env = {**os.environ, "ABSGRAD_CACHE": str(cache)}
+        # aot_eager: the compiled engine's path without generating code (fast); the real
+        # compiler is checked in tests/test_engine.py
+        env = {**os.environ, "ABSGRAD_CACHE": str(cache), "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
         proc = subprocess.run(
             [sys.executable, str(BENCH / script), *TINY, *extra],
             cwd=BENCH, env=env, capture_output=True, text=True, timeout=600,
@@ -61,8 +63,10 @@ def test_protocol_benchmark_finds_equal_scores(bench):
 
 
 def test_floor_benchmark_counts_the_protocol_passes(bench):
-    out = bench("floor.py")
-    assert "passes per image: 76 forward+backward, 991 forward" in out
+    out = bench("floor.py", "--engine", "compile")
+    # 989 perturbed images per image are asked for; the GB "both" map equals VG (23 images)
+    assert "perturbed images per image: 989 asked, 966 run" in out, out
+    assert "passes per image: 76 forward+backward, 968 forward" in out  # + clean and blurred
     m = re.search(r"floor = (\d+) x (\S+) ms \+ (\d+) x (\S+) ms = (\S+) s", out)
     assert m, out
     n_fb, fb, n_f, fw, floor = (float(v) for v in m.groups())
@@ -70,6 +74,40 @@ def test_floor_benchmark_counts_the_protocol_passes(bench):
     assert per_image and (n_fb, n_f) == tuple(2.0 * float(v) for v in per_image.groups())
     assert floor == pytest.approx((n_fb * fb + n_f * fw) / 1e3, abs=0.05 + (n_fb + n_f) * 5e-5)
     assert_ratio(number(r"absgrad / floor = (\S+)", out), number(r"absgrad = (\S+) s", out), floor)
+    assert number(r"absgrad compile / eager floor = (\S+)", out) > 0
+
+
+def test_engine_benchmark_finds_equal_scores(bench):
+    out = bench("engine.py", "--precision", "bf16")
+    assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
+    assert number(r"speedup = eager / compiled = (\S+)", out) > 0
+    moves = re.findall(r"(rcap|dauc|iauc) (\S+e[-+]\d+)", out.split("bf16 score moves")[1])
+    assert [m[0] for m in moves] == ["rcap", "dauc", "iauc"]
+
+
+def quantus_python() -> str | None:
+    """A Python with Quantus: this one, or $ABSGRAD_QUANTUS_PYTHON."""
+    probe = "import quantus"
+    for exe in (sys.executable, os.environ.get("ABSGRAD_QUANTUS_PYTHON")):
+        if exe and subprocess.run([exe, "-c", probe], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+def test_quantus_pixel_flipping_equals_our_deletion_curve(tmp_path):
+    exe = quantus_python()
+    if exe is None:
+        pytest.skip("Quantus is not installed (set ABSGRAD_QUANTUS_PYTHON to a Python that has it)")
+    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path)}
+    src = str(BENCH.parent / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [exe, str(BENCH / "quantus_compare.py"), *TINY, "--steps", "8"],
+        cwd=BENCH, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert number(r"max \|curve difference\| = (\S+)", proc.stdout) < 1e-5
+    assert number(r"ratio = quantus / absgrad per perturbed image = (\S+)", proc.stdout) > 0
 
 
 def test_captum_benchmark_maps_agree(bench):
@@ -104,10 +142,11 @@ def test_memory_format_benchmark_reports_score_moves(bench):
 
 def test_scaling_benchmark_tables(bench):
     out = bench("scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3")
-    assert "| 24 |" in out and "| 1,2,3 | 43 | 76 | 991 |" in out.replace("  ", " ")
+    assert "| 24 |" in out and "| 1,2,3 | 43 | 76 | 968 |" in out.replace("  ", " ")
 
 
 def test_another_architecture_on_the_case_photos(bench):
-    out = bench("floor.py", "--arch", "resnet18", "--size", "32", "--images", "1")
-    assert "passes per image: 76 forward+backward, 991 forward" in out
+    out = bench("floor.py", "--arch", "resnet18", "--size", "64", "--images", "1")
+    assert "passes per image: 76 forward+backward, " in out
+    assert "perturbed images per image: 989 asked" in out
     assert "runner chunks: 4 images per unit and gradient chunk, 16 per forward pass" in out

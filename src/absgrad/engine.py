@@ -46,8 +46,9 @@ PRECISIONS = ("fp32", "bf16")
 #: (docs/performance.md), so 16 images repay even a cold compile.
 AUTO_MIN_IMAGES = 16
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-#: The ``torch.compile`` backend when none is given.
-DEFAULT_BACKEND = "inductor"
+#: The ``torch.compile`` backend when none is given (``$ABSGRAD_COMPILE_BACKEND`` overrides it,
+#: e.g. ``aot_eager`` to trace without generating code).
+DEFAULT_BACKEND = os.environ.get("ABSGRAD_COMPILE_BACKEND", "inductor")
 
 
 class EngineError(AbsgradError):

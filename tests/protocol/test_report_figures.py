@@ -244,3 +244,32 @@ def test_gallery_pages_cover_every_image_and_say_how_many(tmp_path):
     assert index.count("<tr><td><a href=") == 45 and "45 of 45 images of the run" in index
     # no single page carries the images inline
     assert all(len(t) < 200_000 for t in texts) and "base64" not in texts[0]
+
+
+def test_gallery_reuses_its_tiles_unless_the_drawing_settings_change(tmp_path, monkeypatch):
+    from absgrad.protocol import gallery
+
+    root = fake_run(tmp_path / "run", n_images=5)
+    res, store = load_results(root), RunStore(root)
+    first = write_gallery(res, store, root / "gallery")
+    assert first.drawn == first.tiles == 5 * (1 + len(LABELS))
+    tile = root / "gallery" / "tiles" / "00000" / "sg.jpg"
+    before = tile.read_bytes()
+    again = write_gallery(res, store, root / "gallery")
+    assert again.drawn == 0 and again.tiles == first.tiles
+    assert [p.read_text() for p in again.pages] == [p.read_text() for p in first.pages]
+    monkeypatch.setitem(gallery.TILE_SETTINGS, "alpha", 0.9)
+    monkeypatch.setattr(gallery, "overlay", lambda p, m: overlay(p, m, alpha=0.9))
+    redrawn = write_gallery(res, store, root / "gallery")
+    assert redrawn.drawn == first.tiles and tile.read_bytes() != before
+
+
+def test_the_papers_numbers_are_shown_by_default_for_the_papers_cases():
+    from absgrad.protocol.report import resolve_compare
+
+    assert resolve_compare("imagenet-s", None) == "ImageNet-S"
+    assert resolve_compare("synthetic", None) is None
+    assert resolve_compare("imagenet-s", False) is None
+    assert resolve_compare("synthetic", "isic") == "ISIC"
+    with pytest.raises(ValueError, match="no numbers for case"):
+        resolve_compare("synthetic", True)

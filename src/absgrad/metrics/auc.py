@@ -21,7 +21,7 @@ from absgrad.metrics.perturbation import PerturbContext
 from absgrad.metrics.thresholds import above, thresholds
 from absgrad.utils.model_state import eval_mode
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
-from absgrad.utils.validation import InputError, check_batch_size, check_images
+from absgrad.utils.validation import InputError, check_batch_size, check_images, check_positive_int
 
 BLUR_KERNEL = 33
 BLUR_SIGMA = 16.0
@@ -69,12 +69,6 @@ def auc(curve: Tensor) -> Tensor:
     if steps == 1:
         return torch.zeros(curve.shape[:-1], dtype=curve.dtype, device=curve.device)
     return (curve[..., 1:] + curve[..., :-1]).sum(dim=-1) / (2.0 * steps)
-
-
-def _check_steps(steps: object) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive int, got {steps!r}")
-    return steps
 
 
 def target_probs(
@@ -153,7 +147,7 @@ def deletion_insertion(
     """
     model = check_model(model)
     batch_size = check_batch_size(batch_size)
-    steps = _check_steps(steps)
+    steps = check_positive_int(steps, "steps")
     x, m = prepare(inputs, maps)
     b, c = x.shape[:2]
     check_normalization(normalization, c)

@@ -9,8 +9,9 @@ images stays quick to browse.
 from __future__ import annotations
 
 import html
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,17 @@ from absgrad.protocol.store import RunStore, atomic_write_bytes
 PAGE_SIZE = 20
 TILE_MAX = 160  # longest side of a stored tile, px
 TILE_SHOW = 128  # displayed size, px
+QUALITY = 82  # JPEG quality of the tiles
+#: Everything a tile's pixels depend on besides the stored photo and map: tiles drawn with the
+#: same settings are reused when the report is rebuilt (stored maps never change).
+TILE_SETTINGS = {
+    "format": 1,
+    "cmap": CMAP,
+    "alpha": ALPHA,
+    "clip": list(CLIP),
+    "max": TILE_MAX,
+    "quality": QUALITY,
+}
 
 
 @dataclass
@@ -39,6 +51,7 @@ class Gallery:
     n_images: int
     n_with_maps: int
     tiles: int = 0
+    drawn: int = 0  # tiles drawn now (the others were reused from an earlier report)
     labels: list[str] = field(default_factory=list)
 
 
@@ -95,7 +108,7 @@ def _jpeg(pixels: np.ndarray, path: Path) -> None:
     # then os.replace) but no fsync, which would cost more than drawing them
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    img.save(tmp, format="JPEG", quality=82)
+    img.save(tmp, format="JPEG", quality=QUALITY)
     os.replace(tmp, path)
 
 
@@ -247,18 +260,29 @@ def write_gallery(
     facts = image_facts(store)
     rows = {lb: {i: k for k, i in enumerate(res.image_ids.get(lb, []))} for lb in labels}
     entries: list[dict[str, Any]] = []
-    tiles = 0
+    stamp = folder / "tiles" / "settings.json"
+    reuse = stamp.is_file() and json.loads(stamp.read_text()) == TILE_SETTINGS
+    stamp.unlink(missing_ok=True)  # rewritten once every tile is drawn with these settings
+    tiles = drawn = 0
+
+    def draw(path: Path, pixels: Callable[[], np.ndarray]) -> None:
+        nonlocal tiles, drawn
+        tiles += 1
+        if not (reuse and path.is_file()):
+            _jpeg(pixels(), path)
+            drawn += 1
+
     for pos, img_id, photo, maps in stored_maps(res, store, labels):
         rel = f"tiles/{pos:05d}"
-        _jpeg(photo, folder / rel / "photo.jpg")
-        tiles += 1
+        draw(folder / rel / "photo.jpg", lambda photo=photo: photo)
         done = []
         for lb in labels:
             if lb in maps:
-                _jpeg(overlay(photo, maps[lb]), folder / rel / f"{lb}.jpg")
+                draw(folder / rel / f"{lb}.jpg", lambda m=maps[lb], p=photo: overlay(p, m))
                 done.append(lb)
-                tiles += 1
         entries.append({"pos": pos, "id": img_id, "dir": rel, "maps": done})
+    if entries:
+        atomic_write_bytes(stamp, json.dumps(TILE_SETTINGS).encode())
     if not entries:
         return None
     n = len(entries)
@@ -334,4 +358,4 @@ def write_gallery(
     ]
     index_path = folder / "index.html"
     atomic_write_bytes(index_path, "\n".join(index).encode())
-    return Gallery(index_path, pages, n, n_maps, tiles, labels)
+    return Gallery(index_path, pages, n, n_maps, tiles, drawn, labels)

@@ -165,8 +165,24 @@ def _ranking_html(r: Ranking, tables: list[Table]) -> str:
     return "\n".join(out)
 
 
+#: Figures of photos embed as JPEG (the PNG of the map figure is ~1.5 MB; its file stays PNG).
+PHOTO_FIGURES = ("maps",)
+
+
+def _data_uri(name: str, path: Path) -> str:
+    if name not in PHOTO_FIGURES:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with Image.open(path) as im:
+        im.convert("RGB").save(buf, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def _figure_html(name: str, path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
     title = FIGURE_TITLES.get(name, name)
     svg = path.with_suffix(".svg")
     links = f'<a href="figures/{path.name}">PNG</a>'
@@ -174,7 +190,7 @@ def _figure_html(name: str, path: Path, caption: str) -> str:
         links += f' · <a class="svg" href="figures/{svg.name}">SVG</a>'
     return (
         f'<figure><img id="fig-{name}" alt="{html.escape(title)}" '
-        f'src="data:image/png;base64,{data}">'
+        f'src="{_data_uri(name, path)}">'
         f"<figcaption>{html.escape(title)}{caption} ({links})</figcaption></figure>"
     )
 

@@ -275,6 +275,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
             maps[rev["source"]].cpu(), remain=rev["remain"], mis=rev["mis"], seeds=shuffles
         ).to(ctx.device)
     t2 = time.perf_counter()
+    asked, run = data.cache.stats["requested"], data.cache.stats["computed"]
     scores = score_many(
         ctx.forward,
         data.x,
@@ -289,6 +290,9 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
         cache=data.cache,
     )
     t3 = time.perf_counter()
+    for key, before in (("perturbed_asked", asked), ("perturbed_run", run)):
+        after = data.cache.stats["requested" if key == "perturbed_asked" else "computed"]
+        ctx.stats[key] = ctx.stats.get(key, 0) + after - before
     return UnitResult(
         unit=unit,
         scores=scores,

@@ -108,8 +108,13 @@ def check_logits(out: object, batch: int) -> Tensor:
     return out
 
 
+def check_positive_int(value: object, name: str) -> int:
+    """A positive ``int`` (bools refused); the error names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def check_batch_size(batch_size: object, name: str = "batch_size") -> int:
-    """A positive ``int`` (bools refused) of images per model call."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{name} must be a positive int, got {batch_size!r}")
-    return batch_size
+    """A positive ``int`` of images per model call."""
+    return check_positive_int(batch_size, name)
