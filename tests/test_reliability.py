@@ -228,3 +228,26 @@ def test_sixteen_bit_png_through_explain(capsys, tmp_path):
     Image.fromarray(np.full((40, 40), 13107, dtype=np.uint16)).save(src)  # 0.2 of full scale
     x = _load_image(src, (32, 32))
     assert abs(float(x.mean()) - 51 / 255) < 1e-6
+
+
+# -- row 6: a file listed twice in the label files of the other cases -------------------------------
+def test_isic_and_places365_refuse_an_image_listed_twice(tmp_path):
+    from absgrad.cases import get_case
+
+    isic = tmp_path / "isic"
+    (isic / "train").mkdir(parents=True)
+    for name in ("ISIC_1", "ISIC_2"):
+        Image.new("RGB", (16, 16)).save(isic / "train" / f"{name}.jpg")
+    (isic / "train.csv").write_text(
+        "image_name,diagnosis\nISIC_1,nevus\nISIC_2,melanoma\nISIC_1,nevus\n"
+    )
+    with pytest.raises(AbsgradError, match=r"train\.csv, row 4: image_name 'ISIC_1' is listed again"):
+        get_case("isic", data=isic).samples()
+    places = tmp_path / "places"
+    (places / "val_256").mkdir(parents=True)
+    (places / "categories_places365.txt").write_text(
+        "".join(f"/c/cat{i} {i}\n" for i in range(365))
+    )
+    (places / "places365_val.txt").write_text("a.jpg 0\nb.jpg 1\na.jpg 0\n")
+    with pytest.raises(AbsgradError, match=r"line 3: a\.jpg is listed again \(first at line 1\)"):
+        get_case("places365", data=places).samples()
