@@ -82,6 +82,7 @@ class RunConfig:
         d = self.to_dict()
         for k in NOT_HASHED:
             d.pop(k)
+        d["maps_version"] = MAPS_VERSION  # a run never mixes maps of two versions of the formulas
         if not d["channels_last"]:
             d.pop("channels_last")  # runs from before the option keep their hash
         if d["precision"] == "fp32":
@@ -99,6 +100,10 @@ class RunConfig:
 
 
 NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
+#: Bumped whenever a method's formula or its randomness changes the maps: 2 = the second |.| of
+#: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
+#: reversal and per-image random generators.
+MAPS_VERSION = 2
 OWN_MODEL_FIELDS = (
     "model", "masks", "classes", "labels", "size", "resize", "norm", "weights_sha", "model_sha",
 )  # fmt: skip
