@@ -514,10 +514,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import torch
 
     from absgrad.methods import explain
+    from absgrad.protocol.config import check_device
 
     src = Path(args.image)
     if not src.is_file():
         raise UserError(f"image file not found: {src}")
+    check_device("--device", args.device)
+    out = _explain_out(Path(args.out), src, args.method)
     case = _explain_case(args)
     model = case.build_model(args.device)
     if hasattr(case, "load_image"):
@@ -540,7 +543,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         params.setdefault("layer", layer)
     gen = torch.Generator().manual_seed(args.seed)
     smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), smap.numpy())
     names = getattr(case, "classes", None)
@@ -553,6 +555,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"map: {out} and {out.with_suffix('.npy')}"
     )
     return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def _explain_out(out: Path, image: Path, method: str) -> Path:
+    """``--out``: an image file (``.png``, ...), or a folder that receives ``<image>-<method>.png``."""
+    if out.is_dir() or str(out).endswith(("/", os.sep)):
+        return out / f"{image.stem}-{method}.png"
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(
+            f"--out {out}: give a file name ending in {', '.join(IMAGE_SUFFIXES)}, or an "
+            "existing folder (or one written with a trailing /) to write into"
+        )
+    return out
 
 
 def _load_image(path: Path, size: tuple[int, int]):
@@ -610,12 +627,27 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (AbsgradError, OSError, ValueError, TypeError) as e:  # config, run-dir, input errors
+    except AbsgradError as e:  # the user's input; anything else is a bug and shows as one
         if os.environ.get("ABSGRAD_DEBUG"):
             raise
         print(f"absgrad: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
 
+def console_main() -> int:
+    """The ``absgrad`` command: ``main``, leaving at once after an interrupt.
+
+    After Ctrl-C every stored unit is complete and run.json is written; tearing down the
+    interpreter (collecting the model's and the run's objects) can take many seconds on a busy
+    machine, so the command ends the process right away with status 130.
+    """
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

@@ -13,4 +13,8 @@ class AbsgradError(ValueError):
     """An error in the user's input, reported to the user without a traceback."""
 
 
-__all__ = ["AbsgradError"]
+class MissingFileError(AbsgradError, FileNotFoundError):
+    """A file or folder the user named (or that a case needs) does not exist; says where from."""
+
+
+__all__ = ["AbsgradError", "MissingFileError"]

@@ -248,3 +248,26 @@ def test_layer_not_called_in_forward():
     model.unused = torch.nn.Conv2d(3, 3, 1)
     with pytest.raises(LayerError, match="not called"):
         absgrad.explain(model, x, t, "gradcam", layer="unused")
+
+
+def test_unpadded_convolutions_give_a_map():
+    """A layer after "valid" convolutions (32 -> 28 -> 26 px) is a feature map at no integer
+    stride; Grad-CAM agrees with a direct autograd computation of its formula."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 5), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3),
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([0, 2])
+    got = absgrad.explain(net, x, t, "gradcam", layer="3")
+    xi = x.clone().requires_grad_(True)
+    act = net[:4](xi)  # (2, 6, 26, 26)
+    logits = net[4:](act)
+    (grad,) = torch.autograd.grad(logits[torch.arange(2), t].sum(), act)
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(1, keepdim=True)).detach()
+    cam = torch.nn.functional.interpolate(cam, size=(32, 32), mode="bilinear")[:, 0]
+    lo = cam.amin(dim=(1, 2), keepdim=True)
+    want = (cam - lo) / (cam.amax(dim=(1, 2), keepdim=True) - lo)
+    assert act.shape[-2:] == (26, 26)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

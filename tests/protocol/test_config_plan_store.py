@@ -177,3 +177,16 @@ def test_a_unit_computed_in_a_fresh_context_is_identical(tmp_path, monkeypatch):
         and a.scores["sg"]["deletion"][0][0] == a.clean_prob[0]
     )
     assert a.images.shape == (3, 32, 32, 3) and a.images.dtype == np.uint8
+
+
+def test_hash_names_the_version_of_the_formulas():
+    from absgrad.protocol import config as C
+
+    cfg = make_config({"case": "synthetic"})
+    assert cfg.hash_dict()["maps_version"] == C.MAPS_VERSION
+    now, old = cfg.config_hash(), C.MAPS_VERSION
+    try:
+        C.MAPS_VERSION = old - 1  # a run made before the formulas changed is not resumed
+        assert make_config({"case": "synthetic"}).config_hash() != now
+    finally:
+        C.MAPS_VERSION = old

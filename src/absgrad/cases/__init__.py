@@ -46,6 +46,7 @@ from absgrad.cases.models import CheckpointError, lite0_model
 from absgrad.cases.places365 import Places365Case
 from absgrad.cases.select import default_cache_dir, score_case, select, true_class_probs
 from absgrad.cases.synthetic import SyntheticCase, synthetic_model, train_synthetic_model
+from absgrad.errors import AbsgradError
 
 CASES: dict[str, type[Case]] = {
     c.name: c
@@ -67,7 +68,7 @@ def get_case(
     """
     cls = CASES.get(name)
     if cls is None:
-        raise ValueError(f"unknown case {name!r}; known cases: {', '.join(CASES)}")
+        raise AbsgradError(f"unknown case {name!r}; known cases: {', '.join(CASES)}")
     return cls(data=data, weights=weights, **kw)
 
 

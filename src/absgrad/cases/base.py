@@ -6,6 +6,8 @@ layer, the reversal settings and, where it exists, a ground-truth mask per image
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
+from absgrad.errors import MissingFileError
 from absgrad.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from absgrad.utils.normalization import SYMMETRIC as SYMMETRIC
 
@@ -165,15 +168,24 @@ def resize_center_crop(im: Image.Image, resize: int, crop: int, resample: int) -
     return im.crop((left, top, left + crop, top + crop))
 
 
+def _file_stat(path: Path) -> list[Any]:
+    """``[size, mtime_ns]`` of a file, or ``[str(path)]`` for a non-file (built-in data)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return [str(path)]
+    return [st.st_size, st.st_mtime_ns]
+
+
 def require_dir(path: Path | str | None, what: str, expected: str, source: str) -> Path:
     """Return ``path`` as a directory or raise ``FileNotFoundError`` saying what belongs there."""
     if path is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no {what} given: pass data=PATH. Expected: {expected}. Source: {source}"
         )
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise FileNotFoundError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
+        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
     return p
 
 
@@ -181,7 +193,7 @@ def require_file(path: Path | str, what: str, expected: str, source: str) -> Pat
     """Return ``path`` as a file or raise ``FileNotFoundError`` saying what it is and where from."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
+        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
     return p
 
 
@@ -221,15 +233,39 @@ class Case:
         """A string identifying the data (path), used in selection cache keys."""
         return str(self.data.resolve()) if self.data is not None else "builtin"
 
+    def data_fingerprint(self) -> dict[str, Any]:
+        """What the case's data is now: ``{"digest", "n_images", "images": {id: entry}}``.
+
+        Each entry is ``[label, file size, mtime_ns]`` of the image (and its mask), from the
+        dataset's records, so an edited label file or a replaced image changes the digest. The
+        selection cache and a run's identity include the digest; a resume compares the entries.
+        """
+        images: dict[str, list[Any]] = {}
+        for r in self.samples().records:
+            entry: list[Any] = [r.label, *_file_stat(r.path)]
+            if r.mask_path is not None:
+                entry += _file_stat(r.mask_path)
+            images[r.id] = entry
+        blob = json.dumps(images, sort_keys=True).encode()
+        return {
+            "digest": hashlib.sha256(blob).hexdigest()[:16],
+            "n_images": len(images),
+            "images": images,
+        }
+
     # -- data ------------------------------------------------------------------------------
     def _build_dataset(self) -> CaseDataset:
         raise NotImplementedError
 
     def samples(self) -> CaseDataset:
-        """The lazy dataset of samples (built once per case object)."""
+        """The lazy dataset of samples (built once per case object; see ``refresh``)."""
         if self._samples is None:
             self._samples = self._build_dataset()
         return self._samples
+
+    def refresh(self) -> None:
+        """Forget the dataset read so far: the next ``samples()`` reads the label files again."""
+        self._samples = None
 
     # -- preprocessing ---------------------------------------------------------------------
     def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
 from absgrad.cases.models import lite0_model
+from absgrad.errors import AbsgradError
 
 MASKS_ASSET = "demo_masks.json"
 
@@ -100,7 +101,7 @@ class DemoCase(Case):
         self, *, data: str | Path | None = None, weights: str | Path | None = None
     ) -> None:
         if data is not None:
-            raise ValueError("the demo case has its photos built in; it takes no data= argument")
+            raise AbsgradError("the demo case has its photos built in; it takes no data= argument")
         super().__init__(weights=weights)
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:

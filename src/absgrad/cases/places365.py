@@ -34,6 +34,7 @@ from absgrad.cases.base import (
 )
 from absgrad.cases.io import LabelTableError
 from absgrad.cases.models import PLACES_FILE, PLACES_URL, densenet161_places365
+from absgrad.errors import AbsgradError, MissingFileError
 
 SOURCE = "the Places365-Standard release (http://places2.csail.mit.edu/download.html)"
 EXPECTED = "val_256/*.jpg, places365_val.txt and categories_places365.txt"
@@ -45,7 +46,7 @@ def _find_list(root: Path, name: str) -> Path:
     for cand in (root / name, root / "filelist_places365-standard" / name):
         if cand.is_file():
             return cand
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"Places365 file {name} not found in {root} (nor in its filelist_places365-standard/). "
         f"Expected: {EXPECTED}. Source: {SOURCE}"
     )
@@ -59,10 +60,10 @@ def read_categories(path: Path) -> list[str]:
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
-            raise ValueError(f"{path}, line {n}: expected '<category> <index>', got {line!r}")
+            raise AbsgradError(f"{path}, line {n}: expected '<category> <index>', got {line!r}")
         names[int(parts[1])] = parts[0]
     if sorted(names) != list(range(len(names))):
-        raise ValueError(f"{path}: category indices are not 0..{len(names) - 1}")
+        raise AbsgradError(f"{path}: category indices are not 0..{len(names) - 1}")
     return [names[i] for i in range(len(names))]
 
 
@@ -75,7 +76,7 @@ def read_val_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or not int(parts[1]) < num_classes:
-            raise ValueError(
+            raise AbsgradError(
                 f"{path}, line {n}: expected '<file>.jpg <label in 0..{num_classes - 1}>', got {line!r}"
             )
         if parts[0] in seen:
@@ -114,7 +115,7 @@ class Places365Case(Case):
         )
         self.categories = read_categories(_find_list(self.root, CATEGORIES))
         if len(self.categories) != self.num_classes:
-            raise ValueError(
+            raise AbsgradError(
                 f"{CATEGORIES} lists {len(self.categories)} categories, Places365 has {self.num_classes}"
             )
         self.val_list = _find_list(self.root, VAL_LIST)
@@ -122,7 +123,7 @@ class Places365Case(Case):
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if self.weights is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"the places365 case needs weights=PATH to {PLACES_FILE} (DenseNet-161 trained on "
                 f"Places365). Source: the Places365 CNN release, {PLACES_URL}"
             )

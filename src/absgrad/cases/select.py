@@ -1,7 +1,8 @@
 """The paper's selection rule: keep the images whose true-class probability exceeds a threshold.
 
 The model runs once over a case; the true-class probability of every sample is cached in a JSON
-file keyed by (case, data, weights, model fingerprint), so a rerun (with any threshold) is instant.
+file keyed by (case, data, weights, model fingerprint, data fingerprint), so a rerun (with any
+threshold) is instant, and an edited label file or a replaced image is a new key (scored again).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import torch
 from torch import nn
 
 from absgrad.cases.base import Case, Sample, UnreadableImageError
+from absgrad.errors import AbsgradError
 
 CACHE_ENV = "ABSGRAD_CACHE"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def default_cache_dir() -> Path:
@@ -49,6 +51,7 @@ def _cache_file(case: Case, model: nn.Module, cache_dir: Path) -> tuple[Path, di
         "version": _CACHE_VERSION,
         "case": case.name,
         "data": case.data_id(),
+        "data_fingerprint": case.data_fingerprint()["digest"],  # labels, sizes, mtimes
         "weights": case.weights_id(),
         "model": model_fingerprint(model),
         "image_size": list(case.image_size),
@@ -73,7 +76,7 @@ def score_case(
     ``progress``: show a progress bar (images, images per second, ETA) on stderr.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise AbsgradError(f"batch_size must be >= 1, got {batch_size}")
     cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path, key = _cache_file(case, model, cdir)
     ds = case.samples()
@@ -150,7 +153,7 @@ def select(
     """
     thr = case.threshold if threshold is None else float(threshold)
     if not 0.0 <= thr < 1.0:
-        raise ValueError(f"threshold must lie in [0, 1), got {thr}")
+        raise AbsgradError(f"threshold must lie in [0, 1), got {thr}")
     scores = score_case(
         case, model, batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress
     )

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
 from absgrad.cases.models import load_exact, read_checkpoint, unwrap_state_dict
+from absgrad.errors import AbsgradError, MissingFileError
 
 SIZE = 32
 SHAPE_SIDES = (12, 17)  # side of the shape in pixels: low inclusive, high exclusive
@@ -34,7 +35,7 @@ _SPLITS = {"train": 0, "test": 1}
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:
     if split not in _SPLITS:
-        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+        raise AbsgradError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     return np.random.default_rng([seed, _SPLITS[split], index])
 
 
@@ -159,7 +160,7 @@ def synthetic_model(
     """``SynthNet`` with the shipped weights (or a state dict file ``weights``), eval mode."""
     path = Path(weights) if weights is not None else synthetic_weights_path()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"synthetic-case weights not found at {path}. Expected: a SynthNet state dict. "
             "Source: shipped with absgrad as cases/assets/synthetic_cnn.pt, or recreate it with "
             "absgrad.cases.synthetic.train_synthetic_model() and torch.save(model.state_dict(), path)"
@@ -191,9 +192,9 @@ class SyntheticCase(Case):
         seed: int = 0,
     ) -> None:
         if data is not None:
-            raise ValueError("the synthetic case generates its images; it takes no data= argument")
+            raise AbsgradError("the synthetic case generates its images; it takes no data= argument")
         if n < 1:
-            raise ValueError(f"n (number of synthetic images) must be >= 1, got {n}")
+            raise AbsgradError(f"n (number of synthetic images) must be >= 1, got {n}")
         super().__init__(weights=weights)
         self.n, self.seed = int(n), int(seed)
 

@@ -25,6 +25,7 @@ from absgrad.methods.registry import MethodDef, get_method, resolve_params
 from absgrad.methods.samplers import GradContext, Sampler
 from absgrad.utils.maps import to_map
 from absgrad.utils.model_state import eval_mode
+from absgrad.utils.params import ParamError, check_params
 from absgrad.utils.validation import check_batch_size, check_images, resolve_target
 
 
@@ -46,6 +47,7 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
     """Validate ``params`` for ``method`` (errors name the bad parameter) and build its sampler."""
     m = method if isinstance(method, MethodDef) else get_method(method)
     p = resolve_params(m, dict(params))
+    check_params(p, where=f"method {m.name!r} parameter")
     check_processing(p["processing"])
     if p["aggregation"] not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {p['aggregation']!r}; choose one of {AGGREGATIONS}")
@@ -57,7 +59,7 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n_samples must be a positive int, got {n!r}")
     if p["aggregation"] in ("var", "guided") and n < 2:
-        raise ValueError(
+        raise ParamError(
             f"aggregation {p['aggregation']!r} needs a variance over samples: n_samples must be >= 2"
             + ("" if "n_samples" in p else f" and method {m.name!r} takes a single sample")
         )

@@ -202,6 +202,9 @@ def feature_map(out: object, model: nn.Module, name: str, size: tuple[int, int])
             return out
         if last:
             return out.permute(0, 3, 1, 2)
+        nhwc = _owner_attr(model, name, "output_fmt") == "NHWC"
+        if not nhwc and 1 <= shape[2] <= size[0] and 1 <= shape[3] <= size[1]:
+            return out  # channels first, from unpadded ("valid") convolutions: no integer stride
     elif out.dim() == 3:
         grid = getattr(_owner_attr(model, name, "patch_embed"), "grid_size", None)
         prefix = _owner_attr(model, name, "num_prefix_tokens")

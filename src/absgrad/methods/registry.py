@@ -17,6 +17,7 @@ from absgrad.methods.samplers import (
     SingleSampler,
     StraightPathSampler,
 )
+from absgrad.utils.params import ParamError, UnknownParamError
 
 #: Parameters every method takes (besides its sampler's own).
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -65,7 +66,7 @@ METHODS = MappingProxyType({d.name: d for d in _DEFS})
 
 def get_method(name: object) -> MethodDef:
     if not isinstance(name, str) or name.lower() not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+        raise ParamError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     return METHODS[name.lower()]
 
 
@@ -74,7 +75,7 @@ def resolve_params(method: MethodDef, params: dict[str, Any]) -> dict[str, Any]:
     allowed = method.defaults
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise TypeError(
+        raise UnknownParamError(
             f"unknown parameter(s) {', '.join(unknown)} for method {method.name!r}; "
             f"valid: {', '.join(sorted(allowed))}"
         )

@@ -29,6 +29,7 @@ from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
 from absgrad.methods.processing import PROCESSINGS, finish_sample
 from absgrad.methods.randomness import draw
+from absgrad.utils.params import check_fields
 
 
 @dataclass
@@ -123,6 +124,9 @@ class Sampler:
     variance_source: ClassVar[str] = "processed"
     #: where processing applies: to each ``gradient`` before its path term, or to the ``product``
     processing_at: ClassVar[str] = "gradient"
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # every parameter's rule, from the one table in utils.params
 
     def key(self) -> tuple:
         """Hashable identity of the computation (sampler name and parameters)."""

@@ -21,7 +21,7 @@ from absgrad.metrics.perturbation import PerturbContext
 from absgrad.metrics.thresholds import above, thresholds
 from absgrad.utils.model_state import eval_mode
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
-from absgrad.utils.validation import check_batch_size, check_images, check_positive_int
+from absgrad.utils.validation import InputError, check_batch_size, check_images, check_positive_int
 
 BLUR_KERNEL = 33
 BLUR_SIGMA = 16.0
@@ -62,7 +62,7 @@ def auc(curve: Tensor) -> Tensor:
     if not isinstance(curve, Tensor):
         curve = torch.as_tensor(curve, dtype=torch.float64)
     if curve.dim() == 0 or curve.shape[-1] < 1:
-        raise ValueError(
+        raise InputError(
             f"curve must have at least one point on its last dim, got {tuple(curve.shape)}"
         )
     steps = curve.shape[-1]

@@ -17,7 +17,7 @@ from absgrad.metrics.inputs import prepare
 from absgrad.metrics.perturbation import PerturbContext
 from absgrad.metrics.thresholds import above, fraction_positions, thresholds
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
-from absgrad.utils.validation import check_batch_size
+from absgrad.utils.validation import InputError, InputTypeError, check_batch_size
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,13 @@ def rcap_percentiles(lower_bound: float = 0.5, interval: float = 0.1) -> tuple[f
     """``(lower_bound, lower_bound + interval, ...)`` below 1, rounded to 10 decimals."""
     for name, v in (("lower_bound", lower_bound), ("interval", interval)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise TypeError(f"{name} must be a finite number, got {v!r}")
+            raise InputTypeError(f"{name} must be a finite number, got {v!r}")
     if not 0 <= lower_bound < 1:
-        raise ValueError(f"lower_bound={lower_bound} gives no percentile: it must lie in [0, 1)")
+        raise InputError(f"lower_bound={lower_bound} gives no percentile: it must lie in [0, 1)")
     if interval <= 0:
-        raise ValueError(f"interval={interval} gives no percentile list: it must be > 0")
+        raise InputError(f"interval={interval} gives no percentile list: it must be > 0")
     if interval < 1e-6:
-        raise ValueError(f"interval={interval} is too small (< 1e-6): too many percentiles")
+        raise InputError(f"interval={interval} is too small (< 1e-6): too many percentiles")
     out: list[float] = []
     k = 0
     while (p := round(lower_bound + k * interval, 10)) < 1:

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
+from absgrad.errors import AbsgradError
 from absgrad.metrics.auc import AUCResult, curve_batch, deletion_insertion
 from absgrad.metrics.perturbation import Perturbation
 from absgrad.metrics.rcap import RCAPResult, rcap, recovered_batch
@@ -173,7 +174,7 @@ METRICS: dict[str, MetricDef] = {
 def get_metric(name: str) -> MetricDef:
     """The declaration of metric ``name``; unknown names raise, listing the metrics."""
     if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+        raise AbsgradError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
     return METRICS[name]
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from absgrad.metrics.thresholds import fraction_positions, thresholds
+from absgrad.utils.validation import InputError, InputTypeError
 
 
 def _check_pair(maps: object, masks: object, *, unit_maps: bool = True) -> tuple[Tensor, Tensor]:
@@ -14,32 +15,32 @@ def _check_pair(maps: object, masks: object, *, unit_maps: bool = True) -> tuple
     Returns float maps and float 0/1 masks, both ``(B, H, W)``.
     """
     if not isinstance(maps, Tensor):
-        raise TypeError(f"maps must be a torch.Tensor, got {type(maps).__name__}")
+        raise InputTypeError(f"maps must be a torch.Tensor, got {type(maps).__name__}")
     if not isinstance(masks, Tensor):
-        raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
+        raise InputTypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
     if maps.dim() == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
     if masks.dim() == 4 and masks.shape[1] == 1:
         masks = masks[:, 0]
     if maps.dim() != 3:
-        raise ValueError(f"maps must have shape (B, H, W), got shape {tuple(maps.shape)}")
+        raise InputError(f"maps must have shape (B, H, W), got shape {tuple(maps.shape)}")
     if maps.shape[0] == 0:
-        raise ValueError("maps is an empty batch (B = 0)")
+        raise InputError("maps is an empty batch (B = 0)")
     if masks.shape != maps.shape:
-        raise ValueError(
+        raise InputError(
             f"masks shape {tuple(masks.shape)} does not match maps shape {tuple(maps.shape)}"
         )
     maps = maps.float() if not maps.is_floating_point() else maps
     if not torch.isfinite(maps).all():
-        raise ValueError("maps contains NaN or infinite values")
+        raise InputError("maps contains NaN or infinite values")
     if unit_maps and ((maps < 0).any() or (maps > 1).any()):
-        raise ValueError(
+        raise InputError(
             "maps must lie in [0, 1] for this metric (min-max scale them first, e.g. "
             "absgrad.utils.maps.minmax)"
         )
     if masks.dtype != torch.bool:
         if masks.is_complex() or not ((masks == 0) | (masks == 1)).all():
-            raise ValueError("masks must be binary: bool, or numbers that are all 0 or 1")
+            raise InputError("masks must be binary: bool, or numbers that are all 0 or 1")
     return maps, masks.to(device=maps.device, dtype=maps.dtype)
 
 
@@ -79,7 +80,7 @@ def pointing_game(maps: Tensor, masks: Tensor, *, top: float = 0.3) -> Tensor:
     rounded half up to a pixel. Maps need not be in [0, 1]; only their ranking matters.
     """
     if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0 < top <= 1:
-        raise ValueError(f"top must be a fraction in (0, 1], got {top!r}")
+        raise InputError(f"top must be a fraction in (0, 1], got {top!r}")
     m, s = _check_pair(maps, masks, unit_maps=False)
     b, h, w = m.shape
     pos = fraction_positions(h * w, [round(1 - top, 10)])

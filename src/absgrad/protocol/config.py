@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from absgrad.errors import AbsgradError
 from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES
+from absgrad.utils.params import PARAMS, Rule
 
 
 class ConfigError(AbsgradError):
@@ -80,6 +82,7 @@ class RunConfig:
         d = self.to_dict()
         for k in NOT_HASHED:
             d.pop(k)
+        d["maps_version"] = MAPS_VERSION  # a run never mixes maps of two versions of the formulas
         if not d["channels_last"]:
             d.pop("channels_last")  # runs from before the option keep their hash
         if d["precision"] == "fp32":
@@ -97,6 +100,10 @@ class RunConfig:
 
 
 NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
+#: Bumped whenever a method's formula or its randomness changes the maps: 2 = the second |.| of
+#: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
+#: reversal and per-image random generators.
+MAPS_VERSION = 2
 OWN_MODEL_FIELDS = (
     "model", "masks", "classes", "labels", "size", "resize", "norm", "weights_sha", "model_sha",
 )  # fmt: skip
@@ -119,40 +126,139 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _fail(name: str, msg: str, value: Any) -> ConfigError:
     return ConfigError(f"config field '{name}': {msg}, got {value!r}")
 
 
-def _check_int(name: str, v: Any, lo: int) -> int:
-    if not _is_int(v) or v < lo:
-        raise _fail(name, f"must be an integer >= {lo}", v)
-    return v
+def _shown(name: str) -> str:
+    """How errors name a field: ``rcap.interval`` for the flat field ``rcap_interval``."""
+    return {f: f"rcap.{sub}" for sub, f in SECTIONS["rcap"].items()}.get(name, name)
 
 
-def _check_unit(name: str, v: Any, *, upper_open: bool = True, lower_open: bool = False) -> float:
-    ok = _is_num(v) and (v > 0 if lower_open else v >= 0) and (v < 1 if upper_open else v <= 1)
-    if not ok:
-        raise _fail(
-            name,
-            "must be a number in "
-            + ("(" if lower_open else "[")
-            + "0, 1"
-            + (")" if upper_open else "]"),
-            v,
-        )
-    return float(v)
+def _ruled(rule: Rule) -> Callable[[str, Any], Any]:
+    """A field check from a rule of ``utils.params`` (the same rules the methods apply)."""
+
+    def check(name: str, v: Any) -> Any:
+        if not rule.accepts(v):
+            raise _fail(_shown(name), f"must be {rule.describe()}", v)
+        return float(v) if rule.kind == "float" and v is not None else v
+
+    return check
 
 
-def _str_list(name: str, v: Any) -> tuple[str, ...]:
+def _path(name: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, (str, Path)):
+        raise _fail(name, "must be a path", v)
+    return str(Path(v).expanduser().resolve())
+
+
+def _tables(name: str, v: Any) -> tuple[int, ...]:
+    t = v
+    if isinstance(t, (int, str)):
+        t = [t] if _is_int(t) else [s.strip() for s in str(t).split(",") if s.strip()]
+    try:
+        tables = tuple(sorted({int(x) for x in t}))
+    except (TypeError, ValueError):
+        raise _fail(name, "must be a list of table numbers 1, 2, 3", v) from None
+    if not tables or any(x not in (1, 2, 3) for x in tables):
+        raise _fail(name, "must be a list of table numbers 1, 2, 3", v)
+    return tables
+
+
+def _str_list(name: str, v: Any) -> tuple[str, ...] | None:
+    if v is None:
+        return None
     if isinstance(v, str):
         v = [s.strip() for s in v.split(",") if s.strip()]
     if not isinstance(v, (list, tuple)) or not v or not all(isinstance(s, str) for s in v):
         raise _fail(name, "must be a non-empty list of names", v)
     return tuple(v)
+
+
+def _eval_batch(name: str, v: Any) -> int | str:
+    if v != "auto" and not (_is_int(v) and v >= 1):
+        raise _fail(name, "must be an integer >= 1 or 'auto'", v)
+    return v
+
+
+def _device(name: str, v: Any) -> str:
+    kind, _, index = v.partition(":") if isinstance(v, str) else ("", "", "")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise _fail(name, "must be cpu, cuda, cuda:N or mps", v)
+    return v
+
+
+def check_device(name: str, v: Any) -> str:
+    """``v`` when it names a device this machine has (cpu, cuda, cuda:N, mps), else an error.
+
+    A config may name a device the machine writing it lacks; the run checks it where it runs.
+    """
+    import torch
+
+    _device(name, v)
+    kind, _, index = v.partition(":")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise _fail(name, "asks for a GPU but PyTorch sees no CUDA device here (use cpu)", v)
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise _fail(name, f"names a GPU this machine lacks ({torch.cuda.device_count()} seen)", v)
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise _fail(name, "asks for Apple's MPS but it is not available here (use cpu)", v)
+    return v
+
+
+def _save_maps(name: str, v: Any) -> bool | int:
+    if not (isinstance(v, bool) or (_is_int(v) and v >= 0)):
+        raise _fail(name, "must be true, false or a number of images", v)
+    return v
+
+
+def _layer(name: str, v: Any) -> str | None:
+    if v is not None and (not isinstance(v, str) or not v.strip()):
+        raise _fail(name, "must be a module name of the model", v)
+    return v
+
+
+def _int(low: int, optional: bool = False) -> Callable[[str, Any], Any]:
+    return _ruled(Rule("int", low, optional=optional))
+
+
+def _unit(*, low_open: bool = False, optional: bool = False) -> Callable[[str, Any], Any]:
+    return _ruled(Rule("float", 0.0, 1.0, low_open=low_open, high_open=True, optional=optional))
+
+
+#: How each field is checked (and cleaned): one row per field, the numeric rules shared with
+#: the methods' own parameters (``utils.params.PARAMS``). ``case``, ``reversal`` and
+#: ``extra_maps`` have their own checks below.
+CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "data": _path,
+    "weights": _path,
+    "tables": _tables,
+    "maps": _str_list,
+    "metrics": _str_list,
+    "limit": _int(1, optional=True),
+    "select": _ruled(Rule("bool")),
+    "threshold": _unit(optional=True),
+    "seed": _int(0),
+    "device": _device,
+    "engine": _ruled(Rule("choice", choices=("auto", "eager", "compile"))),
+    "precision": _ruled(Rule("choice", choices=("fp32", "bf16"))),
+    "batch_size": _ruled(PARAMS["batch_size"]),
+    "eval_batch_size": _eval_batch,
+    "channels_last": _ruled(Rule("bool")),
+    "save_maps": _save_maps,
+    "n_samples": _int(2),  # the variance-based maps need two samples
+    "spread": _ruled(PARAMS["spread"]),
+    "percentile": _ruled(PARAMS["percentile"]),
+    "ig_trials": _int(2),
+    "ig_steps": _ruled(PARAMS["steps"]),
+    "objective": _ruled(PARAMS["objective"]),
+    "gradcam_layer": _layer,
+    "rcap_lower_bound": _unit(),
+    "rcap_interval": _unit(low_open=True),
+    "auc_steps": _int(2),
+}
 
 
 def _validate(d: dict[str, Any]) -> dict[str, Any]:
@@ -162,75 +268,19 @@ def _validate(d: dict[str, Any]) -> dict[str, Any]:
         out["case"] = d["case"] = "folder"
     if not isinstance(d.get("case"), str) or not d["case"]:
         raise _fail("case", "is required and must be a case name", d.get("case"))
-    for k in ("data", "weights"):
-        if d.get(k) is not None and not isinstance(d[k], (str, Path)):
-            raise _fail(k, "must be a path", d[k])
-        if d.get(k) is not None:
-            out[k] = str(Path(d[k]).expanduser().resolve())
-    if "tables" in d:
-        t = d["tables"]
-        if isinstance(t, (int, str)):
-            t = [t] if _is_int(t) else [s.strip() for s in str(t).split(",") if s.strip()]
-        try:
-            tables = tuple(sorted({int(x) for x in t}))
-        except (TypeError, ValueError):
-            raise _fail("tables", "must be a list of table numbers 1, 2, 3", d["tables"]) from None
-        if not tables or any(x not in (1, 2, 3) for x in tables):
-            raise _fail("tables", "must be a list of table numbers 1, 2, 3", d["tables"])
-        out["tables"] = tables
-    for k in ("maps", "metrics"):
-        if d.get(k) is not None:
-            out[k] = _str_list(k, d[k])
-    if d.get("limit") is not None:
-        _check_int("limit", d["limit"], 1)
-    for k, lo in (("seed", 0), ("batch_size", 1), ("n_samples", 2)):
-        if k in d:
-            _check_int(k, d[k], lo)
-    if "eval_batch_size" in d and d["eval_batch_size"] != "auto":
-        if not _is_int(d["eval_batch_size"]) or d["eval_batch_size"] < 1:
-            raise _fail(
-                "eval_batch_size", "must be an integer >= 1 or 'auto'", d["eval_batch_size"]
-            )
-    for k, lo in (("ig_trials", 2), ("ig_steps", 1), ("auc_steps", 2)):
-        if k in d:
-            _check_int(k, d[k], lo)
-    for k in ("select", "channels_last"):
-        if k in d and not isinstance(d[k], bool):
-            raise _fail(k, "must be true or false", d[k])
-    if d.get("threshold") is not None:
-        _check_unit("threshold", d["threshold"])
-    if "percentile" in d:
-        _check_unit("percentile", d["percentile"])
-    if "rcap_lower_bound" in d:
-        _check_unit("rcap.lower_bound", d["rcap_lower_bound"])
-    if "rcap_interval" in d:
-        _check_unit("rcap.interval", d["rcap_interval"], lower_open=True)
-    if "spread" in d and (not _is_num(d["spread"]) or d["spread"] < 0):
-        raise _fail("spread", "must be a number >= 0", d["spread"])
-    if "device" in d and not (
-        isinstance(d["device"], str) and d["device"].split(":")[0] in ("cpu", "cuda", "mps")
-    ):
-        raise _fail("device", "must be cpu, cuda, cuda:N or mps", d["device"])
-    if "engine" in d and d["engine"] not in ("auto", "eager", "compile"):
-        raise _fail("engine", "must be auto, eager or compile", d["engine"])
-    if "precision" in d and d["precision"] not in ("fp32", "bf16"):
-        raise _fail("precision", "must be fp32 or bf16", d["precision"])
-    if "objective" in d and d["objective"] not in ("logit", "log_softmax", "nll"):
-        raise _fail("objective", "must be logit, log_softmax or nll", d["objective"])
-    if "save_maps" in d and not (
-        isinstance(d["save_maps"], bool) or (_is_int(d["save_maps"]) and d["save_maps"] >= 0)
-    ):
-        raise _fail("save_maps", "must be true, false or a number of images", d["save_maps"])
-    if d.get("gradcam_layer") is not None and (
-        not isinstance(d["gradcam_layer"], str) or not d["gradcam_layer"].strip()
-    ):
-        raise _fail("gradcam_layer", "must be a module name of the model", d["gradcam_layer"])
+    for name, check in CHECKS.items():
+        if name in d:
+            out[name] = check(name, d[name])
     out.update(_check_own_model(d))
     if d.get("reversal") is not None:
         out["reversal"] = _check_reversal(d["reversal"])
-    if d.get("extra_maps"):
-        out["extra_maps"] = _check_extra_maps(d["extra_maps"])
+    if "extra_maps" in d:  # YAML's "extra_maps:" with nothing after it is None: none
+        out["extra_maps"] = _check_extra_maps({} if d["extra_maps"] is None else d["extra_maps"])
     return out
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +366,7 @@ def _check_extra_maps(extra: Any) -> dict[str, dict[str, Any]]:
         params = dict(spec.get("params") or {})
         try:
             make_request(spec["method"], params)
-        except (TypeError, ValueError) as e:
+        except AbsgradError as e:
             raise ConfigError(f"config field '{name}': {e}") from None
         out[label] = {"method": spec["method"], "params": params}
     return out
@@ -363,6 +413,24 @@ def shipped_configs() -> dict[str, str]:
     return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (instead of the last winning)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: a file path, or the name of a shipped config (``imagenet-s``)."""
     p = Path(path)
@@ -377,7 +445,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             )
         text = shipped[str(path)]
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

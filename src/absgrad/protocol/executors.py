@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from absgrad.errors import AbsgradError
 from absgrad.protocol.plan import Unit
 from absgrad.protocol.worker import UnitResult
 
@@ -56,5 +57,5 @@ def register_executor(name: str, factory: Callable[..., Executor]) -> None:
 
 def get_executor(name: str, **options: Any) -> Executor:
     if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+        raise AbsgradError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
     return EXECUTORS[name](**options)

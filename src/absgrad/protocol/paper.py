@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from absgrad.errors import AbsgradError
+
 #: Table 1's percentiles p of GAG-p.
 ABLATION_P = (0.0, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)
 #: The GAG setting of Table 2 (p = 0.85).
@@ -191,7 +193,7 @@ def paper_maps(
     )
     for base in REVERSED_BASES:
         if base not in reversal:
-            raise ValueError(
+            raise AbsgradError(
                 f"the case gives no reversal settings for {base!r} (needed by Table 2)"
             )
         remain, mis = reversal[base]

@@ -126,15 +126,15 @@ class RayExecutor(Executor):
     ) -> None:
         self._ray = import_ray()
         if workers is not None and workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {workers}")
+            raise AbsgradError(f"--workers must be at least 1, got {workers}")
         if gpus_per_worker < 0:
-            raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker}")
+            raise AbsgradError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker}")
         if cpus_per_worker <= 0:
-            raise ValueError(f"cpus_per_worker must be > 0, got {cpus_per_worker}")
+            raise AbsgradError(f"cpus_per_worker must be > 0, got {cpus_per_worker}")
         if max_in_flight is not None and max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+            raise AbsgradError(f"max_in_flight must be at least 1, got {max_in_flight}")
         if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries}")
+            raise AbsgradError(f"retries must be >= 0, got {retries}")
         self.address = address
         self.workers = workers
         self.gpus_per_worker = float(gpus_per_worker)

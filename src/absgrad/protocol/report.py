@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from absgrad.errors import AbsgradError
 from absgrad.protocol.claims import (
     Claim,
     Ranking,
@@ -22,7 +23,7 @@ from absgrad.protocol.gallery import Gallery, write_gallery
 from absgrad.protocol.render import to_csv, to_html, to_latex, to_markdown
 from absgrad.protocol.results import Results, load_results, write_scores
 from absgrad.protocol.scoring import METRICS
-from absgrad.protocol.store import RunStore, atomic_write_bytes
+from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
 from absgrad.protocol.tabulate import Table, build_tables, paper_case_name, paper_numbers
 
 FIGURE_TITLES = {
@@ -56,7 +57,7 @@ def resolve_compare(case: str, compare: str | bool | None) -> str | None:
     found = paper_case_name(name)
     if found is None:
         cases = ", ".join(paper_numbers()["cases"])
-        raise ValueError(
+        raise AbsgradError(
             f"the paper has no numbers for case {name!r}; --compare-paper takes one of {cases}"
         )
     return found
@@ -278,7 +279,13 @@ def build_report(
     """Write tables/, figures/, claims.md and report.html into the run folder ``out``."""
     out = Path(out)
     res = results or load_results(out)
-    numbers = tables or tuple(res.meta["config"].get("tables", (1, 2, 3)))
+    computed = tuple(res.meta["config"].get("tables", (1, 2, 3)))
+    numbers = tables or computed
+    if not set(numbers) <= set(computed):  # never overwrite the report with empty tables
+        raise RunDirError(
+            f"tables {', '.join(map(str, numbers))} asked, but the run in {out} computed tables "
+            f"{', '.join(map(str, computed))}"
+        )
     paper_case = resolve_compare(res.meta["config"]["case"], compare)
     built = build_tables(res, numbers, paper_case)
     files: dict[str, Path] = {}

@@ -6,21 +6,26 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import platform
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from absgrad.errors import AbsgradError
 from absgrad.progress import RunProgress
-from absgrad.protocol.config import RunConfig
+from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, group_specs, make_plan
-from absgrad.protocol.store import RunStore
+from absgrad.protocol.store import RunDirError, RunStore
 from absgrad.protocol.worker import UnitResult, WorkerContext, get_context, run_unit, set_context
 
 log = logging.getLogger("absgrad.protocol")
@@ -113,7 +118,7 @@ def select_images(
     if config.limit is not None:
         indices = indices[: config.limit]
     if not indices:
-        raise ValueError(
+        raise AbsgradError(
             f"no image of case {config.case!r} passes the selection rule "
             f"(threshold {ctx.case.threshold if config.threshold is None else config.threshold}); "
             "lower 'threshold' or set 'select: false'"
@@ -190,6 +195,286 @@ def _choose_engine(
     return config, kind
 
 
+def data_changes(old: dict[str, Any], new: dict[str, Any], ids: list[str]) -> list[str]:
+    """What differs between two data fingerprints, for the run's images ``ids`` and overall."""
+    before, now = old.get("images", {}), new.get("images", {})
+    out = []
+    for i in ids:
+        if i not in now:
+            out.append(f"image {i} is gone")
+        elif i in before and before[i][0] != now[i][0]:
+            out.append(f"image {i}: label {before[i][0]} -> {now[i][0]}")
+        elif i in before and before[i][1:] != now[i][1:]:
+            out.append(f"image {i}: file replaced or edited (size/mtime)")
+    if old.get("n_images") != new.get("n_images"):
+        out.append(f"the case lists {new.get('n_images')} images, was {old.get('n_images')}")
+    if not out:
+        out.append("images outside this run's selection changed (the selection may differ)")
+    return out
+
+
+class RunSession:
+    """One session of a run: the folder's lock, the log, run.json's bookkeeping and status.
+
+    Entering takes the lock, checks the folder (config and data fingerprint), plans the units,
+    recomputes nothing but discards damaged units (with a warning naming the file), and marks
+    the run "running". Leaving records the session's end and the run's status (complete,
+    incomplete, interrupted, failed) and releases the lock. A SIGINT stops the run within about
+    a second even while the main thread is inside a long tensor operation.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        store: RunStore,
+        ctx: WorkerContext,
+        *,
+        resume: bool | None,
+        executor: Executor,
+        quiet: bool,
+        started: str,
+        t0: float,
+        auto_chunk: bool = False,
+    ) -> None:
+        self.config, self.store, self.ctx = config, store, ctx
+        self.auto_chunk = auto_chunk
+        self.resume, self.executor, self.quiet = resume, executor, quiet
+        self.started, self.t0 = started, t0
+        self.units: list[Unit] = []
+        self.todo: list[Unit] = []
+        self.meta: dict[str, Any] = {}
+        self.session: dict[str, Any] = {}
+        self.timing = {"load": 0.0, "explain": 0.0, "metrics": 0.0}
+        self._final = threading.Lock()
+        self._finished = False
+        self._stack = contextlib.ExitStack()
+
+    # -- entering ---------------------------------------------------------------------------
+    def __enter__(self) -> RunSession:
+        stack = self._stack
+        try:
+            stack.enter_context(self.store.lock())
+            old = self.store.check(self.config, self.resume)  # again, now that we hold the lock
+            fingerprint = self.ctx.case.data_fingerprint()
+            if old is not None:
+                self._check_data(old, fingerprint)
+            self.units, self.meta = plan_run(self.config, self.ctx, old, progress=not self.quiet)
+            ids = self.meta["images"]["ids"]
+            self.meta["data"] = {
+                "digest": fingerprint["digest"],
+                "n_images": fingerprint["n_images"],
+                "images": {i: fingerprint["images"][i] for i in ids if i in fingerprint["images"]},
+            }
+            stack.enter_context(run_logging(self.store.root, self.quiet))
+            self._start(old)
+            stack.enter_context(prompt_interrupt(self._on_stuck_interrupt))
+        except BaseException:
+            stack.close()
+            if not self.store.meta_path.is_file():  # leave no trace of a run that never began
+                self.store.lock_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.store.root.rmdir()
+            raise
+        return self
+
+    def _check_data(self, old: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+        stored = old.get("data")
+        if stored is None or stored.get("digest") == fingerprint["digest"]:
+            return  # a run from before data fingerprints, or unchanged data
+        changes = data_changes(stored, fingerprint, old["images"]["ids"])
+        shown = "; ".join(changes[:5]) + (f"; ... ({len(changes)} in all)" if len(changes) > 5 else "")
+        raise RunDirError(
+            f"the data of the run in {self.store.root} changed since it started: {shown}. "
+            "Its stored units were scored on the old data; nothing was overwritten. Start a new "
+            "run (another --out) to use the new data, or restore the old files to resume."
+        )
+
+    def _start(self, old: dict[str, Any] | None) -> None:
+        store, meta, config = self.store, self.meta, self.config
+        log.info(
+            "images: %d of %d candidates (%s)",
+            len(meta["images"]["ids"]),
+            meta["images"]["candidates"],
+            "selection as stored" if old else ("selected" if config.select else "no selection"),
+        )
+        if self.auto_chunk:
+            log.info("eval_batch_size auto: measured %d", self.ctx.eval.batch_size)
+        removed = store.clean_temporaries()
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run", removed)
+        for s in meta["sessions"]:
+            if "finished" not in s:
+                s["status"] = "killed"  # its process ended without recording its end
+        unit_ids = {u.id for u in self.units}
+        for uid, problem in store.damaged_units(unit_ids).items():
+            warnings.warn(f"{problem}: recomputing unit {uid}", stacklevel=3)
+            log.warning("%s: recomputing unit %s", problem, uid)
+            store.discard(uid)
+        done = store.done_ids()
+        self.todo = [u for u in self.units if u.id not in done]
+        skipped = len(self.units) - len(self.todo)
+        self.config, engine = _choose_engine(config, self.ctx, self.todo)
+        log.info("engine: %s (%s)", engine, self.config.precision)
+        self.session = {
+            "started": self.started,
+            "executor": self.executor.describe(),
+            "device": str(self.ctx.device),
+            "eval_batch_size": self.ctx.eval.batch_size,
+            "engine": engine,
+            "versions": versions(),
+            "skipped_units": skipped,
+            "computed_units": 0,
+        }
+        meta["sessions"].append(self.session)
+        meta["status"] = "running"
+        store.write_meta(meta)
+        log.info(
+            "%s run of case %s into %s: %d images, %d maps, %d sampler groups, %d units",
+            "resuming" if old else "starting",
+            config.case,
+            store.root,
+            len(meta["images"]["ids"]),
+            len(self.ctx.specs),
+            len(meta["groups"]),
+            len(self.units),
+        )
+        if skipped:
+            log.info("skipping %d stored unit(s); computing %d", skipped, len(self.todo))
+
+    # -- while running ------------------------------------------------------------------------
+    def record(self, result: UnitResult) -> None:
+        """Store a finished unit (atomically) and count it."""
+        self.store.write(result)
+        self.session["computed_units"] += 1
+        for k in self.timing:
+            self.timing[k] += result.timing.get(k, 0.0)
+        log.info(
+            "computed unit %s (%.2fs)",
+            result.unit.id,
+            result.timing.get("total", 0.0),
+            extra={"file_only": True},
+        )
+
+    # -- leaving ----------------------------------------------------------------------------
+    def finish(self, status: str) -> None:
+        """Record the session's end and the run's status (once, whichever thread comes first)."""
+        with self._final:
+            if self._finished:
+                return
+            self._finished = True
+            n_done = len(self.store.done_ids() & {u.id for u in self.units})
+            if status == "complete" and n_done < len(self.units):
+                status = "incomplete"
+            self.session.update(
+                finished=_now(),
+                wall_s=round(time.perf_counter() - self.t0, 3),
+                unit_seconds={k: round(v, 3) for k, v in self.timing.items()},
+                status=status,
+            )
+            self.meta["status"] = status
+            self.meta["done_units"] = n_done
+            self.store.write_meta(self.meta)
+            if status != "complete":
+                log.warning(
+                    "run %s: %d of %d units stored; rerun the same command to resume",
+                    status,
+                    n_done,
+                    len(self.units),
+                )
+            else:
+                n, wall = len(self.units), self.session["wall_s"]
+                log.info("all %d units stored (%.1fs this session)", n, wall)
+
+    def _on_stuck_interrupt(self) -> None:
+        """SIGINT while the main thread is stuck in a long operation: record and leave now."""
+        self.finish("interrupted")
+        print(
+            "absgrad: interrupted; stored units are kept, run the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if kind is None:
+                self.finish("complete")
+            else:
+                self.finish("interrupted" if issubclass(kind, KeyboardInterrupt) else "failed")
+        finally:
+            self._stack.close()
+
+
+@contextlib.contextmanager
+def prompt_interrupt(on_stuck: Callable[[], None], grace: float = 1.0) -> Iterator[None]:
+    """Make SIGINT stop the process within ``grace`` seconds, even inside a long C operation.
+
+    Python runs its SIGINT handler (``KeyboardInterrupt``) only when the main thread returns
+    to the interpreter, which a long tensor operation can delay for many seconds. A watcher
+    thread wakes on the signal itself (``signal.set_wakeup_fd``); when the main thread has not
+    left this block ``grace`` seconds later, it calls ``on_stuck`` and ends the process with
+    status 130. Every unit already stored is complete (units are written atomically).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:  # pragma: no cover - not the main interpreter
+        os.close(r)
+        os.close(w)
+        yield
+        return
+    left = threading.Event()
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if left.is_set() or not data:
+                return
+            if signal.SIGINT in data and not left.wait(grace):
+                on_stuck()
+                os._exit(130)
+
+    watcher = threading.Thread(target=watch, name="absgrad-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        left.set()
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(OSError):
+            os.write(w, b"\0")
+        watcher.join(timeout=5)
+        os.close(r)
+        os.close(w)
+
+
+def execute(session: RunSession, executor: Executor) -> None:
+    """Compute the session's units that are not stored yet, storing each as it finishes."""
+    meta = session.meta
+    bar = RunProgress(
+        session.units,
+        len(session.units) - len(session.todo),
+        len(meta["groups"]),
+        len(meta["images"]["ids"]),
+        disable=session.quiet,
+    )
+
+    def on_result(result: UnitResult) -> None:
+        session.record(result)
+        bar.update(result.unit)
+
+    try:
+        executor.run(session.todo, functools.partial(run_unit, session.config), on_result)
+    finally:
+        bar.close()
+
+
 def run_protocol(
     config: RunConfig,
     out: str | Path,
@@ -204,117 +489,42 @@ def run_protocol(
     Stored units are skipped; each finished unit is stored at once (atomically), so an
     interrupted run loses at most the units in flight. ``context`` overrides the worker
     context of this process (e.g. a wrapped model); it only affects in-process executors.
+    A second run into the same folder while one is running is refused (the folder's lock).
     """
     out = Path(out)
     store = RunStore(out)
-    old = store.check(config, resume)
+    store.check(config, resume)  # refuse early, before loading anything
     executor = executor or LocalExecutor()
     started, t0 = _now(), time.perf_counter()
     # the case, model and plan first: a missing dataset or weights file creates nothing
     _say(quiet, f"loading case {config.case!r} and its model on {config.device}")
+    if context is None:
+        check_device("device", config.device)
     ctx = context or get_context(config)
+    if context is None:
+        ctx.case.refresh()  # a context kept from an earlier run re-reads the data files
     auto_chunk = config.eval_batch_size == "auto"
-    if auto_chunk:  # every worker uses the size measured here (it is not part of the hash)
+    if auto_chunk:  # every worker uses the size measured here (not hashed)
         config = dataclasses.replace(config, eval_batch_size=ctx.eval.batch_size)
         _say(quiet, f"eval_batch_size auto: {ctx.eval.batch_size} images per forward pass")
     set_context(config, ctx)
-    if old is None and config.select:
+    if config.select and not store.meta_path.is_file():
         _say(
             quiet,
             f"selecting images by the true-class probability rule "
             f"({len(ctx.case.samples())} candidates)",
         )
-    units, meta = plan_run(config, ctx, old, progress=not quiet)
-    with run_logging(out, quiet):
-        log.info(
-            "images: %d of %d candidates (%s)",
-            len(meta["images"]["ids"]),
-            meta["images"]["candidates"],
-            "selection as stored" if old else ("selected" if config.select else "no selection"),
-        )
-        if auto_chunk:
-            log.info("eval_batch_size auto: measured %d", ctx.eval.batch_size)
-        removed = store.clean_temporaries()
-        if removed:
-            log.info("removed %d temporary file(s) left by an interrupted run", removed)
-        done = store.done_ids()
-        todo = [u for u in units if u.id not in done]
-        skipped = len(units) - len(todo)
-        config, engine = _choose_engine(config, ctx, todo)
-        log.info("engine: %s (%s)", engine, config.precision)
-        session: dict[str, Any] = {
-            "started": started,
-            "executor": executor.describe(),
-            "device": str(ctx.device),
-            "eval_batch_size": ctx.eval.batch_size,
-            "engine": engine,
-            "versions": versions(),
-            "skipped_units": skipped,
-            "computed_units": 0,
-        }
-        meta["sessions"].append(session)
-        meta["status"] = "running"
-        store.write_meta(meta)
-        log.info(
-            "%s run of case %s into %s: %d images, %d maps, %d sampler groups, %d units",
-            "resuming" if old else "starting",
-            config.case,
-            out,
-            len(meta["images"]["ids"]),
-            len(ctx.specs),
-            len(meta["groups"]),
-            len(units),
-        )
-        if skipped:
-            log.info("skipping %d stored unit(s); computing %d", skipped, len(todo))
-        bar = RunProgress(
-            units, skipped, len(meta["groups"]), len(meta["images"]["ids"]), disable=quiet
-        )
-        timing = {"load": 0.0, "explain": 0.0, "metrics": 0.0}
-
-        def on_result(result: UnitResult) -> None:
-            store.write(result)
-            session["computed_units"] += 1
-            for k in timing:
-                timing[k] += result.timing.get(k, 0.0)
-            log.info(
-                "computed unit %s (%.2fs)",
-                result.unit.id,
-                result.timing.get("total", 0.0),
-                extra={"file_only": True},
-            )
-            bar.update(result.unit)
-
-        status = "complete"
-        try:
-            executor.run(todo, functools.partial(run_unit, config), on_result)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except BaseException:
-            status = "failed"
-            raise
-        finally:
-            bar.close()
-            n_done = len(store.done_ids() & {u.id for u in units})
-            if status == "complete" and n_done < len(units):
-                status = "incomplete"
-            session.update(
-                finished=_now(),
-                wall_s=round(time.perf_counter() - t0, 3),
-                unit_seconds={k: round(v, 3) for k, v in timing.items()},
-                status=status,
-            )
-            meta["status"] = status
-            meta["done_units"] = n_done
-            store.write_meta(meta)
-            if status != "complete":
-                log.warning(
-                    "run %s: %d of %d units stored; rerun the same command to resume",
-                    status,
-                    n_done,
-                    len(units),
-                )
-            else:
-                log.info("all %d units stored (%.1fs this session)", len(units), session["wall_s"])
-    return meta
+    session = RunSession(
+        config,
+        store,
+        ctx,
+        resume=resume,
+        executor=executor,
+        quiet=quiet,
+        started=started,
+        t0=t0,
+        auto_chunk=auto_chunk,
+    )
+    with session:
+        execute(session, executor)
+    return session.meta

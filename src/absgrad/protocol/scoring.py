@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from absgrad.errors import AbsgradError
 from absgrad.metrics.registry import (
     METRICS,
     PERTURBATIONS,
@@ -43,7 +44,7 @@ def check_metrics(names: Sequence[str], has_masks: bool, case: str) -> tuple[str
     out = []
     for name in names:
         if get_metric(name).needs_mask and not has_masks:
-            raise ValueError(f"metric {name!r} needs ground-truth masks and case {case!r} has none")
+            raise AbsgradError(f"metric {name!r} needs ground-truth masks and case {case!r} has none")
         out.append(name)
     return tuple(sorted(set(out), key=list(METRICS).index))
 
@@ -189,7 +190,7 @@ def _mask_scores(maps: Tensor, wanted: Sequence[MetricDef], masks: Tensor | None
     for d in wanted:
         if d.needs_mask:
             if masks is None:
-                raise ValueError(f"metric {d.key!r} needs masks and this batch has none")
+                raise AbsgradError(f"metric {d.key!r} needs masks and this batch has none")
             out[d.key] = _floats(d.per_image(d.function(maps, masks.to(maps.device))).float())
     return out
 

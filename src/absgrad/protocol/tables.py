@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from absgrad.errors import AbsgradError
 from absgrad.protocol.paper import (
     ABLATION_P,
     TABLE1,
@@ -46,7 +47,7 @@ def table_labels(table: int) -> list[str]:
         for base, variants in TABLE3_VARIANTS.values():
             out += [base, *variants.values()]
         return list(dict.fromkeys(out))
-    raise ValueError(f"unknown table {table!r}; choose 1, 2 or 3")
+    raise AbsgradError(f"unknown table {table!r}; choose 1, 2 or 3")
 
 
 def with_sources(labels: Iterable[str], specs: Mapping[str, MapSpec]) -> list[str]:

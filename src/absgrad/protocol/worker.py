@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from absgrad.errors import AbsgradError
 from absgrad.methods.layers import find_layer
 from absgrad.protocol.config import ConfigError, RunConfig
 from absgrad.protocol.plan import Unit, resolve_specs
@@ -85,7 +86,7 @@ class WorkerContext:
         items = [samples[i] for i in unit.indices]
         ids = tuple(s.id for s in items)
         if ids != unit.image_ids:
-            raise ValueError(
+            raise AbsgradError(
                 f"unit {unit.id}: the case's samples at {list(unit.indices)} are {list(ids)}, "
                 f"the plan expects {list(unit.image_ids)}; the data changed since the run started"
             )

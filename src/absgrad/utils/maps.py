@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from absgrad.errors import AbsgradError
+
 
 def minmax(maps: Tensor) -> Tensor:
     """Min-max scale each map of ``(B, H, W)`` to [0, 1]; a constant map becomes all ones."""
@@ -24,8 +26,8 @@ def to_map(attribution: Tensor) -> Tensor:
     if attribution.dim() == 4:
         attribution = attribution.abs().sum(dim=1)
     elif attribution.dim() != 3:
-        raise ValueError(f"attribution must be (B, C, H, W) or (B, H, W), got {tuple(attribution.shape)}")
+        raise AbsgradError(f"attribution must be (B, C, H, W) or (B, H, W), got {tuple(attribution.shape)}")
     attribution = attribution.float()
     if not torch.isfinite(attribution).all():
-        raise ValueError("attribution contains NaN or infinite values: the model's gradients are not finite")
+        raise AbsgradError("attribution contains NaN or infinite values: the model's gradients are not finite")
     return minmax(attribution)

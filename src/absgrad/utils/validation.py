@@ -1,7 +1,8 @@
 """Input checks shared by methods, metrics and the protocol.
 
-Every check raises ``ValueError`` or ``TypeError`` with a message that names the argument and
-what is wrong with it, so that bad input never turns into a silent wrong number.
+Every check raises :class:`InputError` (an ``AbsgradError``, hence a ``ValueError``) or
+:class:`InputTypeError` (also a ``TypeError``) with a message that names the argument and what is
+wrong with it, so that bad input never turns into a silent wrong number.
 """
 
 from __future__ import annotations
@@ -11,20 +12,30 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from absgrad.errors import AbsgradError
+
+
+class InputError(AbsgradError):
+    """An input tensor, map or target is invalid; the message names it."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An input has the wrong type (also a ``TypeError``)."""
+
 
 def check_images(x: object, name: str = "inputs") -> Tensor:
     """Check a batch of model inputs ``(B, C, H, W)``: float tensor, finite values."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
     if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W) (rank 4), got shape {tuple(x.shape)}")
+        raise InputError(f"{name} must have shape (B, C, H, W) (rank 4), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        raise InputTypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (B = 0)")
+        raise InputError(f"{name} is an empty batch (B = 0)")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite values")
+        raise InputError(f"{name} contains {bad} NaN or infinite values")
     return x
 
 
@@ -34,19 +45,19 @@ def check_maps(maps: object, batch: int, size: tuple[int, int], name: str = "map
     Returns the maps as float ``(B, H, W)``.
     """
     if not isinstance(maps, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(maps).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(maps).__name__}")
     if maps.dim() == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
     if maps.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, H, W), got shape {tuple(maps.shape)}")
+        raise InputError(f"{name} must have shape (B, H, W), got shape {tuple(maps.shape)}")
     if maps.shape[0] != batch or tuple(maps.shape[1:]) != tuple(size):
-        raise ValueError(
+        raise InputError(
             f"{name} shape {tuple(maps.shape)} does not match the inputs: expected "
             f"({batch}, {size[0]}, {size[1]})"
         )
     maps = maps.float() if not maps.is_floating_point() else maps
     if not torch.isfinite(maps).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise InputError(f"{name} contains NaN or infinite values")
     return maps
 
 
@@ -58,27 +69,27 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
     if target is None:
         return None
     if isinstance(target, bool):
-        raise TypeError("target must be an int, a 1-D tensor of ints, or None; got a bool")
+        raise InputTypeError("target must be an int, a 1-D tensor of ints, or None; got a bool")
     if isinstance(target, int):
         t = torch.full((batch,), target, dtype=torch.long)
     elif isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex():
-            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+            raise InputTypeError(f"target must hold integer class indices, got dtype {target.dtype}")
         t = target.reshape(-1).long() if target.dim() <= 1 else None
         if t is None:
-            raise ValueError(f"target must be an int or a 1-D tensor, got shape {tuple(target.shape)}")
+            raise InputError(f"target must be an int or a 1-D tensor, got shape {tuple(target.shape)}")
         if t.numel() == 1 and batch > 1:
             t = t.expand(batch).clone()
     elif isinstance(target, Sequence) and not isinstance(target, str):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
-            raise TypeError("target sequence must contain ints only")
+            raise InputTypeError("target sequence must contain ints only")
         t = torch.tensor(list(target), dtype=torch.long)
     else:
-        raise TypeError(f"target must be an int, a 1-D tensor of ints, or None; got {type(target).__name__}")
+        raise InputTypeError(f"target must be an int, a 1-D tensor of ints, or None; got {type(target).__name__}")
     if t.numel() != batch:
-        raise ValueError(f"target has {t.numel()} entries but the batch has {batch} images")
+        raise InputError(f"target has {t.numel()} entries but the batch has {batch} images")
     if (t < 0).any() or (num_classes is not None and (t >= num_classes).any()):
-        raise ValueError(
+        raise InputError(
             f"target {t.tolist()} out of range: class indices must lie in [0, {num_classes})"
             if num_classes is not None
             else f"target {t.tolist()} out of range: class indices must be >= 0"
@@ -89,9 +100,9 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
 def check_logits(out: object, batch: int) -> Tensor:
     """Check that a model returned ``(B, K)`` logits."""
     if not isinstance(out, Tensor):
-        raise TypeError(f"the model must return a (B, K) logits tensor, got {type(out).__name__}")
+        raise InputTypeError(f"the model must return a (B, K) logits tensor, got {type(out).__name__}")
     if out.dim() != 2 or out.shape[0] != batch:
-        raise ValueError(
+        raise InputError(
             f"the model must return (B, K) logits with B = {batch}, got shape {tuple(out.shape)}"
         )
     return out
@@ -100,7 +111,7 @@ def check_logits(out: object, batch: int) -> Tensor:
 def check_positive_int(value: object, name: str) -> int:
     """A positive ``int`` (bools refused); the error names ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise InputError(f"{name} must be a positive int, got {value!r}")
     return value
 
 

@@ -1,0 +1,220 @@
+"""A run's folder: data edits (selection cache and resume), damaged units, the lock, kill -9 and
+SIGINT. Each test is one row of the reliability regression suite."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from protocol_helpers import cli, cli_env
+
+from absgrad.cli import main
+from absgrad.protocol.store import RunStore
+
+TINY = ["--methods", "vg", "--metrics", "rcap", "--quiet", "--no-report"]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ABSGRAD_DEBUG", raising=False)
+
+
+def _photo_folder(root: Path, labels: dict[str, int]) -> Path:
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in labels:
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / name)
+    _write_labels(root, labels)
+    return root
+
+
+def _write_labels(root: Path, labels: dict[str, int]) -> None:
+    rows = "".join(f"{n},n0,{c},x\n" for n, c in labels.items())
+    (root / "labels.csv").write_text("file,wnid,class_index,name\n" + rows)
+
+
+# -- row 1: the selection cache sees an edited label file or a replaced image ----------------------
+def test_selection_cache_follows_label_edits_and_replaced_images(tmp_path):
+    from absgrad.cases import score_case
+    from absgrad.cases.imagenet_sample import ImageNetSampleCase
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000)
+    ).eval()
+    root = _photo_folder(tmp_path / "data", {"a.png": 1, "b.png": 2})
+    cache = tmp_path / "sel"
+
+    def probs() -> dict[str, float]:
+        case = ImageNetSampleCase(data=root)
+        return {k: p for k, (p, _) in score_case(case, model, cache_dir=cache).items()}
+
+    def expected(name: str, label: int) -> float:
+        case = ImageNetSampleCase(data=root)
+        s = next(s for s in case.samples() if s.id == name)
+        with torch.no_grad():
+            return float(model(case.normalize(s.image[None])).softmax(1)[0, label])
+
+    first = probs()
+    assert first["a"] == pytest.approx(expected("a", 1), abs=1e-6)
+    _write_labels(root, {"a.png": 7, "b.png": 2})  # the label of a changes
+    second = probs()
+    assert second["a"] == pytest.approx(expected("a", 7), abs=1e-6)
+    assert second["a"] != pytest.approx(first["a"], abs=1e-9)
+    Image.new("RGB", (40, 48), (250, 0, 0)).save(root / "b.png")  # b is replaced
+    third = probs()
+    assert third["b"] == pytest.approx(expected("b", 2), abs=1e-6)
+    assert len(list(cache.glob("select-*.json"))) == 3
+
+
+# -- row 2: a resume after a data edit is refused, saying what changed -----------------------------
+@pytest.mark.slow
+def test_resume_after_a_label_edit_is_refused_naming_the_image(tmp_path, capsys):
+    root = _photo_folder(tmp_path / "data", {"a.png": 1, "b.png": 2, "c.png": 3})
+    out = tmp_path / "run"
+    argv = ["run", "--case", "imagenet-sample", "--data", str(root), "--no-select", *TINY]
+    assert main([*argv, "--tables", "1", "--out", str(out)]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "complete" and set(meta["data"]["images"]) == {"a", "b", "c"}
+    before = {p.name: p.read_bytes() for p in (out / "units").iterdir()}
+    capsys.readouterr()
+    _write_labels(root, {"a.png": 1, "b.png": 9, "c.png": 3})
+    assert main([*argv, "--tables", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "changed since it started" in err and "image b: label 2 -> 9" in err
+    assert {p.name: p.read_bytes() for p in (out / "units").iterdir()} == before
+    # a new run picks the edit up
+    assert main([*argv, "--tables", "1", "--out", str(tmp_path / "new")]) == 0
+
+
+# -- row 9: a damaged unit is recomputed with a warning; report names the file -------------------
+@pytest.fixture
+def small_run(tmp_path) -> Path:
+    out = tmp_path / "run"
+    assert main(["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2",
+                 "--tables", "1", *TINY, "--out", str(out)]) == 0  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("damage", ["truncate_json", "truncate_npz", "edit_json"])
+def test_damaged_unit_is_recomputed_with_a_warning_naming_the_file(small_run, damage, capsys):
+    units = sorted((small_run / "units").glob("*.json"))
+    good = {p.name: json.loads(p.read_text())["scores"] for p in units}
+    victim = units[0]
+    npz = small_run / "maps" / f"{victim.stem}.npz"
+    if damage == "truncate_json":
+        bad = victim
+        victim.write_bytes(victim.read_bytes()[:40])
+    elif damage == "truncate_npz":
+        bad = npz
+        npz.write_bytes(npz.read_bytes()[:100])
+    else:
+        bad = victim
+        rec = json.loads(victim.read_text())
+        key = next(iter(rec["scores"]))
+        rec["scores"][key] = {k: 0.5 for k in rec["scores"][key]}  # altered by hand
+        victim.write_text(json.dumps(rec))
+    assert RunStore(small_run).damaged_units().keys() == {victim.stem}
+    # the report refuses, naming the file
+    assert main(["report", str(small_run)]) == 2
+    assert str(bad) in capsys.readouterr().err
+    # the same command recomputes that unit alone, with a warning naming the file
+    with pytest.warns(UserWarning, match=str(bad).replace("\\", "\\\\")):
+        assert main(["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2",
+                     "--tables", "1", *TINY, "--out", str(small_run)]) == 0  # fmt: skip
+    log = (small_run / "absgrad.log").read_text()
+    assert f"recomputing unit {victim.stem}" in log
+    assert log.count("computed unit") == len(units) + 1
+    now = {p.name: json.loads(p.read_text())["scores"] for p in (small_run / "units").glob("*.json")}
+    assert now == good
+    assert RunStore(small_run).damaged_units() == {}
+
+
+def test_report_names_a_damaged_maps_file(small_run, capsys):
+    from absgrad.protocol.store import DamagedFileError
+
+    npz = next((small_run / "maps").glob("*.npz"))
+    npz.write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(DamagedFileError, match=str(npz)):
+        RunStore(small_run).load_maps(npz.stem)
+
+
+# -- row 13: the lock, kill -9 and SIGINT ---------------------------------------------------------
+def test_a_second_run_into_a_locked_folder_is_refused(small_run, capsys):
+    store = RunStore(small_run)
+    with store.lock():
+        assert store.lock_holder() is not None
+        code = main(["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2",
+                     "--tables", "1", *TINY, "--out", str(small_run)])  # fmt: skip
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "another absgrad run (pid" in err and str(small_run) in err
+        assert json.loads((small_run / "run.json").read_text())["status"] == "complete"
+    assert store.lock_holder() is None
+
+
+def _start(out: Path, cache: Path) -> subprocess.Popen:
+    args = ["run", "--case", "synthetic", "--limit", "8", "--batch-size", "1", "--tables", "1",
+            "--methods", "sg", "--n-samples", "30", "--metrics", "rcap", "--quiet", "--no-report"]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "absgrad.cli", *args, "--out", str(out)],
+        env=cli_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_units(proc: subprocess.Popen, out: Path, n: int) -> None:
+    deadline = time.monotonic() + 300
+    while len(list((out / "units").glob("*.json"))) < n:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run stored no {n} units: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_a_status_that_reads_interrupted_and_sigint_stops_promptly(tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    proc = _start(out, cache)
+    _wait_units(proc, out, 2)
+    assert RunStore(out).lock_holder() is not None  # the live run holds the folder
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert json.loads((out / "run.json").read_text())["status"] == "running"  # as written
+    meta = RunStore(out).read_meta()  # ... but read as what it is
+    assert meta["status"] == "interrupted" and "killed" in meta["status_note"]
+    # resume, then Ctrl-C: the process ends promptly and keeps every stored unit
+    proc = _start(out, cache)
+    n_before = len(list((out / "units").glob("*.json")))
+    _wait_units(proc, out, n_before + 1)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    stop_s = time.monotonic() - t0
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    assert stop_s < 10  # about 1 s on a quiet machine; the bound only catches a hang
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted"
+    assert [s["status"] for s in meta["sessions"]] == ["killed", "interrupted"]
+    stored = {p.name: p.read_bytes() for p in (out / "units").glob("*.json")}
+    assert RunStore(out).damaged_units() == {}
+    # the third session finishes the run without recomputing what was stored
+    proc = cli(["run", "--case", "synthetic", "--limit", "8", "--batch-size", "1", "--tables",
+                "1", "--methods", "sg", "--n-samples", "30", "--metrics", "rcap", "--quiet",
+                "--no-report", "--out", str(out)], cache)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = {p.name: p.read_bytes() for p in (out / "units").glob("*.json")}
+    assert {k: after[k] for k in stored} == stored
+    assert RunStore(out).read_meta()["status"] == "complete"
