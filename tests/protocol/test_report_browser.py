@@ -44,9 +44,10 @@ def _browser(args: list[str], profile: Path) -> subprocess.CompletedProcess:
 
 
 def _dom(url: str, profile: Path) -> str:
-    """The page's DOM after its scripts ran; a page with a load check (the gallery) gets a
-    longer virtual-time budget once if its check has not finished (a machine under load)."""
-    for budget in (10000, 60000):
+    """The page's DOM after its scripts ran; a page with a load check (the gallery) is dumped
+    again, with a longer virtual-time budget, while its check has not finished: image decoding
+    runs on real time, which a machine under load stretches past the budget."""
+    for budget in (10000, 60000, 60000, 60000):
         proc = _browser([f"--virtual-time-budget={budget}", "--dump-dom", url], profile)
         assert proc.returncode == 0, proc.stderr[-2000:]
         if "data-images-loaded" in proc.stdout or "#check" not in url:
