@@ -18,6 +18,7 @@ from absgrad.engine import (
     EngineError,
     compile_cache_dir,
     resolve_engine,
+    use_compile_cache,
 )
 
 
@@ -153,6 +154,18 @@ def test_cache_dir_follows_absgrad_cache(monkeypatch, tmp_path):
     assert compile_cache_dir() == tmp_path / "inductor"
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
     assert compile_cache_dir() == tmp_path / "mine"  # the user's setting wins
+
+
+def test_cache_dir_is_absgrad_s_after_torch_wrote_its_default(monkeypatch, tmp_path):
+    """Torch writes its default folder into $TORCHINDUCTOR_CACHE_DIR the first time it asks
+    for it (importing timm does): that value is not the user's choice."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    monkeypatch.setenv(CACHE_ENV, default_cache_dir())
+    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path))
+    assert compile_cache_dir() == tmp_path / "inductor"
+    assert use_compile_cache() == tmp_path / "inductor"
+    assert cache_dir() == str(tmp_path / "inductor")  # where inductor now writes
 
 
 @pytest.mark.slow

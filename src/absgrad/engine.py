@@ -78,10 +78,28 @@ def resolve_engine(kind: str, n_images: int) -> str:
     return "compile" if n_images >= AUTO_MIN_IMAGES else "eager"
 
 
-def compile_cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
-    ``inductor/`` in absgrad's cache folder (``$ABSGRAD_CACHE`` or ``~/.cache/absgrad``)."""
+def _torch_default_cache_dir() -> str | None:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # pragma: no cover - another torch layout
+        return None
+    return os.path.abspath(default_cache_dir())
+
+
+def _user_cache_env() -> str | None:
+    """``$TORCHINDUCTOR_CACHE_DIR`` as the user set it. Torch writes its default folder into
+    the variable the first time it asks for it (importing timm does), so that value counts as
+    unset."""
     env = os.environ.get(CACHE_ENV)
+    if env and os.path.abspath(os.path.expanduser(env)) == _torch_default_cache_dir():
+        return None
+    return env
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` if the user set it, else
+    ``inductor/`` in absgrad's cache folder (``$ABSGRAD_CACHE`` or ``~/.cache/absgrad``)."""
+    env = _user_cache_env()
     if env:
         return Path(env).expanduser()
     base = os.environ.get("ABSGRAD_CACHE")
@@ -93,7 +111,7 @@ def use_compile_cache() -> Path:
     """Point torch's inductor cache at :func:`compile_cache_dir` (unless the user set
     ``TORCHINDUCTOR_CACHE_DIR``); returns the folder. Worker processes inherit it."""
     path = compile_cache_dir()
-    os.environ.setdefault(CACHE_ENV, str(path))
+    os.environ[CACHE_ENV] = str(path)
     return path
 
 
