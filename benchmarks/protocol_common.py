@@ -54,21 +54,23 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=("eager", "compile"),
+        choices=("eager", "compile", "onnx"),
         default="eager",
         help="floor.py: also time the runner with this engine against the eager floor",
     )
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="engine precision")
 
 
-def protocol_args(description: str | None) -> tuple[argparse.Namespace, object]:
-    """Parse the common and runner arguments of a protocol benchmark, print the machine;
-    returns (args, the case to run on)."""
+def protocol_args(description: str | None, extra=None) -> tuple[argparse.Namespace, object]:
+    """Parse the common and runner arguments of a protocol benchmark (and ``extra(parser)``'s),
+    print the machine; returns (args, the case to run on)."""
     from common import add_common_args, bench_case, machine
 
     p = argparse.ArgumentParser(description=description)
     add_common_args(p)
     add_protocol_args(p)
+    if extra is not None:
+        extra(p)
     args = p.parse_args()
     print(f"machine: {machine()}")
     return args, bench_case(args)

@@ -38,7 +38,7 @@ def main() -> int:
     add_common_args(p)
     p.add_argument("--steps", type=int, default=14, help="curve points (must divide H * W)")
     p.add_argument("--batch-size", type=int, default=64, help="absgrad's forward chunk")
-    p.add_argument("--engine", choices=("eager", "compile"), default="eager")
+    p.add_argument("--engine", choices=("eager", "compile", "onnx"), default="eager")
     args = p.parse_args()
     try:
         import quantus

@@ -118,11 +118,21 @@ def test_bad_settings_name_the_problem(model):
         Engine(lambda x: x, "eager")
 
 
-def test_auto_compiles_only_runs_long_enough_to_repay_it():
-    assert resolve_engine("auto", AUTO_MIN_IMAGES - 1) == "eager"
-    assert resolve_engine("auto", AUTO_MIN_IMAGES) == "compile"
+def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch):
+    # a GPU, or a CPU without ONNX Runtime: compile when the run repays it
+    for device, ort_installed in (("cuda", True), ("cpu", False)):
+        monkeypatch.setattr("absgrad.ort.available", lambda v=ort_installed: v)
+        assert resolve_engine("auto", AUTO_MIN_IMAGES - 1, device=device) == "eager"
+        assert resolve_engine("auto", AUTO_MIN_IMAGES, device=device) == "compile"
     assert resolve_engine("eager", 10_000) == "eager"
     assert resolve_engine("compile", 1) == "compile"
+
+
+def test_auto_uses_onnx_runtime_on_a_cpu_in_fp32(monkeypatch):
+    monkeypatch.setattr("absgrad.ort.available", lambda: True)
+    assert resolve_engine("auto", 1, device="cpu") == "onnx"  # its set-up takes about a second
+    assert resolve_engine("auto", 1, device="cuda:0") == "eager"
+    assert resolve_engine("auto", AUTO_MIN_IMAGES, device="cpu", precision="bf16") == "compile"
 
 
 def test_bf16_is_explicit_and_moves_probabilities_little(model):

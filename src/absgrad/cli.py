@@ -101,9 +101,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         )
         p.add_argument(
             "--engine",
-            choices=("auto", "eager", "compile"),
-            help="forward passes of the metrics: torch.compile (compile), plain PyTorch (eager) "
-            "or auto (default: compile for runs of 16+ images); scores agree to 1e-5",
+            choices=("auto", "eager", "compile", "onnx"),
+            help="forward passes of the metrics: ONNX Runtime (onnx, CPU), torch.compile "
+            "(compile), plain PyTorch (eager) or auto (default: onnx on a CPU where ONNX Runtime "
+            "is installed, else compile for runs of 16+ images); scores agree to 1e-5",
         )
         p.add_argument(
             "--precision",

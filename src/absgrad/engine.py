@@ -3,16 +3,24 @@
 The perturbation metrics (RCAP, deletion/insertion) spend almost all their time in inference
 forward passes of a fixed model on fixed-size chunks of images. :class:`Engine` wraps a model
 into a callable ``(N, C, H, W) -> (N, K)`` logits that runs under ``torch.inference_mode`` in
-eval mode, either eagerly or through ``torch.compile``:
+eval mode, eagerly, through ``torch.compile`` or through ONNX Runtime:
 
-* ``compile``: every call is cut into chunks of ``chunk`` images and the last chunk is padded
-  (with copies of its last image) to ``chunk``, so the compiled graph sees one input shape
-  and never recompiles. The compiled kernels are cached on disk (:func:`compile_cache_dir`),
-  so later runs and other worker processes on the same machine skip most of the compile. If
-  compiling or running the compiled model fails, the engine warns once and runs eagerly.
+* ``onnx`` (CPU): the model exported to ONNX at the chunk's shape and run by ONNX Runtime
+  (:mod:`absgrad.ort`), checked against eager PyTorch before use. The fastest engine on a CPU,
+  and its set-up (export and check) takes about a second.
+* ``compile``: ``torch.compile``. The compiled kernels are cached on disk
+  (:func:`compile_cache_dir`), so later runs and other worker processes on the same machine
+  skip most of the compile.
 * ``eager``: the model as it is (chunks of ``chunk``, no padding).
-* ``auto`` (:func:`resolve_engine`): ``compile`` when a run has enough images to repay the
-  one-off compile (:data:`AUTO_MIN_IMAGES`), else ``eager``.
+* ``auto`` (:func:`resolve_engine`): ``onnx`` on a CPU where ONNX Runtime is installed;
+  elsewhere ``compile`` when a run has enough images to repay the one-off compile
+  (:data:`AUTO_MIN_IMAGES`), else ``eager``.
+
+With ``onnx`` and ``compile`` every call is cut into chunks of ``chunk`` images and the last
+chunk is padded (with copies of its last image) to ``chunk``, so the model sees one input
+shape and nothing is exported or compiled twice. If exporting, compiling or running the fast
+model fails, or the exported model disagrees with the eager one, the engine warns once and
+runs eagerly.
 
 ``precision="bf16"`` runs the forward pass under bfloat16 autocast: faster on some hardware,
 but probabilities move by about 1e-3, so it is an explicit option only (fp32 by default).
@@ -38,7 +46,7 @@ from absgrad.errors import AbsgradError
 
 log = logging.getLogger("absgrad.engine")
 
-ENGINES = ("auto", "eager", "compile")
+ENGINES = ("auto", "eager", "compile", "onnx")
 PRECISIONS = ("fp32", "bf16")
 #: ``auto`` compiles when a run computes at least this many images. On the 2-core development
 #: CPU (EfficientNet-Lite0, 224 px) a cold compile costs about 50 s on a quiet machine and a
@@ -69,12 +77,17 @@ def check_precision(precision: object) -> str:
     return str(precision)
 
 
-def resolve_engine(kind: str, n_images: int) -> str:
-    """``eager`` or ``compile`` for a run of ``n_images`` images (``auto``: compile when
-    ``n_images >= AUTO_MIN_IMAGES``)."""
+def resolve_engine(kind: str, n_images: int, *, device: str = "cpu", precision: str = "fp32") -> str:
+    """The engine for a run of ``n_images`` images on ``device``. ``auto``: ``onnx`` on a CPU
+    in fp32 where ONNX Runtime is installed, else ``compile`` when ``n_images >=
+    AUTO_MIN_IMAGES``, else ``eager``."""
+    from absgrad import ort
+
     kind = check_engine(kind)
     if kind != "auto":
         return kind
+    if torch.device(device).type == "cpu" and precision == "fp32" and ort.available():
+        return "onnx"
     return "compile" if n_images >= AUTO_MIN_IMAGES else "eager"
 
 
@@ -132,14 +145,16 @@ class Engine:
     Args:
         model: the classifier (``nn.Module``); run in eval mode, its flags restored after
             each call.
-        kind: ``eager`` or ``compile`` (``auto`` needs a run size: :func:`resolve_engine`).
-        chunk: images per forward pass; with ``compile`` every pass has exactly this many
-            (the last one padded), so nothing recompiles.
+        kind: ``eager``, ``compile`` or ``onnx`` (``auto`` needs a run size:
+            :func:`resolve_engine`).
+        chunk: images per forward pass; with ``compile`` and ``onnx`` every pass has exactly
+            this many (the last one padded), so nothing recompiles.
         precision: ``fp32`` or ``bf16`` (autocast; logits returned as fp32).
         backend, mode: passed to ``torch.compile`` (backend default :data:`DEFAULT_BACKEND`).
 
-    ``stats``: images run, chunks, padded images and the seconds spent in the first compiled
-    call (the compile). ``kind`` becomes ``eager`` after a failed compile.
+    ``stats``: images run, chunks, padded images and the set-up seconds (``compile_s``: the
+    first compiled call, or the ONNX export and its check). ``kind`` becomes ``eager`` after
+    a fallback.
     """
 
     def __init__(
@@ -168,6 +183,15 @@ class Engine:
         self.stats: dict[str, Any] = {"images": 0, "chunks": 0, "padded": 0, "compile_s": 0.0}
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self._first = True
+        if kind == "onnx":
+            from absgrad import ort
+
+            ort.require()
+            if self.precision != "fp32":
+                raise EngineError("engine 'onnx' runs fp32 only; use engine compile for bf16")
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            if device.type != "cpu":
+                raise EngineError(f"engine 'onnx' runs on the CPU; the model is on {device}: use engine compile")
         if kind == "compile":
             use_compile_cache()
             self._compiled = torch.compile(model, backend=self.backend, mode=mode, dynamic=False)
@@ -177,7 +201,8 @@ class Engine:
 
     @property
     def compiled(self) -> bool:
-        """True while the compiled model is in use (False for eager or after a fallback)."""
+        """True while the compiled or exported model is in use (False for eager or after a
+        fallback; ``onnx`` exports at the first call)."""
         return self._compiled is not None
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -186,6 +211,8 @@ class Engine:
             raise EngineError("an engine takes a batch tensor (N, C, H, W)")
         restore = _restore_flags(self.model)
         try:
+            if self.kind == "onnx" and self._compiled is None and x.shape[0]:
+                self._export(x[: self.chunk])
             with torch.inference_mode():
                 outs = [self._run(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)]
         finally:
@@ -196,6 +223,29 @@ class Engine:
 
     def _autocast(self, x: Tensor):
         return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def _export(self, first: Tensor) -> None:
+        """Export the model to ONNX at the chunk's shape (``first`` padded) and check it."""
+        from absgrad.ort import OrtError, OrtForward
+
+        t0 = time.perf_counter()
+        try:
+            self._compiled = OrtForward(self.model, self._pad(first).clone())
+        except OrtError as err:
+            self._fallback(err)
+            return
+        self._first = False
+        self.stats["compile_s"] = time.perf_counter() - t0
+        self.stats["ort_difference"] = self._compiled.difference
+        log.info(
+            "engine: exported %s to ONNX in %.1f s (probabilities within %.1e of PyTorch)",
+            type(self.model).__name__, self.stats["compile_s"], self._compiled.difference,
+        )
+
+    def _pad(self, x: Tensor) -> Tensor:
+        """``x`` padded to ``chunk`` images with copies of its last image."""
+        n = x.shape[0]
+        return x if n >= self.chunk else torch.cat([x, x[-1:].expand(self.chunk - n, *x.shape[1:])])
 
     def _run_eager(self, x: Tensor) -> Tensor:
         with self._autocast(x):
@@ -208,15 +258,15 @@ class Engine:
         if self._compiled is None:
             return self._run_eager(x)
         if n < self.chunk:  # one input shape for the compiled graph: pad with the last image
-            x = torch.cat([x, x[-1:].expand(self.chunk - n, *x.shape[1:])])
+            x = self._pad(x)
             self.stats["padded"] += self.chunk - n
-        elif not x.is_inference():  # one kind of tensor too (a guard of the compiled graph)
+        elif self.kind == "compile" and not x.is_inference():  # one kind of tensor too (a guard of the compiled graph)
             x = x.clone()
         t0 = time.perf_counter()
         try:
             with self._autocast(x):
                 out = self._compiled(x).float()
-        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+        except Exception as err:  # noqa: BLE001 - any engine failure falls back to eager
             out = self._run_eager(x)  # a model error raises here, as it would eagerly
             self._fallback(err)
         if self._first:
@@ -226,9 +276,10 @@ class Engine:
         return out[:n]
 
     def _fallback(self, err: BaseException) -> None:
+        what = "ONNX Runtime" if self.kind == "onnx" else "torch.compile"
         self._compiled = None
         self.kind = "eager"
-        msg = f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); running the model eagerly"
+        msg = f"{what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); running the model eagerly"
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
         log.warning("engine: %s", msg)
 
@@ -236,5 +287,5 @@ class Engine:
 def make_engine(
     model: nn.Module, kind: str = "eager", *, chunk: int = 16, precision: str = "fp32"
 ) -> Engine:
-    """:class:`Engine` of ``model`` (``kind``: ``eager`` or ``compile``)."""
+    """:class:`Engine` of ``model`` (``kind``: ``eager``, ``compile`` or ``onnx``)."""
     return Engine(model, kind, chunk=chunk, precision=precision)

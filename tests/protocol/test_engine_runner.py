@@ -57,6 +57,7 @@ def test_compiled_engine_scores_equal_eager(monkeypatch):
 def test_auto_engine_is_resolved_by_run_size_and_recorded(monkeypatch, tmp_path):
     monkeypatch.setattr(E, "DEFAULT_BACKEND", TraceOnly())
     monkeypatch.setattr(E, "AUTO_MIN_IMAGES", 3)
+    monkeypatch.setattr("absgrad.ort.available", lambda: False)  # as on a CPU without onnxruntime
     for limit, want in ((2, "eager"), (3, "compile")):
         config = make_config({**RAW, "limit": limit, "select": False})
         assert config.engine == "auto"
@@ -65,11 +66,29 @@ def test_auto_engine_is_resolved_by_run_size_and_recorded(monkeypatch, tmp_path)
         assert meta["config"]["engine"] == "auto"  # the config as asked; the session says what ran
 
 
+def test_onnx_engine_scores_equal_eager_and_auto_picks_it_on_a_cpu(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    eager, onnx = make_config({**RAW, "engine": "eager"}), make_config({**RAW, "engine": "onnx"})
+    assert eager.config_hash() == onnx.config_hash()
+    ctx_e, ctx_o = build_context(eager), build_context(onnx)
+    units, _ = plan_run(eager, ctx_e, None)
+    for unit in units:
+        a = run_unit(eager, unit, context=ctx_e).scores
+        b = run_unit(onnx, unit, context=ctx_o).scores
+        for label in a:
+            for metric in ("rcap", "dauc", "iauc"):
+                assert b[label][metric] == pytest.approx(a[label][metric], abs=1e-5)
+    assert ctx_o.forward.kind == "onnx" and ctx_o.forward.compiled
+    assert ctx_o.forward.stats["padded"] > 0
+    meta = run_protocol(make_config({**RAW, "select": False}), tmp_path / "run", quiet=True)
+    assert meta["sessions"][-1]["engine"] == "onnx"
+
+
 def test_engine_options_are_validated_and_bf16_is_hashed():
     base = make_config({"case": "synthetic"})
     assert "precision" not in base.hash_dict() and "engine" not in base.hash_dict()
     assert make_config({"case": "synthetic", "precision": "bf16"}).config_hash() != base.config_hash()
-    with pytest.raises(ConfigError, match="'engine'.*auto, eager or compile"):
+    with pytest.raises(ConfigError, match="'engine'.*auto, eager, compile or onnx"):
         make_config({"case": "synthetic", "engine": "jit"})
     with pytest.raises(ConfigError, match="'precision'.*fp32 or bf16"):
         make_config({"case": "synthetic", "precision": "fp16"})

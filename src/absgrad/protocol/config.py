@@ -51,7 +51,7 @@ class RunConfig:
     batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
-    engine: str = "auto"  # forward passes of the metrics: eager, compile, or auto (by run size)
+    engine: str = "auto"  # forward passes of the metrics: eager, compile, onnx, or auto
     precision: str = "fp32"  # fp32, or bf16 autocast in the metrics' forward passes (see docs)
     save_maps: bool | int = True  # True: all, False: none, N: the first N images
     n_samples: int = PAPER_SAMPLING.n_samples
@@ -242,7 +242,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _unit(optional=True),
     "seed": _int(0),
     "device": _device,
-    "engine": _ruled(Rule("choice", choices=("auto", "eager", "compile"))),
+    "engine": _ruled(Rule("choice", choices=("auto", "eager", "compile", "onnx"))),
     "precision": _ruled(Rule("choice", choices=("fp32", "bf16"))),
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,

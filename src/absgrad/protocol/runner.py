@@ -181,12 +181,12 @@ def plan_run(
 def _choose_engine(
     config: RunConfig, ctx: WorkerContext, todo: list[Unit]
 ) -> tuple[RunConfig, str]:
-    """Resolve ``engine: auto`` by the number of images left to compute; every worker gets
-    the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
+    """Resolve ``engine: auto`` by the device and the number of images left to compute; every
+    worker gets the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
     from absgrad.engine import resolve_engine
 
     n_images = len({i for u in todo for i in u.indices})
-    kind = resolve_engine(config.engine, n_images)
+    kind = resolve_engine(config.engine, n_images, device=str(ctx.device), precision=config.precision)
     if kind != config.engine:
         config = dataclasses.replace(config, engine=kind)
         set_context(config, ctx)

@@ -70,7 +70,8 @@ class WorkerContext:
             self.use_engine("eager")
 
     def use_engine(self, kind: str) -> None:
-        """Score with an :class:`absgrad.engine.Engine` of ``kind`` (``eager``/``compile``)."""
+        """Score with an :class:`absgrad.engine.Engine` of ``kind`` (``eager``, ``compile`` or
+        ``onnx``)."""
         from absgrad.engine import Engine
 
         self.forward = Engine(
