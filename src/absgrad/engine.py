@@ -230,7 +230,10 @@ class Engine:
 
         t0 = time.perf_counter()
         try:
-            self._compiled = OrtForward(self.model, self._pad(first).clone())
+            # outside any caller's inference mode: tracing must not leave inference tensors
+            # behind (e.g. in a forward hook's state)
+            with torch.inference_mode(False):
+                self._compiled = OrtForward(self.model, self._pad(first).clone())
         except OrtError as err:
             self._fallback(err)
             return
