@@ -3,11 +3,11 @@
 Counts the forward+backward and forward-only images the protocol sends through the model,
 measures the model's best per-image cost of each kind (eager PyTorch) over a range of chunk
 sizes in the same process, and prints ``absgrad / floor`` where ``floor = n_fwd_bwd *
-best_fwd_bwd + n_fwd * best_fwd``. With ``--engine compile`` it also times the runner with the
-compiled engine (compile time excluded: the engine is compiled in a first run) and prints it
-against the same eager floor.
+best_fwd_bwd + n_fwd * best_fwd``. With ``--engine onnx`` or ``compile`` it also times the
+runner with that engine (its set-up excluded: the ONNX export or the compile happens in a
+first run) and prints it against the same eager floor.
 
-    python benchmarks/floor.py --images 4 [--engine compile]
+    python benchmarks/floor.py --images 4 [--engine onnx|compile]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
         first, _, cctx = run_absgrad(cconfig, case=case)
         compile_s = cctx.forward.stats["compile_s"]
         cbest = min(run_absgrad(cconfig, ctx=cctx)[0] for _ in range(args.repeats))
-        print(f"{engine} engine: first run {first:.1f} s (compile {compile_s:.1f} s), best later run {cbest:.1f} s")
+        print(f"{engine} engine: first run {first:.1f} s (set-up {compile_s:.1f} s), best later run {cbest:.1f} s")
         print(f"absgrad {engine} = {cbest:.1f} s")
         print(f"absgrad {engine} / eager floor = {cbest / floor:.2f}")
 

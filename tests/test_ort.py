@@ -128,3 +128,18 @@ def test_missing_packages_and_impossible_settings_are_named(monkeypatch):
     assert not ort_mod.available()
     with pytest.raises(OrtError, match=r"needs the onnxruntime package\(s\): pip install 'absgrad\[onnx\]'"):
         Engine(model, "onnx")
+
+
+def test_a_session_that_cannot_run_falls_back_with_the_reason(monkeypatch):
+    import onnxruntime
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", broken)
+    with pytest.raises(OrtError, match="cannot run the exported Sequential.*INVALID_GRAPH"):
+        OrtForward(tiny_model().eval(), torch.randn(2, 3, 8, 8))
+    eng = Engine(tiny_model(), "onnx", chunk=2)
+    with pytest.warns(RuntimeWarning, match="ONNX Runtime failed.*INVALID_GRAPH"):
+        eng(torch.randn(3, 3, 8, 8))
+    assert eng.kind == "eager"

@@ -102,13 +102,17 @@ class OrtForward:
         options.inter_op_num_threads = 1
         # no busy-waiting between runs: the gradient passes share the cores with this pool
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
-        self.input = self.session.get_inputs()[0].name
         with torch.no_grad():
             want = _logits(model(example)).float()
-        got = self(example)
+        try:
+            self.session = ort.InferenceSession(
+                buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+            )
+            self.input = self.session.get_inputs()[0].name
+            got = self(example)
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime's own exception types
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise OrtError(f"ONNX Runtime cannot run the exported {type(model).__name__} ({type(err).__name__}: {first})") from err
         if got.shape != want.shape:
             raise OrtMismatch(f"the exported model returns {tuple(got.shape)}, PyTorch {tuple(want.shape)}")
         self.difference = float((got.softmax(-1) - want.softmax(-1)).abs().max())
