@@ -4,13 +4,11 @@ and the runner."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
+from engine_helpers import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
-from absgrad import metrics as M
 from absgrad.engine import (
     AUTO_MIN_IMAGES,
     CACHE_ENV,
@@ -56,15 +54,6 @@ def model():
     return m
 
 
-def eager_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(x)
-    model.train(was)
-    return out
-
-
 def test_eager_engine_equals_the_model_in_eval_mode_and_restores_flags(model):
     x = torch.randn(7, 3, 8, 8)
     eng = Engine(model, "eager", chunk=3)
@@ -89,14 +78,7 @@ def test_compiled_engine_pads_to_one_shape_and_compiles_once(model):
 
 def test_compile_failure_falls_back_to_eager_with_a_warning(model):
     eng = Engine(model, "compile", chunk=4, backend=failing_backend)
-    x = torch.randn(5, 3, 8, 8)
-    with pytest.warns(RuntimeWarning, match="torch.compile failed.*eagerly"):
-        out = eng(x)
-    assert torch.allclose(out, eager_logits(model, x), atol=1e-6)
-    assert not eng.compiled and eng.kind == "eager"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # warned once only
-        eng(x)
+    assert_falls_back_once(eng, model, torch.randn(5, 3, 8, 8), "torch.compile failed.*eagerly")
 
 
 def test_model_errors_are_not_hidden_by_the_fallback(model):
@@ -146,16 +128,7 @@ def test_bf16_is_explicit_and_moves_probabilities_little(model):
 
 def test_metrics_accept_an_engine(model):
     torch.manual_seed(1)
-    x = torch.randn(3, 3, 8, 8)
-    maps = torch.rand(3, 8, 8)
-    eng = Engine(model, "compile", chunk=8, backend=CountingBackend())
-    a = M.rcap(model, x, [0, 1, 2], maps, batch_size=8)
-    b = M.rcap(eng, x, [0, 1, 2], maps, batch_size=8)
-    assert torch.allclose(a.score, b.score, atol=1e-6)
-    c = M.deletion_insertion(model, x, None, maps, steps=5, batch_size=8)
-    d = M.deletion_insertion(eng, x, None, maps, steps=5, batch_size=8)
-    assert torch.allclose(c.deletion, d.deletion, atol=1e-6)
-    assert torch.allclose(c.insertion, d.insertion, atol=1e-6)
+    assert_metrics_agree(model, Engine(model, "compile", chunk=8, backend=CountingBackend()))
 
 
 def test_cache_dir_follows_absgrad_cache(monkeypatch, tmp_path):

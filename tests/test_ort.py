@@ -4,14 +4,12 @@ warning; missing packages and impossible settings get errors that name them."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
+from engine_helpers import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
 import absgrad.ort as ort_mod
-from absgrad import metrics as M
 from absgrad.engine import Engine, EngineError
 from absgrad.ort import OrtError, OrtForward
 
@@ -29,15 +27,6 @@ def tiny_model() -> nn.Module:
         nn.Flatten(),
         nn.Linear(16, 5),
     )
-
-
-def eager_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(x)
-    model.train(was)
-    return out
 
 
 def test_exported_model_gives_the_eager_logits_at_its_shape():
@@ -71,16 +60,7 @@ def test_onnx_engine_pads_to_one_shape_exports_once_and_restores_flags(monkeypat
 
 def test_metrics_score_the_same_through_the_onnx_engine():
     model = tiny_model().eval()
-    x = torch.randn(3, 3, 8, 8)
-    maps = torch.rand(3, 8, 8)
-    eng = Engine(model, "onnx", chunk=8)
-    a = M.rcap(model, x, [0, 1, 2], maps, batch_size=8)
-    b = M.rcap(eng, x, [0, 1, 2], maps, batch_size=8)
-    assert torch.allclose(a.score, b.score, atol=1e-6)
-    c = M.deletion_insertion(model, x, None, maps, steps=5, batch_size=8)
-    d = M.deletion_insertion(eng, x, None, maps, steps=5, batch_size=8)
-    assert torch.allclose(c.deletion, d.deletion, atol=1e-6)
-    assert torch.allclose(c.insertion, d.insertion, atol=1e-6)
+    assert_metrics_agree(model, Engine(model, "onnx", chunk=8))
 
 
 def test_export_failure_falls_back_to_eager_with_a_warning(monkeypatch):
@@ -90,14 +70,8 @@ def test_export_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     monkeypatch.setattr(torch.onnx, "export", no_export)
     model = tiny_model()
     eng = Engine(model, "onnx", chunk=4)
-    x = torch.randn(5, 3, 8, 8)
-    with pytest.warns(RuntimeWarning, match="ONNX Runtime failed.*could not export.*aten::weird.*eagerly"):
-        out = eng(x)
-    assert torch.allclose(out, eager_logits(model, x), atol=1e-6)
-    assert not eng.compiled and eng.kind == "eager"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # warned once only
-        eng(x)
+    match = "ONNX Runtime failed.*could not export.*aten::weird.*eagerly"
+    assert_falls_back_once(eng, model, torch.randn(5, 3, 8, 8), match)
 
 
 def test_an_export_that_disagrees_with_pytorch_is_not_used(monkeypatch):
@@ -108,11 +82,7 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(monkeypatch):
     with pytest.raises(ort_mod.OrtMismatch, match="differ from PyTorch's by .* \\(more than 0.0001\\)"):
         OrtForward(model, torch.randn(2, 3, 8, 8))
     eng = Engine(model, "onnx", chunk=2)
-    x = torch.randn(2, 3, 8, 8)
-    with pytest.warns(RuntimeWarning, match="ONNX Runtime failed.*OrtMismatch"):
-        out = eng(x)
-    assert torch.allclose(out, eager_logits(model, x), atol=1e-6)  # the eager model's logits
-    assert eng.kind == "eager"
+    assert_falls_back_once(eng, model, torch.randn(2, 3, 8, 8), "ONNX Runtime failed.*OrtMismatch")
 
 
 def test_missing_packages_and_impossible_settings_are_named(monkeypatch):
@@ -139,7 +109,6 @@ def test_a_session_that_cannot_run_falls_back_with_the_reason(monkeypatch):
     monkeypatch.setattr(onnxruntime, "InferenceSession", broken)
     with pytest.raises(OrtError, match="cannot run the exported Sequential.*INVALID_GRAPH"):
         OrtForward(tiny_model().eval(), torch.randn(2, 3, 8, 8))
-    eng = Engine(tiny_model(), "onnx", chunk=2)
-    with pytest.warns(RuntimeWarning, match="ONNX Runtime failed.*INVALID_GRAPH"):
-        eng(torch.randn(3, 3, 8, 8))
-    assert eng.kind == "eager"
+    model = tiny_model()
+    eng = Engine(model, "onnx", chunk=2)
+    assert_falls_back_once(eng, model, torch.randn(3, 3, 8, 8), "ONNX Runtime failed.*INVALID_GRAPH")

@@ -36,6 +36,17 @@ RAW = {"case": "synthetic", "limit": 3, "batch_size": 2, "eval_batch_size": 8,
        "maps": ["sg", "gb", "gradcam"]}
 
 
+def assert_units_agree(config_a, ctx_a, config_b, ctx_b) -> None:
+    """Every unit of the run scores the same (to 1e-5) with both contexts' engines."""
+    units, _ = plan_run(config_a, ctx_a, None)
+    for unit in units:
+        a = run_unit(config_a, unit, context=ctx_a).scores
+        b = run_unit(config_b, unit, context=ctx_b).scores
+        for label in a:
+            for metric in ("rcap", "dauc", "iauc"):
+                assert b[label][metric] == pytest.approx(a[label][metric], abs=1e-5)
+
+
 def test_compiled_engine_scores_equal_eager(monkeypatch):
     backend = TraceOnly()
     monkeypatch.setattr(E, "DEFAULT_BACKEND", backend)
@@ -43,13 +54,7 @@ def test_compiled_engine_scores_equal_eager(monkeypatch):
     assert eager.config_hash() == compiled.config_hash()  # scores agree: runs may mix them
     ctx_e, ctx_c = build_context(eager), build_context(compiled)
     assert not ctx_e.forward.compiled and ctx_c.forward.compiled
-    units, _ = plan_run(eager, ctx_e, None)
-    for unit in units:
-        a = run_unit(eager, unit, context=ctx_e).scores
-        b = run_unit(compiled, unit, context=ctx_c).scores
-        for label in a:
-            for metric in ("rcap", "dauc", "iauc"):
-                assert b[label][metric] == pytest.approx(a[label][metric], abs=1e-5)
+    assert_units_agree(eager, ctx_e, compiled, ctx_c)
     assert backend.graphs == 1  # one chunk shape over every unit: compiled once
     assert ctx_c.forward.stats["padded"] > 0  # short chunks were padded, not recompiled
 
@@ -71,13 +76,7 @@ def test_onnx_engine_scores_equal_eager_and_auto_picks_it_on_a_cpu(tmp_path):
     eager, onnx = make_config({**RAW, "engine": "eager"}), make_config({**RAW, "engine": "onnx"})
     assert eager.config_hash() == onnx.config_hash()
     ctx_e, ctx_o = build_context(eager), build_context(onnx)
-    units, _ = plan_run(eager, ctx_e, None)
-    for unit in units:
-        a = run_unit(eager, unit, context=ctx_e).scores
-        b = run_unit(onnx, unit, context=ctx_o).scores
-        for label in a:
-            for metric in ("rcap", "dauc", "iauc"):
-                assert b[label][metric] == pytest.approx(a[label][metric], abs=1e-5)
+    assert_units_agree(eager, ctx_e, onnx, ctx_o)
     assert ctx_o.forward.kind == "onnx" and ctx_o.forward.compiled
     assert ctx_o.forward.stats["padded"] > 0
     meta = run_protocol(make_config({**RAW, "select": False}), tmp_path / "run", quiet=True)
