@@ -4,6 +4,8 @@ warning; missing packages and impossible settings get errors that name them."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from engine_helpers import assert_falls_back_once, assert_metrics_agree, eager_logits
@@ -112,3 +114,25 @@ def test_a_session_that_cannot_run_falls_back_with_the_reason(monkeypatch):
     model = tiny_model()
     eng = Engine(model, "onnx", chunk=2)
     assert_falls_back_once(eng, model, torch.randn(3, 3, 8, 8), "ONNX Runtime failed.*INVALID_GRAPH")
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("vit_tiny_patch16_224", {"img_size": 64}),
+        ("swin_tiny_patch4_window7_224", {"img_size": 64, "window_size": 2}),
+        ("convnext_atto", {}),
+    ],
+)
+def test_vision_transformers_and_convnext_export_and_agree(name, kwargs):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=7, **kwargs).eval()
+    x = torch.randn(3, 3, 64, 64)
+    eng = Engine(model, "onnx", chunk=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback
+        out = eng(x)
+    assert eng.kind == "onnx" and eng.compiled
+    want = eager_logits(model, x)
+    assert torch.allclose(out, want, atol=1e-4, rtol=1e-4), float((out - want).abs().max())
