@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from absgrad.metrics.forward import ForwardQueue
-from absgrad.metrics.thresholds import fraction_positions, thresholds
+from absgrad.metrics.thresholds import curve_positions, fraction_positions, thresholds
 
 
 def _digest(t: Tensor) -> bytes:
@@ -128,8 +128,7 @@ class DedupQueue:
         """Keys of the deletion then insertion images per image (as ``curve_inputs`` builds
         them, leaving out the first ``first_del``/``first_ins`` steps)."""
         h, w = m.shape[1:]
-        positions = [(h * w * (steps - k)) // steps - 1 for k in range(steps)]
-        sel = self._selection(m, ordered, positions)
+        sel = self._selection(m, ordered, curve_positions(h * w, steps))
         keys: list[Hashable] = []
         for (t, xd), row in zip(self.images, sel, strict=True):
             for s in row[first_del:]:
@@ -143,7 +142,7 @@ class DedupQueue:
         return keys
 
     def keys(
-        self, perturbation: str, m: Tensor, ordered: Tensor, context: Any, batch: Any
+        self, m: Tensor, ordered: Tensor, context: Any, batch: Any
     ) -> list[Hashable] | None:
         """Keys of a perturbation's batch (RCAP's recovered images, the deletion/insertion
         images); ``None`` for a perturbation this module does not know (all its images are

@@ -18,7 +18,7 @@ from absgrad.metrics.forward import (
 )
 from absgrad.metrics.inputs import check_probs, prepare
 from absgrad.metrics.perturbation import PerturbContext
-from absgrad.metrics.thresholds import above, thresholds
+from absgrad.metrics.thresholds import above, curve_positions, thresholds
 from absgrad.utils.model_state import eval_mode
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
 from absgrad.utils.validation import InputError, check_batch_size, check_images, check_positive_int
@@ -215,9 +215,7 @@ def curve_inputs(
     ``r = 0`` image of that curve is left out.
     """
     b, c, h, w = x.shape
-    # sorted position floor(H*W*(1 - k/steps)) - 1, in exact integer arithmetic
-    positions = [(h * w * (steps - k)) // steps - 1 for k in range(steps)]
-    sel = above(m, thresholds(m, positions, ordered=ordered))[:, :, None]  # (B, steps, 1, H, W)
+    sel = above(m, thresholds(m, curve_positions(h * w, steps), ordered=ordered))[:, :, None]  # (B, steps, 1, H, W)
     # r = 0 is the clean (deletion) / blurred (insertion) image: skip it when given.
     first_del = 0 if clean_probs is None else 1
     first_ins = 0 if blurred_probs is None else 1

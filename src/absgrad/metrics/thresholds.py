@@ -24,6 +24,12 @@ def fraction_positions(n: int, fractions: Sequence[float]) -> list[int]:
     return [math.floor(Fraction(repr(float(f))) * n) - 1 for f in fractions]
 
 
+def curve_positions(n: int, steps: int) -> list[int]:
+    """Sorted positions ``floor(n * (1 - k/steps)) - 1`` of the deletion/insertion steps
+    ``k = 0 .. steps-1``, in exact integer arithmetic (``k = 0`` selects nothing)."""
+    return [(n * (steps - k)) // steps - 1 for k in range(steps)]
+
+
 def sorted_values(maps: Tensor) -> Tensor:
     """Each map's values in ascending order, ``(B, H*W)`` (sort once, threshold many times)."""
     return maps.reshape(maps.shape[0], -1).sort(dim=1).values

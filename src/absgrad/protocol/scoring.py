@@ -161,7 +161,7 @@ def score_many(
             work = []
             for p in perturbations:
                 batch = p.build(xi, m, ordered, context)
-                keys = queue.keys(p.key, m, ordered, context, batch)
+                keys = queue.keys(m, ordered, context, batch)
                 rows = queue.put(batch.images, target.repeat_interleave(batch.per_image), keys)
                 work.append((p.key, batch, rows))
             pending[label] = work
