@@ -273,6 +273,16 @@ def test_explain_gradcam_layer(capsys, tmp_path):
     assert "'block9' is not in the model" in err and "block3" in err
     err = fails(capsys, [*base, "--method", "gag", "--layer", "block2"])
     assert "--layer applies to --method gradcam" in err
+    # the method name in any case: the layer is still used, not dropped
+    err = fails(capsys, [*base, "--method", "GradCAM", "--layer", "block9"])
+    assert "'block9' is not in the model" in err
+
+
+def test_missing_data_folder_of_a_model_spec_run_is_a_one_line_error(capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    err = fails(capsys, ["run", "--data", str(missing), "--model", "torchvision:resnet18",
+                         "--out", str(tmp_path / "o")])
+    assert f"data not found: {missing}" in err
 
 
 def test_missing_dataset_names_it_and_creates_nothing(capsys, tmp_path):

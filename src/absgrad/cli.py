@@ -540,7 +540,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     layer = args.layer or case.gradcam_layer or None
     if args.layer is not None and args.method.lower() != "gradcam":
         raise UserError(f"--layer applies to --method gradcam, not to {args.method!r}")
-    if args.method == "gradcam" and layer is not None:
+    if args.method.lower() == "gradcam" and layer is not None:
         params.setdefault("layer", layer)
     gen = torch.Generator().manual_seed(args.seed)
     smap = explain(model, x, target, args.method, generator=gen, **params)[0].cpu()

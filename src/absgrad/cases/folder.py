@@ -62,7 +62,7 @@ from absgrad.cases.model_spec import (
     output_classes,
     parse_model_spec,
 )
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, MissingFileError
 
 log = logging.getLogger("absgrad.cases")
 
@@ -169,7 +169,7 @@ def imagenet_classes() -> list[str]:
 def read_class_table(path: Path) -> list[str]:
     """Class names by index from a ``.txt``, ``.json`` or ``.csv`` class table (see module doc)."""
     if not path.is_file():
-        raise FileNotFoundError(f"class table not found: {path} (your file: .txt, .json or .csv)")
+        raise MissingFileError(f"class table not found: {path} (your file: .txt, .json or .csv)")
     if path.suffix.lower() == ".json":
         try:
             obj = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -342,7 +342,7 @@ class FolderCase(Case):
         self.masks = Path(masks).expanduser() if masks is not None else None
         self.has_masks = self.masks is not None
         if self.masks is not None and not self.masks.is_dir():
-            raise FileNotFoundError(f"masks folder not found: {self.masks}")
+            raise MissingFileError(f"masks folder not found: {self.masks}")
         self._classes_arg = classes
         self._model: nn.Module | None = None
         self._layout = self._find_layout(labels) if self.data is not None else None
@@ -354,13 +354,13 @@ class FolderCase(Case):
         if labels is not None:
             table = Path(labels).expanduser()
             if not table.is_file():
-                raise FileNotFoundError(f"label table not found: {table}")
+                raise MissingFileError(f"label table not found: {table}")
             root = data if data.is_dir() else table.parent
             return {"kind": "table", "table": table, "root": root}
         if data.is_file():
             return {"kind": "table", "table": data, "root": data.parent}
         if not data.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"data not found: {data} (a folder of class folders of images, or a label "
                 "table CSV of file,label)"
             )

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from absgrad.cases.base import IMAGENET_MEAN, IMAGENET_STD
 from absgrad.cases.models import CheckpointError, load_exact, read_checkpoint
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, MissingFileError
 
 KINDS = ("torchvision", "timm")
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "state_dict_ema")
@@ -266,7 +266,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a weights file: a state dict, a checkpoint dict holding one, TorchScript."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"weights file not found: {path} (a state dict saved with torch.save, a checkpoint "
             "holding one, or a TorchScript file: your own file; nothing is downloaded)"
         )
