@@ -104,9 +104,9 @@ NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
 #: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
 #: reversal and per-image random generators.
 MAPS_VERSION = 2
-OWN_MODEL_FIELDS = (
-    "model", "masks", "classes", "labels", "size", "resize", "norm", "weights_sha", "model_sha",
-)  # fmt: skip
+#: The folder case's options (your own data and model), passed on to ``get_case("folder")``.
+FOLDER_OPTIONS = ("model", "masks", "classes", "labels", "size", "resize", "norm")
+OWN_MODEL_FIELDS = (*FOLDER_OPTIONS, "weights_sha", "model_sha")
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 #: YAML sections flattened into fields: ``rcap: {interval: ..}`` -> ``rcap_interval``.
 SECTIONS = {
@@ -286,7 +286,7 @@ def _is_num(v: Any) -> bool:
 def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
     """The folder case's fields: parsed, paths made absolute, fingerprints of the files."""
     out: dict[str, Any] = {}
-    own = [k for k in ("model", "masks", "classes", "labels", "size", "resize", "norm") if d.get(k)]
+    own = [k for k in FOLDER_OPTIONS if d.get(k)]
     if d["case"] != "folder" and own:
         raise _fail(
             own[0], f"applies to case 'folder' (your data and model), not to case {d['case']!r}",

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
 from absgrad.methods.layers import find_layer
-from absgrad.protocol.config import ConfigError, RunConfig
+from absgrad.protocol.config import FOLDER_OPTIONS, ConfigError, RunConfig
 from absgrad.protocol.plan import Unit, resolve_specs
 from absgrad.protocol.scoring import (
     EvalSettings,
@@ -149,8 +149,7 @@ def load_case(config: RunConfig) -> Any:
                 f"the run was configured with (SHA-256 prefix {config.weights_sha})"
             )
     if config.case == "folder":
-        own = ("model", "masks", "classes", "labels", "size", "resize", "norm")
-        kw = {k: getattr(config, k) for k in own if getattr(config, k) is not None}
+        kw = {k: getattr(config, k) for k in FOLDER_OPTIONS if getattr(config, k) is not None}
         return get_case("folder", data=config.data, weights=config.weights, **kw)
     return get_case(config.case, data=config.data, weights=config.weights)
 
