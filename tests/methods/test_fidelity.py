@@ -24,11 +24,19 @@ def grad_of(model, target):
     return g
 
 
-def guided(samples: np.ndarray, p: float) -> np.ndarray:
-    """G * sum_i a_i with G from the unbiased variance over samples, per channel (one image)."""
+def guided(samples: np.ndarray, p: float, summed: np.ndarray | None = None) -> np.ndarray:
+    """G * sum_i a_i with G from the unbiased variance over ``samples``, per channel (one image).
+
+    ``summed``: the samples the sum is over when they differ from those the variance is over
+    (the reference's path samplers with abs: the variance before the second |.|, the sum after)."""
     v = samples.var(axis=0, ddof=1)
     q = np.quantile(v.reshape(v.shape[0], -1), p, axis=1)[:, None, None]
-    return np.where(v > q, 1.0, v) * samples.sum(axis=0)
+    return np.where(v > q, 1.0, v) * (samples if summed is None else summed).sum(axis=0)
+
+
+def finish(processing: str, path_samples: np.ndarray) -> np.ndarray:
+    """The second |.| the reference takes of each whole path sample with abs (SPEC §2.2)."""
+    return np.abs(path_samples) if processing == "abs" else path_samples
 
 
 def check(got: torch.Tensor, expected: list[np.ndarray]) -> float:
@@ -40,7 +48,7 @@ def check(got: torch.Tensor, expected: list[np.ndarray]) -> float:
 
 # ---------------------------------------------------------------- IG: random baselines, trials
 def ig_samples(model, x, i, processing, trials, m, seed):
-    """Trial t: |(x - b_t) * mean_k p(g_k)| for abs, (x - b_t) * mean_k p(g_k) otherwise;
+    """The path's trial samples (x - b_t) * mean_k p(g_k), before the second |.| of abs;
     b_t ~ U(min x_i, max x_i) from the image's own generator."""
     xi = x[i].numpy()
     gen = torch.Generator().manual_seed(seed)
@@ -51,8 +59,7 @@ def ig_samples(model, x, i, processing, trials, m, seed):
         acc = np.zeros_like(xi)
         for k in range(m):
             acc += PROC[processing](grad(b + (k / (m - 1)) * (xi - b))) / m
-        sample = (xi - b) * acc
-        out.append(np.abs(sample) if processing == "abs" else sample)
+        out.append((xi - b) * acc)
     return np.stack(out)
 
 
@@ -63,8 +70,8 @@ def test_ig_variants(dmodel, x, processing):
     common = dict(n_samples=trials, steps=m, processing=processing, seeds=SEEDS, batch_size=3)
     mean = absgrad.attribute(dmodel, x, T, "ig", **common)
     g85 = absgrad.attribute(dmodel, x, T, "ig", aggregation="guided", percentile=0.85, **common)
-    d1 = check(mean, [s.mean(0) for s in samples])
-    d2 = check(g85, [guided(s, 0.85) for s in samples])
+    d1 = check(mean, [finish(processing, s).mean(0) for s in samples])
+    d2 = check(g85, [guided(s, 0.85, finish(processing, s)) for s in samples])
     print(f"\n[fidelity] IG-{processing}: mean {d1:.2e}, guided {d2:.2e}")
 
 
@@ -94,11 +101,10 @@ def test_blurig_variants(dmodel, processing):
         for k in range(n):
             xb = blur(xi, sig[k])
             deriv = (blur(xi, sig[k] + d) - xb) / d
-            sample = (sig[k + 1] - sig[k]) * PROC[processing](grad(xb)) * deriv
-            out.append(np.abs(sample) if processing == "abs" else sample)
+            out.append((sig[k + 1] - sig[k]) * PROC[processing](grad(xb)) * deriv)
         s = np.stack(out)
-        expected_mean.append(s.mean(0))
-        expected_guided.append(guided(s, 0.85))
+        expected_mean.append(finish(processing, s).mean(0))
+        expected_guided.append(guided(s, 0.85, finish(processing, s)))
     common = dict(n_samples=n, max_sigma=max_sigma, processing=processing, batch_size=4)
     d1 = check(absgrad.attribute(dmodel, x, T, "blurig", **common), expected_mean)
     d2 = check(absgrad.attribute(dmodel, x, T, "blurig", aggregation="guided", **common), expected_guided)

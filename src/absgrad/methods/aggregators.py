@@ -2,6 +2,11 @@
 
 Samples are never stacked: :class:`SampleStats` keeps, per processing, a running sum and a
 running (Welford/Chan) mean and sum of squared deviations, per image. Memory is independent of N.
+
+Which samples each statistic is over (SPEC §2.3, as the reference does it): the variance is
+over the samples as the sampler produced them (for a path sampler with ``abs``: with the inner
+``|g|``, before the second ``|.|`` of :mod:`absgrad.methods.processing`); the sum, which every
+aggregation multiplies or divides, is over the finished samples (the second ``|.|`` applied).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from absgrad.methods.processing import PROCESSINGS, check_processing
+from absgrad.methods.processing import PROCESSINGS, check_processing, finish_sample
 
 AGGREGATIONS = ("mean", "var", "guided")
 
@@ -19,10 +24,12 @@ AGGREGATIONS = ("mean", "var", "guided")
 class SampleStats:
     """Running statistics of samples ``a_i`` of shape ``(B, C, H, W)`` for several processings.
 
-    ``add(samples, images)`` takes ``{processing: (k, b, C, H, W)}``: k new samples for the images
-    ``images`` (a slice of the batch). Counts are kept per image so chunks may split the batch.
-    Only the processings in ``variance_of`` (default: all) keep the mean and squared deviations
-    a variance needs; the others keep their sum alone.
+    ``add(samples, images, batch)`` takes ``{processing: (k, b, C, H, W)}``: k new samples, as
+    the sampler produced them, for the images ``images`` (a slice of the batch). The running
+    sum is over the finished samples (:func:`~absgrad.methods.processing.finish_sample`), the
+    variance over the samples as given. Counts are kept per image so chunks may split the
+    batch. Only the processings in ``variance_of`` (default: all) keep the mean and squared
+    deviations a variance needs; the others keep their sum alone.
     """
 
     def __init__(
@@ -55,8 +62,11 @@ class SampleStats:
             self.mean[p] = torch.zeros(shape, **z)
             self.m2[p] = torch.zeros(shape, **z)
 
-    def add(self, samples: dict[str, Tensor], images: slice, batch: int) -> None:
-        """Fold ``k`` samples ``(k, b, C, H, W)`` per processing into the statistics of ``images``."""
+    def add(self, samples: dict[str, Tensor], images: slice, batch: int, finished: bool = False) -> None:
+        """Fold ``k`` samples ``(k, b, C, H, W)`` per processing into the statistics of ``images``.
+
+        ``finished``: the samples need no second ``|.|`` (no path term), so the sum takes them as
+        they are."""
         first = next(iter(samples.values()))
         if self.count is None:
             self._init(first, batch)
@@ -66,7 +76,7 @@ class SampleStats:
         bshape = (-1,) + (1,) * (first.dim() - 2)
         for p in self.processings:
             s = samples[p]
-            self.sum[p][images] += s.sum(dim=0)
+            self.sum[p][images] += (s if finished else finish_sample(p, s)).sum(dim=0)
             if p not in self.variance_of:
                 continue
             mean_b = s.mean(dim=0)
@@ -83,7 +93,8 @@ class SampleStats:
         return int(self.count.min())
 
     def variance(self, processing: str) -> Tensor:
-        """Unbiased elementwise variance over samples ``(B, C, H, W)``."""
+        """Unbiased elementwise variance ``(B, C, H, W)`` over the samples as the sampler produced
+        them (before the second ``|.|`` of ``abs``)."""
         if self.n < 2:
             raise ValueError(f"a variance needs at least 2 samples, got n_samples = {self.n}")
         if processing not in self.variance_of:
@@ -120,9 +131,10 @@ def check_percentile(p: float) -> float:
 def aggregate(stats: SampleStats, processing: str, aggregation: str, percentile: float = 0.85) -> Tensor:
     """One attribution ``(B, C, H, W)`` from the statistics.
 
-    ``mean``: mean of processed samples. ``var``: their unbiased variance. ``guided(p)``:
-    ``G * sum_i a_i`` with ``G`` from the variance of the raw (noise sampler) or processed
-    (path samplers) samples.
+    ``mean``: mean of the finished samples. ``var``: the unbiased variance of the samples as the
+    sampler produced them. ``guided(p)``: ``G * sum_i a_i`` (finished samples) with ``G`` from
+    the variance of the raw gradients (noise sampler) or of the path's samples (path samplers,
+    before the second ``|.|`` of ``abs``).
     """
     check_processing(processing)
     if aggregation == "mean":

@@ -4,6 +4,8 @@ Where processing applies (the rule every sampler follows): ``p`` is applied to e
 *before* it is multiplied by its path term, and ``p``'s sample part (``SAMPLE_PART``) to each
 whole sample *after* the path term. Only ``abs`` has a sample part (``|.|`` again), so IG-A's
 sample is ``|(x - b) * mean_k |g_k||``; for samplers without a path term it changes nothing.
+The sample part belongs to the sums alone: a variance guide is over the samples before it
+(:mod:`absgrad.methods.aggregators`).
 """
 
 from __future__ import annotations

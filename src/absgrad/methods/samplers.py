@@ -7,7 +7,9 @@ per processing) folded into a :class:`~absgrad.methods.aggregators.SampleStats`;
 holds all N samples at once. Processing follows one rule (:mod:`absgrad.methods.processing`):
 ``a = q(term * p(g))``, ``p`` on each gradient before its path term and ``p``'s sample part
 ``q`` on the whole sample after it; a sampler whose processing applies to the product (Guided
-IG's move contributions) declares ``processing_at = "product"``: ``a = q(p(term * g))``.
+IG's move contributions) declares ``processing_at = "product"``: ``a = q(p(term * g))``. The
+sampler hands over ``term * p(g)`` (the path's sample); the statistics apply ``q`` to the sums
+and take the variance guide before it (SPEC §2.3).
 Samplers are plain objects with their parameters as attributes; ``key()`` identifies the
 computation so that methods sharing a sampler share its samples.
 """
@@ -27,7 +29,7 @@ from absgrad.methods.aggregators import SampleStats
 from absgrad.methods.blur import gaussian_blur
 from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
-from absgrad.methods.processing import PROCESSINGS, finish_sample
+from absgrad.methods.processing import PROCESSINGS
 from absgrad.methods.randomness import draw
 from absgrad.utils.params import check_fields
 
@@ -105,13 +107,14 @@ Piece = Samples | PathPart | PathEnd
 
 
 def _sample(processing: str, grad: Tensor, term: Tensor | None, at: str) -> Tensor:
-    """One processed sample (see the module docstring for the rule)."""
+    """One processed sample before its sample part ``q`` (see the module docstring for the
+    rule; :class:`SampleStats` applies ``q`` to the sums)."""
     p = PROCESSINGS[processing]
-    if term is None:  # no path term: the sample part changes nothing
+    if term is None:
         return p(grad)
     if at == "product":
-        return finish_sample(processing, p(term * grad))
-    return finish_sample(processing, p(grad) * term)
+        return p(term * grad)
+    return p(grad) * term
 
 
 @dataclass
@@ -153,20 +156,17 @@ class Sampler:
         procs = stats.processings
         if isinstance(piece, Samples):
             samples = {p: _sample(p, piece.grad, piece.term, self.processing_at) for p in procs}
-            stats.add(samples, piece.images, ctx.batch)
+            # no path term: the sample part changes nothing, so the sums take the samples as is
+            stats.add(samples, piece.images, ctx.batch, finished=piece.term is None)
         elif isinstance(piece, PathPart):
             w = piece.weights.view((-1,) + (1,) * (piece.grad.dim() - 1))
             for p in procs:
                 part = partial.setdefault(p, torch.zeros_like(ctx.x))
                 part[piece.images] += (w * PROCESSINGS[p](piece.grad)).sum(dim=0)
         else:
-            stats.add({p: _sample_of_path(p, partial[p], piece.term) for p in procs}, slice(0, ctx.batch), ctx.batch)
+            # one sample (1, B, C, H, W) per image: term * sum_k w_k p(g_k) (q applied to the sums)
+            stats.add({p: (piece.term * partial[p]).unsqueeze(0) for p in procs}, slice(0, ctx.batch), ctx.batch)
             partial.clear()
-
-
-def _sample_of_path(processing: str, summed: Tensor, term: Tensor) -> Tensor:
-    """``q(term * sum_k w_k p(g_k))`` as one sample ``(1, B, C, H, W)``."""
-    return finish_sample(processing, term * summed).unsqueeze(0)
 
 
 @dataclass
