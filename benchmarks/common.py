@@ -144,5 +144,7 @@ class ArchCase(ResizedCase):
         torch.manual_seed(0)
         model = getattr(tvm, ARCHS[self.arch][0])(weights=None)
         if self.weights_file:
-            model.load_state_dict(torch.load(self.weights_file, map_location="cpu", weights_only=True))
+            model.load_state_dict(
+                torch.load(self.weights_file, map_location="cpu", weights_only=True)
+            )
         return model.to(device).eval()

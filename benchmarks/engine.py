@@ -37,7 +37,13 @@ def main() -> None:
         first, _, ctx = run_absgrad(cfg, case=case)
         if not ctx.forward.compiled:
             print(f"{kind} failed here: the engine fell back to eager (see the warning)")
-        fast[kind] = {"cfg": cfg, "ctx": ctx, "first": first, "setup": ctx.forward.stats["compile_s"], "t": float("inf")}
+        fast[kind] = {
+            "cfg": cfg,
+            "ctx": ctx,
+            "first": first,
+            "setup": ctx.forward.stats["compile_s"],
+            "t": float("inf"),
+        }
     te = float("inf")
     ectx = None
     for r in range(args.repeats):
@@ -50,12 +56,16 @@ def main() -> None:
             line.append(f"{kind} {t2:.1f} s")
         print(f"repeat {r + 1}: " + ", ".join(line))
     n = args.images
-    print(f"case {eager_cfg.case}, {n} images, {len(ectx.specs)} maps, forward chunk {ectx.eval.batch_size}")
+    print(
+        f"case {eager_cfg.case}, {n} images, {len(ectx.specs)} maps, forward chunk {ectx.eval.batch_size}"
+    )
     print(f"eager     {te:8.1f} s  ({te / n:.2f} s/image)")
     for kind, f in fast.items():
         tc, setup = f["t"], f["setup"]
         print(f"{kind:<9} {tc:8.1f} s  ({tc / n:.2f} s/image, set-up excluded)")
-        print(f"{kind} set-up: first run {f['first']:.1f} s, of which {setup:.1f} s set-up ({SETUP[kind]})")
+        print(
+            f"{kind} set-up: first run {f['first']:.1f} s, of which {setup:.1f} s set-up ({SETUP[kind]})"
+        )
         print(f"max |score difference| {kind} = {max_score_difference(scores_e, f['scores']):.2e}")
         print(f"speedup = eager / {kind} = {te / tc:.2f}")
         print(f"speedup with the {kind} set-up included = {te / (tc + setup):.2f}")
@@ -67,8 +77,10 @@ def main() -> None:
         _, _, bctx = run_absgrad(bf_cfg, case=case)
         tb, scores_b, _ = run_absgrad(bf_cfg, ctx=bctx)
         print(f"compiled bf16 {tb:8.1f} s  (speedup vs eager fp32 {te / tb:.2f})")
-        print("bf16 score moves (max |bf16 - fp32| per image): "
-              + ", ".join(f"{k} {v:.2e}" for k, v in score_moves(scores_e, scores_b).items()))
+        print(
+            "bf16 score moves (max |bf16 - fp32| per image): "
+            + ", ".join(f"{k} {v:.2e}" for k, v in score_moves(scores_e, scores_b).items())
+        )
 
 
 SETUP = {"onnx": "export and check", "compile": "the first, compiling call"}

@@ -30,13 +30,25 @@ def main() -> None:
     costs = pass_costs(model, tuple(sample.shape), args.device, args.repeats)
     fb = min(costs["fwd_bwd"].values())
     fw = min(costs["fwd"].values())
-    print("per-image cost, forward+backward: " + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd_bwd"].items()))
-    print("per-image cost, forward:          " + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd"].items()))
-    print(f"runner chunks: {config.batch_size} images per unit and gradient chunk, {ctx.eval.batch_size} per forward pass")
+    print(
+        "per-image cost, forward+backward: "
+        + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd_bwd"].items())
+    )
+    print(
+        "per-image cost, forward:          "
+        + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd"].items())
+    )
+    print(
+        f"runner chunks: {config.batch_size} images per unit and gradient chunk, {ctx.eval.batch_size} per forward pass"
+    )
     n_fb, n_f = counts
     floor = n_fb * fb + n_f * fw
-    print(f"passes per image: {n_fb / args.images:.0f} forward+backward, {n_f / args.images:.0f} forward")
-    print(f"perturbed images per image: {asked / args.images:.0f} asked, {run / args.images:.0f} run (each distinct image once)")
+    print(
+        f"passes per image: {n_fb / args.images:.0f} forward+backward, {n_f / args.images:.0f} forward"
+    )
+    print(
+        f"perturbed images per image: {asked / args.images:.0f} asked, {run / args.images:.0f} run (each distinct image once)"
+    )
     print(f"floor = {n_fb} x {fb * 1e3:.1f} ms + {n_f} x {fw * 1e3:.1f} ms = {floor:.1f} s")
     print(f"absgrad = {best:.1f} s")
     print(f"absgrad / floor = {best / floor:.2f}")
@@ -45,7 +57,9 @@ def main() -> None:
         first, _, cctx = run_absgrad(cconfig, case=case)
         compile_s = cctx.forward.stats["compile_s"]
         cbest = min(run_absgrad(cconfig, ctx=cctx)[0] for _ in range(args.repeats))
-        print(f"{engine} engine: first run {first:.1f} s (set-up {compile_s:.1f} s), best later run {cbest:.1f} s")
+        print(
+            f"{engine} engine: first run {first:.1f} s (set-up {compile_s:.1f} s), best later run {cbest:.1f} s"
+        )
         print(f"absgrad {engine} = {cbest:.1f} s")
         print(f"absgrad {engine} / eager floor = {cbest / floor:.2f}")
 

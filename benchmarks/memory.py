@@ -29,8 +29,10 @@ def child(args: argparse.Namespace) -> None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     attribute(model, x, y, "gag", n_samples=args.n, batch_size=args.batch_size)
-    out = {"rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024,
-           "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out = {
+        "rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024,
+        "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     if torch.cuda.is_available():
         out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(out))
@@ -47,17 +49,37 @@ def main() -> None:
     print(f"machine: {machine()}")
     stack_mib = None
     for n in (10, 50, 200):
-        cmd = [sys.executable, __file__, "--n", str(n), "--images", str(args.images), "--case", args.case,
-               "--data", args.data or "", "--device", args.device, "--batch-size", str(args.batch_size)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--n",
+            str(n),
+            "--images",
+            str(args.images),
+            "--case",
+            args.case,
+            "--data",
+            args.data or "",
+            "--device",
+            args.device,
+            "--batch-size",
+            str(args.batch_size),
+        ]
         if args.weights:
             cmd += ["--weights", args.weights]
-        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        res = json.loads(
+            subprocess.run(cmd, capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         if stack_mib is None:
             _, _, x, _ = load(args)
             stack_mib = x.numel() * 4 / 2**20
         extra = f", cuda peak {res['cuda_peak_mib']:.0f} MiB" if "cuda_peak_mib" in res else ""
-        print(f"N = {n:3d}: peak RSS {res['rss_peak_mib']:.0f} MiB (growth after warm-up {res['rss_growth_mib']:.1f} MiB){extra}; "
-              f"a stack of N gradients would need {n * stack_mib:.0f} MiB")
+        print(
+            f"N = {n:3d}: peak RSS {res['rss_peak_mib']:.0f} MiB (growth after warm-up {res['rss_growth_mib']:.1f} MiB){extra}; "
+            f"a stack of N gradients would need {n * stack_mib:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

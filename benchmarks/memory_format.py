@@ -53,7 +53,9 @@ def main() -> None:
     print(f"case {plain.case}, {args.images} images, {len(ctx.specs)} maps")
     print(f"contiguous     {best['contiguous']:7.1f} s")
     print(f"channels-last  {best['channels_last']:7.1f} s")
-    print(f"speedup = contiguous / channels-last = {best['contiguous'] / best['channels_last']:.2f}")
+    print(
+        f"speedup = contiguous / channels-last = {best['contiguous'] / best['channels_last']:.2f}"
+    )
     print("\nscore moves (channels-last - contiguous), absolute:")
     print("metric  max per image  mean per image  max per table cell (mean over images)")
     for m, (mx, mean, cell) in score_moves(s_plain, s_fast).items():
@@ -62,8 +64,12 @@ def main() -> None:
     costs = pass_costs(ctx.model, tuple(sample.shape), args.device, args.repeats)
     fb, fw = min(costs["fwd_bwd"].values()), min(costs["fwd"].values())
     floor = counts[0] * fb + counts[1] * fw
-    print(f"\nchannels-last per-image cost: forward+backward {fb * 1e3:.1f} ms, forward {fw * 1e3:.1f} ms")
-    print(f"channels-last floor = {floor:.1f} s; channels-last / its floor = {best['channels_last'] / floor:.2f}")
+    print(
+        f"\nchannels-last per-image cost: forward+backward {fb * 1e3:.1f} ms, forward {fw * 1e3:.1f} ms"
+    )
+    print(
+        f"channels-last floor = {floor:.1f} s; channels-last / its floor = {best['channels_last'] / floor:.2f}"
+    )
     convs = [q for q in ctx.model.parameters() if q.dim() == 4]
     assert all(q.is_contiguous(memory_format=torch.channels_last) for q in convs), (
         "the channels-last run did not use a channels-last model"

@@ -29,7 +29,9 @@ def main() -> None:
         print(f"repeat {r + 1}: absgrad {ta:.1f} s, per-method baseline {tb:.1f} s")
     diff = max_score_difference(scores_a, scores_b)
     n_img = len({k[0] for k in scores_a})
-    print(f"case {config.case}, {args.images} images ({n_img} batches), {len(ctx.specs)} maps, metrics {', '.join(ctx.metrics)}")
+    print(
+        f"case {config.case}, {args.images} images ({n_img} batches), {len(ctx.specs)} maps, metrics {', '.join(ctx.metrics)}"
+    )
     print(f"absgrad  {best_a:8.1f} s  ({best_a / args.images:.1f} s/image)")
     print(f"baseline {best_b:8.1f} s  ({best_b / args.images:.1f} s/image)")
     print(f"max |score difference| = {diff:.2e}")

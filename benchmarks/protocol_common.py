@@ -45,7 +45,12 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     """The runner's chunk sizes: the config's defaults on a CPU; on a GPU 16 images per unit
     and the forward chunk measured (``auto``)."""
     gpu = torch.cuda.is_available()
-    p.add_argument("--batch-size", type=int, default=16 if gpu else 4, help="images per unit and gradient chunk")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16 if gpu else 4,
+        help="images per unit and gradient chunk",
+    )
     p.add_argument(
         "--eval-batch-size",
         type=lambda v: v if v == "auto" else int(v),
@@ -152,7 +157,9 @@ def run_baseline(config, ctx):
                 remain, mis = spec.reversal
                 shuffles = [image_seed(s, label) for s in seeds]
                 m = reverse(m.cpu(), remain=remain, mis=mis, seeds=shuffles).to(ctx.device)
-            scores[(key, label)] = score_maps(ctx.model, x, y, m, ctx.metrics, ctx.eval, masks=masks)
+            scores[(key, label)] = score_maps(
+                ctx.model, x, y, m, ctx.metrics, ctx.eval, masks=masks
+            )
     sync()
     return time.perf_counter() - t, scores
 
@@ -164,12 +171,17 @@ def max_score_difference(a: dict, b: dict) -> float:
     worst = 0.0
     for k in a:
         for metric, va in a[k].items():
-            ta, tb = torch.tensor(va, dtype=torch.float64), torch.tensor(b[k][metric], dtype=torch.float64)
+            ta, tb = (
+                torch.tensor(va, dtype=torch.float64),
+                torch.tensor(b[k][metric], dtype=torch.float64),
+            )
             worst = max(worst, float((ta - tb).abs().max()))
     return worst
 
 
-def pass_costs(model: nn.Module, shape: tuple[int, ...], device: str, repeats: int) -> dict[str, dict[int, float]]:
+def pass_costs(
+    model: nn.Module, shape: tuple[int, ...], device: str, repeats: int
+) -> dict[str, dict[int, float]]:
     """Best seconds per image of a forward+backward pass and of a forward pass, per chunk size."""
     out: dict[str, dict[int, float]] = {"fwd_bwd": {}, "fwd": {}}
     for p in model.parameters():
@@ -183,10 +195,14 @@ def pass_costs(model: nn.Module, shape: tuple[int, ...], device: str, repeats: i
             torch.autograd.grad(model(xi)[:, 0].sum(), xi)
 
         fb()
-        out["fwd_bwd"][bs] = best_time(lambda fb=fb: [fb() for _ in range(3)], repeats)[0] / (3 * bs)
+        out["fwd_bwd"][bs] = best_time(lambda fb=fb: [fb() for _ in range(3)], repeats)[0] / (
+            3 * bs
+        )
     for bs in (4, 8, 16, 32, 64, 128, 256, 512) if gpu else (4, 8, 16, 32, 64):
         x = torch.randn(bs, *shape, device=device)
         with torch.inference_mode():
             model(x)
-            out["fwd"][bs] = best_time(lambda x=x: [model(x) for _ in range(3)], repeats)[0] / (3 * bs)
+            out["fwd"][bs] = best_time(lambda x=x: [model(x) for _ in range(3)], repeats)[0] / (
+                3 * bs
+            )
     return out

@@ -56,7 +56,12 @@ def main() -> int:
 
     forward = Engine(model, args.engine, chunk=args.batch_size)
     ours = lambda: M.deletion_insertion(  # noqa: E731
-        forward, x, y, maps, steps=args.steps, normalization=case.normalization,
+        forward,
+        x,
+        y,
+        maps,
+        steps=args.steps,
+        normalization=case.normalization,
         batch_size=args.batch_size,
     )
     ours()  # warm-up (and the compile, with --engine compile)
@@ -76,8 +81,15 @@ def main() -> int:
     def theirs():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return metric(model=model, x_batch=xb, y_batch=yb, a_batch=ab, device=args.device,
-                          softmax=True, batch_size=b)
+            return metric(
+                model=model,
+                x_batch=xb,
+                y_batch=yb,
+                a_batch=ab,
+                device=args.device,
+                softmax=True,
+                batch_size=b,
+            )
 
     theirs()  # warm-up
     t_q, curves = best_time(theirs, args.repeats)
@@ -90,18 +102,28 @@ def main() -> int:
     n_ours = b * 2 * args.steps  # deletion and insertion curves, r = 0 included
     n_q = b * c * args.steps
     per_ours, per_q = t_ours / n_ours, t_q / n_q
-    print(f"{b} images, {h} x {w} px, VG maps, {args.steps} steps, absgrad engine {args.engine}, chunk {args.batch_size}")
-    print(f"quantus PixelFlipping      {t_q:7.2f} s for {n_q} perturbed images: {per_q * 1e3:6.1f} ms each")
-    print(f"absgrad deletion_insertion {t_ours:7.2f} s for {n_ours} perturbed images: {per_ours * 1e3:6.1f} ms each (deletion and insertion)")
+    print(
+        f"{b} images, {h} x {w} px, VG maps, {args.steps} steps, absgrad engine {args.engine}, chunk {args.batch_size}"
+    )
+    print(
+        f"quantus PixelFlipping      {t_q:7.2f} s for {n_q} perturbed images: {per_q * 1e3:6.1f} ms each"
+    )
+    print(
+        f"absgrad deletion_insertion {t_ours:7.2f} s for {n_ours} perturbed images: {per_ours * 1e3:6.1f} ms each (deletion and insertion)"
+    )
     print(f"max |curve difference| = {diff:.2e}")
     print(f"ratio = quantus / absgrad per perturbed image = {per_q / per_ours:.2f}")
-    print(f"ratio per deletion curve (quantus {c * args.steps} passes, absgrad {2 * args.steps} for both curves) = {t_q / t_ours:.2f}")
+    print(
+        f"ratio per deletion curve (quantus {c * args.steps} passes, absgrad {2 * args.steps} for both curves) = {t_q / t_ours:.2f}"
+    )
     with torch.inference_mode():
         xs = x[:1].expand(args.batch_size, -1, -1, -1).contiguous()
         forward(xs)
         t_f, _ = best_time(lambda: forward(xs), args.repeats)
-    print(f"forward pass alone: {t_f / args.batch_size * 1e3:.1f} ms per image; "
-          f"absgrad per perturbed image / forward = {per_ours / (t_f / args.batch_size):.2f}")
+    print(
+        f"forward pass alone: {t_f / args.batch_size * 1e3:.1f} ms per image; "
+        f"absgrad per perturbed image / forward = {per_ours / (t_f / args.batch_size):.2f}"
+    )
     if diff > 1e-5:
         print("the curves differ: the conventions do not coincide here", file=sys.stderr)
         return 1

@@ -17,7 +17,9 @@ IMAGENET_SAMPLE = SHARED / "data" / "imagenet-sample"
 def imagenet_sample_dir() -> Path:
     """The 500-photo ImageNet sample beside the checkout; skips when ../shared is absent."""
     if not (IMAGENET_SAMPLE / "labels.csv").is_file():
-        pytest.skip(f"needs the shared ImageNet sample at {IMAGENET_SAMPLE} (absent in a fresh clone)")
+        pytest.skip(
+            f"needs the shared ImageNet sample at {IMAGENET_SAMPLE} (absent in a fresh clone)"
+        )
     return IMAGENET_SAMPLE
 
 

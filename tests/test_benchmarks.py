@@ -29,7 +29,11 @@ def bench(tmp_path_factory):
         env = {**os.environ, "ABSGRAD_CACHE": str(cache), "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
         proc = subprocess.run(
             [sys.executable, str(BENCH / script), *TINY, *extra],
-            cwd=BENCH, env=env, capture_output=True, text=True, timeout=600,
+            cwd=BENCH,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
@@ -108,7 +112,11 @@ def test_quantus_pixel_flipping_equals_our_deletion_curve(tmp_path):
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
         [exe, str(BENCH / "quantus_compare.py"), *TINY, "--steps", "8"],
-        cwd=BENCH, env=env, capture_output=True, text=True, timeout=600,
+        cwd=BENCH,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert number(r"max \|curve difference\| = (\S+)", proc.stdout) < 1e-5

@@ -75,7 +75,10 @@ print(json.dumps({"code": code, "loaded": sorted(m for m in sys.modules if m.spl
     ],
 )
 def test_cli_start_up_imports_no_heavy_module(argv):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE % (HEAVY,), json.dumps(argv)],
         capture_output=True,

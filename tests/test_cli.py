@@ -280,8 +280,18 @@ def test_explain_gradcam_layer(capsys, tmp_path):
 
 def test_missing_data_folder_of_a_model_spec_run_is_a_one_line_error(capsys, tmp_path):
     missing = tmp_path / "nowhere"
-    err = fails(capsys, ["run", "--data", str(missing), "--model", "torchvision:resnet18",
-                         "--out", str(tmp_path / "o")])
+    err = fails(
+        capsys,
+        [
+            "run",
+            "--data",
+            str(missing),
+            "--model",
+            "torchvision:resnet18",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert f"data not found: {missing}" in err
 
 
@@ -322,7 +332,19 @@ def test_channels_last_flag_reaches_the_config_and_cannot_resume_a_plain_run(cap
     assert meta["config"]["channels_last"] is True and meta["status"] == "complete"
     # the plain run's results differ at fp32 noise: its directory refuses the option
     before = snapshot(tiny_run)
-    msg = fails(capsys, ["run", "--case", "synthetic", *TINY, "--channels-last", "--resume", "--out", str(tiny_run)])
+    msg = fails(
+        capsys,
+        [
+            "run",
+            "--case",
+            "synthetic",
+            *TINY,
+            "--channels-last",
+            "--resume",
+            "--out",
+            str(tiny_run),
+        ],
+    )
     assert "changed: channels_last: None -> True" in msg
     assert snapshot(tiny_run) == before
 
@@ -341,7 +363,14 @@ def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src)
     out = tmp_path / "cam.png"
-    argv = ["explain", str(src), "--model", "timm:test_resnet", "--weights", str(tmp_path / "w.pth")]
+    argv = [
+        "explain",
+        str(src),
+        "--model",
+        "timm:test_resnet",
+        "--weights",
+        str(tmp_path / "w.pth"),
+    ]
     argv += ["--size", "64", "--resize", "stretch", "--norm", "0.5", "--method", "gradcam"]
     argv += ["--classes", str(tmp_path / "classes.txt"), "--target", "1", "--out", str(out)]
     assert main(argv) == 0

@@ -23,7 +23,11 @@ NORM = ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 4)
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 4),
     ).eval()
 
 
@@ -57,14 +61,22 @@ def setup():
 def test_scores_equal_the_metrics_computed_image_by_image(setup):
     model, x, target = setup
     maps = the_maps()
-    settings = EvalSettings(normalization=NORM, lower_bound=0.0, interval=0.25, auc_steps=8, batch_size=5)
+    settings = EvalSettings(
+        normalization=NORM, lower_bound=0.0, interval=0.25, auc_steps=8, batch_size=5
+    )
     cache = ProbCache()
     got = score_many(model, x, target, maps, ("rcap", "dauc", "iauc"), settings, cache=cache)
     for label, m in maps.items():
-        r = M.rcap(model, x, target, m, lower_bound=0.0, interval=0.25, normalization=NORM, batch_size=5)
+        r = M.rcap(
+            model, x, target, m, lower_bound=0.0, interval=0.25, normalization=NORM, batch_size=5
+        )
         a = M.deletion_insertion(model, x, target, m, steps=8, normalization=NORM, batch_size=5)
         assert got[label]["rcap"] == pytest.approx(r.score.tolist(), abs=1e-6), label
-        for key, want in (("rcap_prob", r.prob), ("deletion", a.deletion), ("insertion", a.insertion)):
+        for key, want in (
+            ("rcap_prob", r.prob),
+            ("deletion", a.deletion),
+            ("insertion", a.insertion),
+        ):
             diff = (torch.tensor(got[label][key], dtype=torch.float64) - want.double()).abs().max()
             assert float(diff) < 1e-6, (label, key)
     per_map = 3 * (4 + 8 + 8)
@@ -80,11 +92,29 @@ def test_a_shared_cache_scores_a_repeated_map_without_forward_passes(setup):
     clean = M.target_probs(model, x, target)
     blurred = M.target_probs(model, M.blurred(x), target)
     cache = ProbCache()
-    first = score_many(model, x, target, {"smooth": maps["smooth"]}, ("rcap", "dauc", "iauc"),
-                       settings, cache=cache, clean_probs=clean, blurred_probs=blurred)
+    first = score_many(
+        model,
+        x,
+        target,
+        {"smooth": maps["smooth"]},
+        ("rcap", "dauc", "iauc"),
+        settings,
+        cache=cache,
+        clean_probs=clean,
+        blurred_probs=blurred,
+    )
     before = cache.stats["computed"]
-    second = score_many(model, x, target, {"vg": maps["same"]}, ("rcap", "dauc", "iauc"),
-                        settings, cache=cache, clean_probs=clean, blurred_probs=blurred)
+    second = score_many(
+        model,
+        x,
+        target,
+        {"vg": maps["same"]},
+        ("rcap", "dauc", "iauc"),
+        settings,
+        cache=cache,
+        clean_probs=clean,
+        blurred_probs=blurred,
+    )
     assert cache.stats["computed"] == before  # every image of the second call was known
     for metric in ("rcap", "dauc", "iauc", "deletion", "insertion"):
         assert second["vg"][metric] == first["smooth"][metric]
@@ -104,9 +134,13 @@ def test_rows_with_one_key_are_one_image(setup):
             q = DedupQueue(nn.Identity(), 4, x, target, normalization=NORM)
             ordered = sorted_values(m)
             r = rcap_inputs(x, m, percentiles, NORM, ordered=ordered)
-            a = curve_inputs(x, m, base, 6, *((clean_p, blur_p) if first else (None, None)), ordered=ordered)
+            a = curve_inputs(
+                x, m, base, 6, *((clean_p, blur_p) if first else (None, None)), ordered=ordered
+            )
             images = torch.cat([r.images, a.images])
-            targets = torch.cat([target.repeat_interleave(len(percentiles)), target.repeat_interleave(a.per_image)])
+            targets = torch.cat(
+                [target.repeat_interleave(len(percentiles)), target.repeat_interleave(a.per_image)]
+            )
             keys = q.rcap_keys(m, ordered, percentiles) + q.curve_keys(m, ordered, 6, first, first)
             assert len(keys) == images.shape[0]
             seen: dict = {}
@@ -116,11 +150,21 @@ def test_rows_with_one_key_are_one_image(setup):
                 seen[key] = (img, t)
                 i = int(t)  # targets are distinct per image here
                 row = target.tolist().index(i)
-                special = {"clean": x[row], "blurred": base[row], "black": black, "zeros": torch.zeros(3, 8, 8)}
+                special = {
+                    "clean": x[row],
+                    "blurred": base[row],
+                    "black": black,
+                    "zeros": torch.zeros(3, 8, 8),
+                }
                 if key[0] in special:
                     assert torch.equal(img, special[key[0]].to(img.dtype)), key[0]
-            distinct_images = {img.numpy().tobytes() + bytes([int(t)]) for img, t in zip(images, targets, strict=True)}
-            assert len(set(keys)) == len(distinct_images)  # and no two different keys share an image
+            distinct_images = {
+                img.numpy().tobytes() + bytes([int(t)])
+                for img, t in zip(images, targets, strict=True)
+            }
+            assert len(set(keys)) == len(
+                distinct_images
+            )  # and no two different keys share an image
 
 
 def test_bad_key_count_is_refused(setup):

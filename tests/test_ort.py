@@ -15,7 +15,9 @@ import absgrad.ort as ort_mod
 from absgrad.engine import Engine, EngineError
 from absgrad.ort import OrtError, OrtForward
 
-pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'absgrad[onnx]')")
+pytest.importorskip(
+    "onnxruntime", reason="the onnx extra is not installed (pip install 'absgrad[onnx]')"
+)
 
 
 def tiny_model() -> nn.Module:
@@ -81,7 +83,9 @@ def test_an_export_that_disagrees_with_pytorch_is_not_used(monkeypatch):
     real = OrtForward.__call__
     monkeypatch.setattr(OrtForward, "__call__", lambda self, x: 2 * real(self, x))
     model = tiny_model().eval()
-    with pytest.raises(ort_mod.OrtMismatch, match="differ from PyTorch's by .* \\(more than 0.0001\\)"):
+    with pytest.raises(
+        ort_mod.OrtMismatch, match="differ from PyTorch's by .* \\(more than 0.0001\\)"
+    ):
         OrtForward(model, torch.randn(2, 3, 8, 8))
     eng = Engine(model, "onnx", chunk=2)
     assert_falls_back_once(eng, model, torch.randn(2, 3, 8, 8), "ONNX Runtime failed.*OrtMismatch")
@@ -95,10 +99,14 @@ def test_missing_packages_and_impossible_settings_are_named(monkeypatch):
         Engine(tiny_model().to("meta"), "onnx")
     real = ort_mod.importlib.util.find_spec
     monkeypatch.setattr(
-        ort_mod.importlib.util, "find_spec", lambda name: None if name == "onnxruntime" else real(name)
+        ort_mod.importlib.util,
+        "find_spec",
+        lambda name: None if name == "onnxruntime" else real(name),
     )
     assert not ort_mod.available()
-    with pytest.raises(OrtError, match=r"needs the onnxruntime package\(s\): pip install 'absgrad\[onnx\]'"):
+    with pytest.raises(
+        OrtError, match=r"needs the onnxruntime package\(s\): pip install 'absgrad\[onnx\]'"
+    ):
         Engine(model, "onnx")
 
 
@@ -113,7 +121,9 @@ def test_a_session_that_cannot_run_falls_back_with_the_reason(monkeypatch):
         OrtForward(tiny_model().eval(), torch.randn(2, 3, 8, 8))
     model = tiny_model()
     eng = Engine(model, "onnx", chunk=2)
-    assert_falls_back_once(eng, model, torch.randn(3, 3, 8, 8), "ONNX Runtime failed.*INVALID_GRAPH")
+    assert_falls_back_once(
+        eng, model, torch.randn(3, 3, 8, 8), "ONNX Runtime failed.*INVALID_GRAPH"
+    )
 
 
 @pytest.mark.parametrize(

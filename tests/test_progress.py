@@ -30,8 +30,16 @@ def test_run_progress_counts_images_across_sampler_groups(capsys):
 
 def test_a_run_shows_the_selection_and_protocol_bars(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-    config = make_config({"case": "synthetic", "limit": 2, "batch_size": 2, "maps": ["vg"],
-                          "metrics": ["rcap"], "engine": "eager"})
+    config = make_config(
+        {
+            "case": "synthetic",
+            "limit": 2,
+            "batch_size": 2,
+            "maps": ["vg"],
+            "metrics": ["rcap"],
+            "engine": "eager",
+        }
+    )
     run_protocol(config, tmp_path / "run", quiet=False)
     err = capsys.readouterr().err
     assert re.search(r"selection: 100%.*\d+/\d+ .*img/s", err), err[-2000:]

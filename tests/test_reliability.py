@@ -241,7 +241,9 @@ def test_isic_and_places365_refuse_an_image_listed_twice(tmp_path):
     (isic / "train.csv").write_text(
         "image_name,diagnosis\nISIC_1,nevus\nISIC_2,melanoma\nISIC_1,nevus\n"
     )
-    with pytest.raises(AbsgradError, match=r"train\.csv, row 4: image_name 'ISIC_1' is listed again"):
+    with pytest.raises(
+        AbsgradError, match=r"train\.csv, row 4: image_name 'ISIC_1' is listed again"
+    ):
         get_case("isic", data=isic).samples()
     places = tmp_path / "places"
     (places / "val_256").mkdir(parents=True)

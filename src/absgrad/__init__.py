@@ -11,7 +11,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["explain", "explain_many", "attribute", "reverse", "METHODS", "metrics", "cases", "__version__"]
+__all__ = [
+    "explain",
+    "explain_many",
+    "attribute",
+    "reverse",
+    "METHODS",
+    "metrics",
+    "cases",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

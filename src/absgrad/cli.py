@@ -316,9 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
     p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
-    p.add_argument(
-        "--out", metavar="DIR", help="also write compare.md and compare.html into DIR"
-    )
+    p.add_argument("--out", metavar="DIR", help="also write compare.md and compare.html into DIR")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
@@ -548,9 +546,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     np.save(out.with_suffix(".npy"), smap.numpy())
     names = getattr(case, "classes", None)
     label = f"{target} {names[target]}" if names and target < len(names) else str(target)
-    _save_overlay(
-        pixels, smap, out, f"{args.method} (class {label}, p={float(probs[target]):.2f})"
-    )
+    _save_overlay(pixels, smap, out, f"{args.method} (class {label}, p={float(probs[target]):.2f})")
     print(
         f"class {label} (probability {float(probs[target]):.3f}); "
         f"map: {out} and {out.with_suffix('.npy')}"

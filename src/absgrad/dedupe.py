@@ -54,7 +54,9 @@ class ProbCache:
         """``(target, digest)`` of each image of ``x (B, C, H, W)``."""
         return [(int(t), _digest(xi)) for xi, t in zip(x, target.tolist(), strict=True)]
 
-    def seed(self, images: Sequence[tuple[int, bytes]], clean: Tensor | None, blurred: Tensor | None) -> None:
+    def seed(
+        self, images: Sequence[tuple[int, bytes]], clean: Tensor | None, blurred: Tensor | None
+    ) -> None:
         """Record known probabilities ``(B,)`` of the clean and blurred images."""
         for name, probs in (("clean", clean), ("blurred", blurred)):
             if probs is not None:
@@ -124,7 +126,9 @@ class DedupQueue:
                     keys.append(("rcap", t, xd, self.black, *s))
         return keys
 
-    def curve_keys(self, m: Tensor, ordered: Tensor, steps: int, first_del: int, first_ins: int) -> list[Hashable]:
+    def curve_keys(
+        self, m: Tensor, ordered: Tensor, steps: int, first_del: int, first_ins: int
+    ) -> list[Hashable]:
         """Keys of the deletion then insertion images per image (as ``curve_inputs`` builds
         them, leaving out the first ``first_del``/``first_ins`` steps)."""
         h, w = m.shape[1:]
@@ -133,17 +137,23 @@ class DedupQueue:
         for (t, xd), row in zip(self.images, sel, strict=True):
             for s in row[first_del:]:
                 keys.append(
-                    ("clean", t, xd) if s == "none" else ("zeros", t, self.shape) if s == "all" else ("del", t, xd, *s)
+                    ("clean", t, xd)
+                    if s == "none"
+                    else ("zeros", t, self.shape)
+                    if s == "all"
+                    else ("del", t, xd, *s)
                 )
             for s in row[first_ins:]:
                 keys.append(
-                    ("blurred", t, xd) if s == "none" else ("clean", t, xd) if s == "all" else ("ins", t, xd, *s)
+                    ("blurred", t, xd)
+                    if s == "none"
+                    else ("clean", t, xd)
+                    if s == "all"
+                    else ("ins", t, xd, *s)
                 )
         return keys
 
-    def keys(
-        self, m: Tensor, ordered: Tensor, context: Any, batch: Any
-    ) -> list[Hashable] | None:
+    def keys(self, m: Tensor, ordered: Tensor, context: Any, batch: Any) -> list[Hashable] | None:
         """Keys of a perturbation's batch (RCAP's recovered images, the deletion/insertion
         images); ``None`` for a perturbation this module does not know (all its images are
         scored)."""
@@ -181,7 +191,9 @@ class DedupQueue:
                 rows = self.queue.put(images, targets)
             else:
                 idx = torch.tensor(todo, device=images.device)
-                rows = self.queue.put(images.index_select(0, idx), targets.index_select(0, idx.to(targets.device)))
+                rows = self.queue.put(
+                    images.index_select(0, idx), targets.index_select(0, idx.to(targets.device))
+                )
             for j, r in zip(todo, range(rows.start, rows.stop), strict=True):
                 self._new[keys[j]] = r
         self._rows.extend(keys)

@@ -77,7 +77,9 @@ def check_precision(precision: object) -> str:
     return str(precision)
 
 
-def resolve_engine(kind: str, n_images: int, *, device: str = "cpu", precision: str = "fp32") -> str:
+def resolve_engine(
+    kind: str, n_images: int, *, device: str = "cpu", precision: str = "fp32"
+) -> str:
     """The engine for a run of ``n_images`` images on ``device``. ``auto``: ``onnx`` on a CPU
     in fp32 where ONNX Runtime is installed, else ``compile`` when ``n_images >=
     AUTO_MIN_IMAGES``, else ``eager``."""
@@ -191,7 +193,9 @@ class Engine:
                 raise EngineError("engine 'onnx' runs fp32 only; use engine compile for bf16")
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
             if device.type != "cpu":
-                raise EngineError(f"engine 'onnx' runs on the CPU; the model is on {device}: use engine compile")
+                raise EngineError(
+                    f"engine 'onnx' runs on the CPU; the model is on {device}: use engine compile"
+                )
         if kind == "compile":
             use_compile_cache()
             self._compiled = torch.compile(model, backend=self.backend, mode=mode, dynamic=False)
@@ -242,7 +246,9 @@ class Engine:
         self.stats["ort_difference"] = self._compiled.difference
         log.info(
             "engine: exported %s to ONNX in %.1f s (probabilities within %.1e of PyTorch)",
-            type(self.model).__name__, self.stats["compile_s"], self._compiled.difference,
+            type(self.model).__name__,
+            self.stats["compile_s"],
+            self._compiled.difference,
         )
 
     def _pad(self, x: Tensor) -> Tensor:
@@ -263,7 +269,9 @@ class Engine:
         if n < self.chunk:  # one input shape for the compiled graph: pad with the last image
             x = self._pad(x)
             self.stats["padded"] += self.chunk - n
-        elif self.kind == "compile" and not x.is_inference():  # one kind of tensor too (a guard of the compiled graph)
+        elif (
+            self.kind == "compile" and not x.is_inference()
+        ):  # one kind of tensor too (a guard of the compiled graph)
             x = x.clone()
         t0 = time.perf_counter()
         try:
@@ -275,7 +283,9 @@ class Engine:
         if self._first:
             self._first = False
             self.stats["compile_s"] = time.perf_counter() - t0
-            log.info("engine: compiled %s in %.1f s", type(self.model).__name__, self.stats["compile_s"])
+            log.info(
+                "engine: compiled %s in %.1f s", type(self.model).__name__, self.stats["compile_s"]
+            )
         return out[:n]
 
     def _fallback(self, err: BaseException) -> None:

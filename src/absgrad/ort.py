@@ -91,12 +91,18 @@ class OrtForward:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
                 torch.onnx.export(
-                    model, (example,), buffer, input_names=["x"], output_names=["logits"],
+                    model,
+                    (example,),
+                    buffer,
+                    input_names=["x"],
+                    output_names=["logits"],
                     dynamo=False,
                 )
         except Exception as err:  # noqa: BLE001 - any exporter failure is reported as one
             first = str(err).splitlines()[0] if str(err) else ""
-            raise OrtError(f"could not export {type(model).__name__} to ONNX ({type(err).__name__}: {first})") from err
+            raise OrtError(
+                f"could not export {type(model).__name__} to ONNX ({type(err).__name__}: {first})"
+            ) from err
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -112,9 +118,13 @@ class OrtForward:
             got = self(example)
         except Exception as err:  # noqa: BLE001 - ONNX Runtime's own exception types
             first = str(err).splitlines()[0] if str(err) else ""
-            raise OrtError(f"ONNX Runtime cannot run the exported {type(model).__name__} ({type(err).__name__}: {first})") from err
+            raise OrtError(
+                f"ONNX Runtime cannot run the exported {type(model).__name__} ({type(err).__name__}: {first})"
+            ) from err
         if got.shape != want.shape:
-            raise OrtMismatch(f"the exported model returns {tuple(got.shape)}, PyTorch {tuple(want.shape)}")
+            raise OrtMismatch(
+                f"the exported model returns {tuple(got.shape)}, PyTorch {tuple(want.shape)}"
+            )
         self.difference = float((got.softmax(-1) - want.softmax(-1)).abs().max())
         if not self.difference <= TOLERANCE:
             raise OrtMismatch(

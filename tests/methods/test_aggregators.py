@@ -9,7 +9,9 @@ from absgrad.methods import PROCESSINGS, SampleStats, aggregate, variance_guide
 from absgrad.methods.aggregators import linear_quantile
 
 
-def _feed(stack: torch.Tensor, chunks: list[int], procs=("raw", "pos", "neg", "abs"), source="processed"):
+def _feed(
+    stack: torch.Tensor, chunks: list[int], procs=("raw", "pos", "neg", "abs"), source="processed"
+):
     """Feed ``stack (N, B, C, H, W)`` in sample chunks, splitting the batch in two halves."""
     stats = SampleStats(procs, source)
     b = stack.shape[1]
@@ -31,8 +33,12 @@ def stack() -> torch.Tensor:
 
 def test_welford_variance_equals_torch_var(stack):
     stats = _feed(stack, [1, 3, 2, 1])
-    torch.testing.assert_close(stats.variance("raw"), stack.var(dim=0, unbiased=True), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(stats.variance("abs"), stack.abs().var(dim=0), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        stats.variance("raw"), stack.var(dim=0, unbiased=True), rtol=1e-10, atol=1e-10
+    )
+    torch.testing.assert_close(
+        stats.variance("abs"), stack.abs().var(dim=0), rtol=1e-10, atol=1e-10
+    )
     assert stats.n == 7
 
 
@@ -73,7 +79,9 @@ def test_guided_p0_is_plain_sum(stack):
 def test_linear_quantile_matches_torch():
     x = torch.rand(3, 2, 101, dtype=torch.float64)
     for q in (0.0, 0.15, 0.85, 0.999):
-        torch.testing.assert_close(linear_quantile(x, q), torch.quantile(x, q, dim=-1, keepdim=True))
+        torch.testing.assert_close(
+            linear_quantile(x, q), torch.quantile(x, q, dim=-1, keepdim=True)
+        )
 
 
 def test_variance_guide_values_are_one_above_quantile():

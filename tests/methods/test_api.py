@@ -26,7 +26,10 @@ NOISE_FAMILY = {
     "SG-": ("sg", {"processing": "neg"}),
     "GAG-0": ("gag", {"percentile": 0.0}),
     "SG-G": ("sg", {"aggregation": "guided"}),
-    **{f"GAG-{int(p * 100)}": ("gag", {"percentile": p}) for p in (0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)},
+    **{
+        f"GAG-{int(p * 100)}": ("gag", {"percentile": p})
+        for p in (0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)
+    },
 }
 
 
@@ -37,13 +40,23 @@ def test_noise_family_is_one_sampler_run_and_equals_separate_calls(tiny_model, t
     maps = explain_many(counting, tiny_inputs, [0, 1], params, seed=3)
     assert counting.images == 5 * 2  # N samples x B images, once for all 14 maps
     for label, (m, p) in params.items():
-        sep = absgrad.explain(tiny_model, tiny_inputs, [0, 1], m, generator=torch.Generator().manual_seed(3), **p)
+        sep = absgrad.explain(
+            tiny_model, tiny_inputs, [0, 1], m, generator=torch.Generator().manual_seed(3), **p
+        )
         assert torch.equal(maps[label], sep), label
 
 
 def test_groups_split_by_sampler_parameters():
-    reqs = {"a": ("sg", {}), "b": ("sg", {"spread": 0.2}), "c": ("ig", {}), "d": ("ig", {"processing": "abs"}),
-            "e": ("gb", {}), "f": ("gb", {"hook": "abs"}), "g": ("gradcam", {}), "h": ("gag", {})}
+    reqs = {
+        "a": ("sg", {}),
+        "b": ("sg", {"spread": 0.2}),
+        "c": ("ig", {}),
+        "d": ("ig", {"processing": "abs"}),
+        "e": ("gb", {}),
+        "f": ("gb", {"hook": "abs"}),
+        "g": ("gradcam", {}),
+        "h": ("gag", {}),
+    }
     groups = sampler_groups(reqs)
     assert sorted(map(sorted, groups)) == [["a", "h"], ["b"], ["c", "d"], ["e"], ["f"], ["g"]]
 
@@ -62,8 +75,21 @@ def test_given_groups_are_used_as_they_are_and_checked(tiny_model, tiny_inputs):
 
 
 def test_registry_lists_every_method_with_defaults():
-    assert set(METHODS) == {"vg", "sg", "vargrad", "ig", "blurig", "guidedig", "gb", "gradcam", "gag"}
-    assert METHODS["gag"].defaults["percentile"] == 0.85 and METHODS["gag"].defaults["processing"] == "abs"
+    assert set(METHODS) == {
+        "vg",
+        "sg",
+        "vargrad",
+        "ig",
+        "blurig",
+        "guidedig",
+        "gb",
+        "gradcam",
+        "gag",
+    }
+    assert (
+        METHODS["gag"].defaults["percentile"] == 0.85
+        and METHODS["gag"].defaults["processing"] == "abs"
+    )
     assert METHODS["sg"].defaults["n_samples"] == 20 and METHODS["sg"].defaults["spread"] == 0.15
     assert METHODS["ig"].defaults["steps"] == 5 and METHODS["ig"].defaults["n_samples"] == 2
 
@@ -73,7 +99,9 @@ def test_captum_style_classes(tiny_model, tiny_inputs, method):
     params = {"n_samples": 3} if "n_samples" in METHODS[method].defaults else {}
     obj = CLASSES[method](tiny_model)
     a = obj.attribute(tiny_inputs, target=1, generator=torch.Generator().manual_seed(0), **params)
-    ref = absgrad.attribute(tiny_model, tiny_inputs, 1, method, generator=torch.Generator().manual_seed(0), **params)
+    ref = absgrad.attribute(
+        tiny_model, tiny_inputs, 1, method, generator=torch.Generator().manual_seed(0), **params
+    )
     assert torch.equal(a, ref)
     assert a.shape[0] == 2 and a.shape[-2:] == (16, 16)
     m = obj.explain(tiny_inputs, target=1, generator=torch.Generator().manual_seed(0), **params)
@@ -82,15 +110,20 @@ def test_captum_style_classes(tiny_model, tiny_inputs, method):
 
 def test_target_none_uses_prediction(tiny_model, tiny_inputs):
     pred = tiny_model(tiny_inputs).argmax(1)
-    torch.testing.assert_close(absgrad.explain(tiny_model, tiny_inputs, None, "vg"),
-                               absgrad.explain(tiny_model, tiny_inputs, pred, "vg"))
+    torch.testing.assert_close(
+        absgrad.explain(tiny_model, tiny_inputs, None, "vg"),
+        absgrad.explain(tiny_model, tiny_inputs, pred, "vg"),
+    )
 
 
-@pytest.mark.parametrize(("h", "w", "remain", "mis", "kept", "swapped"), [
-    (20, 10, 0.07, 0.10, 15, 20),  # floor(200 * 0.07) + 1 = 15 values stay
-    (7, 9, 0.03, 0.10, 2, 6),  # floor(1.89) + 1 = 2
-    (8, 8, 0.0, 0.25, 1, 16),  # remain 0 still keeps the maximum
-])
+@pytest.mark.parametrize(
+    ("h", "w", "remain", "mis", "kept", "swapped"),
+    [
+        (20, 10, 0.07, 0.10, 15, 20),  # floor(200 * 0.07) + 1 = 15 values stay
+        (7, 9, 0.03, 0.10, 2, 6),  # floor(1.89) + 1 = 2
+        (8, 8, 0.0, 0.25, 1, 16),  # remain 0 still keeps the maximum
+    ],
+)
 def test_reverse_swaps_high_and_low_values(h, w, remain, mis, kept, swapped):
     maps = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     rev = absgrad.reverse(maps, remain=remain, mis=mis, generator=torch.Generator().manual_seed(1))

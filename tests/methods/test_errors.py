@@ -54,7 +54,12 @@ def test_bad_targets(tiny_model, tiny_inputs, target, exc, match):
         ("sg", {"batch_size": 0}, ValueError, "batch_size"),
         ("gradcam", {"layer": "layer9"}, ValueError, "Grad-CAM layer 'layer9' is not in the model"),
         ("gb", {"hook": "up"}, ValueError, "unknown guided-backprop hook"),
-        ("sg", {"n_samples": 2, "noise": torch.zeros(3, 2, 3, 16, 16)}, ValueError, "noise must have shape"),
+        (
+            "sg",
+            {"n_samples": 2, "noise": torch.zeros(3, 2, 3, 16, 16)},
+            ValueError,
+            "noise must have shape",
+        ),
     ],
 )
 def test_bad_methods_and_params(tiny_model, tiny_inputs, method, params, exc, match):

@@ -11,8 +11,12 @@ from scipy import ndimage
 import absgrad
 
 T = torch.tensor([1, 3])
-PROC = {"raw": lambda a: a, "pos": lambda a: np.maximum(a, 0), "neg": lambda a: np.minimum(a, 0),
-        "abs": np.abs}
+PROC = {
+    "raw": lambda a: a,
+    "pos": lambda a: np.maximum(a, 0),
+    "neg": lambda a: np.minimum(a, 0),
+    "abs": np.abs,
+}
 SEEDS = [101, 202]
 
 
@@ -21,6 +25,7 @@ def grad_of(model, target):
         p = torch.from_numpy(point[None]).requires_grad_(True)
         model(p)[0, target].backward()
         return p.grad[0].numpy()
+
     return g
 
 
@@ -107,7 +112,9 @@ def test_blurig_variants(dmodel, processing):
         expected_guided.append(guided(s, 0.85, finish(processing, s)))
     common = dict(n_samples=n, max_sigma=max_sigma, processing=processing, batch_size=4)
     d1 = check(absgrad.attribute(dmodel, x, T, "blurig", **common), expected_mean)
-    d2 = check(absgrad.attribute(dmodel, x, T, "blurig", aggregation="guided", **common), expected_guided)
+    d2 = check(
+        absgrad.attribute(dmodel, x, T, "blurig", aggregation="guided", **common), expected_guided
+    )
     print(f"\n[fidelity] BlurIG-{processing}: mean {d1:.2e}, guided {d2:.2e}")
 
 
@@ -156,10 +163,14 @@ def test_guided_ig_samples_are_rounds(dmodel, x):
         s = [PROC[processing](r) for r in rounds]
         common = dict(n_samples=steps, processing=processing)
         d1 = check(absgrad.attribute(dmodel, x, T, "guidedig", **common), [r.mean(0) for r in s])
-        d2 = check(absgrad.attribute(dmodel, x, T, "guidedig", aggregation="guided", **common),
-                   [guided(r, 0.85) for r in s])
-        print(f"\n[fidelity] Guided IG-{processing} ({len(rounds[0])}, {len(rounds[1])} rounds): "
-              f"mean {d1:.2e}, guided {d2:.2e}")
+        d2 = check(
+            absgrad.attribute(dmodel, x, T, "guidedig", aggregation="guided", **common),
+            [guided(r, 0.85) for r in s],
+        )
+        print(
+            f"\n[fidelity] Guided IG-{processing} ({len(rounds[0])}, {len(rounds[1])} rounds): "
+            f"mean {d1:.2e}, guided {d2:.2e}"
+        )
 
 
 # ---------------------------------------------------------------- noise: per-image scale
@@ -171,7 +182,12 @@ def test_noise_scale_is_per_image(dmodel, x):
         gen = torch.Generator().manual_seed(SEEDS[i])
         xi, grad = x[i].numpy(), grad_of(dmodel, int(T[i]))
         s = spread * (xi.max() - xi.min())
-        gs = [grad(xi + s * torch.randn(xi.shape, generator=gen, dtype=x.dtype).numpy()) for _ in range(n)]
+        gs = [
+            grad(xi + s * torch.randn(xi.shape, generator=gen, dtype=x.dtype).numpy())
+            for _ in range(n)
+        ]
         expected.append(np.mean(gs, axis=0))
-    got = absgrad.attribute(dmodel, x, T, "sg", n_samples=n, spread=spread, seeds=SEEDS, batch_size=3)
+    got = absgrad.attribute(
+        dmodel, x, T, "sg", n_samples=n, spread=spread, seeds=SEEDS, batch_size=3
+    )
     check(got, expected)

@@ -156,7 +156,9 @@ def test_gradcam_matches_pytorch_grad_cam(name, layer, transform):
 def test_every_method_on_transformers_and_convnext(name, method):
     model, x, t = small(name)
     params = {"n_samples": 3} if "n_samples" in METHODS[method].defaults else {}
-    maps = absgrad.explain(model, x, t, method, generator=torch.Generator().manual_seed(0), **params)
+    maps = absgrad.explain(
+        model, x, t, method, generator=torch.Generator().manual_seed(0), **params
+    )
     assert maps.shape == (2, *x.shape[-2:])
     assert torch.isfinite(maps).all()
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1

@@ -42,14 +42,18 @@ def test_vg_matches_captum_saliency(resnet, batch):
     # and the map step equals Captum's abs-saliency summed over channels, min-max scaled
     ours_map = absgrad.explain(resnet, x, t, "vg")
     s = captum_attr.Saliency(resnet).attribute(x, target=t).sum(1)
-    s = (s - s.amin((1, 2), keepdim=True)) / (s.amax((1, 2), keepdim=True) - s.amin((1, 2), keepdim=True))
+    s = (s - s.amin((1, 2), keepdim=True)) / (
+        s.amax((1, 2), keepdim=True) - s.amin((1, 2), keepdim=True)
+    )
     assert _report("VG map vs Captum |Saliency|", ours_map, s) < 1e-5
 
 
 def test_ig_fixed_baseline_matches_captum_trapezoid(resnet, batch):
     x, t = batch
     base = torch.zeros_like(x)
-    ours = absgrad.attribute(resnet, x, t, "ig", baselines=base, n_samples=1, steps=16, rule="trapezoid")
+    ours = absgrad.attribute(
+        resnet, x, t, "ig", baselines=base, n_samples=1, steps=16, rule="trapezoid"
+    )
     theirs = captum_attr.IntegratedGradients(resnet).attribute(
         x, baselines=base, target=t, n_steps=16, method="riemann_trapezoid"
     )
@@ -65,18 +69,25 @@ def test_gb_matches_captum_guided_backprop(resnet, batch):
     theirs = captum_attr.GuidedBackprop(resnet).attribute(x, target=t)
     assert _report("GB vs Captum GuidedBackprop", ours, theirs) < 1e-5
     # the model is left unpatched: a plain gradient afterwards is the ordinary gradient
-    torch.testing.assert_close(absgrad.attribute(resnet, x, t, "vg"), captum_attr.Saliency(resnet).attribute(x, target=t, abs=False))
+    torch.testing.assert_close(
+        absgrad.attribute(resnet, x, t, "vg"),
+        captum_attr.Saliency(resnet).attribute(x, target=t, abs=False),
+    )
 
 
 def test_gb_both_hook_is_plain_gradient(resnet, batch):
     x, t = batch
-    torch.testing.assert_close(absgrad.attribute(resnet, x, t, "gb", hook="both"), absgrad.attribute(resnet, x, t, "vg"))
+    torch.testing.assert_close(
+        absgrad.attribute(resnet, x, t, "gb", hook="both"), absgrad.attribute(resnet, x, t, "vg")
+    )
 
 
 def test_gradcam_matches_captum_layer_gradcam(resnet, batch):
     x, t = batch
     ours = absgrad.attribute(resnet, x, t, "gradcam")  # default layer for ResNet: layer4
-    cam = captum_attr.LayerGradCam(resnet, resnet.layer4).attribute(x, target=t, relu_attributions=True)
+    cam = captum_attr.LayerGradCam(resnet, resnet.layer4).attribute(
+        x, target=t, relu_attributions=True
+    )
     theirs = captum_attr.LayerAttribution.interpolate(cam, (64, 64), interpolate_mode="bilinear")
     assert _report("Grad-CAM vs Captum LayerGradCam", ours, theirs) < 1e-5
 
@@ -88,6 +99,8 @@ def test_gradcam_map_matches_pytorch_grad_cam(resnet, batch):
     x, t = batch
     ours = absgrad.explain(resnet, x, t, "gradcam")
     with cams.GradCAM(model=resnet, target_layers=[resnet.layer4]) as cam:
-        theirs = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t]))
+        theirs = torch.from_numpy(
+            cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
+        )
     # pytorch-grad-cam resizes with OpenCV and min-max scales; compare the normalised maps
     assert _report("Grad-CAM map vs pytorch-grad-cam", ours, theirs) < 1e-4

@@ -13,18 +13,30 @@ from hypothesis import strategies as st
 
 import absgrad
 
-FAST = {"sg": {"n_samples": 3}, "vargrad": {"n_samples": 3}, "gag": {"n_samples": 3},
-        "ig": {"n_samples": 2, "steps": 3}, "blurig": {"n_samples": 3}, "guidedig": {"n_samples": 3},
-        "vg": {}, "gb": {}, "gradcam": {}}
+FAST = {
+    "sg": {"n_samples": 3},
+    "vargrad": {"n_samples": 3},
+    "gag": {"n_samples": 3},
+    "ig": {"n_samples": 2, "steps": 3},
+    "blurig": {"n_samples": 3},
+    "guidedig": {"n_samples": 3},
+    "vg": {},
+    "gb": {},
+    "gradcam": {},
+}
 
-COMMON = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+COMMON = settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @COMMON
 @given(method=st.sampled_from(sorted(FAST)), seed=st.integers(0, 2**16), scale=st.floats(0.01, 100))
 def test_maps_are_in_unit_range_with_min0_max1(tiny_model, method, seed, scale):
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(seed)) * scale
-    m = absgrad.explain(tiny_model, x, None, method, generator=torch.Generator().manual_seed(seed), **FAST[method])
+    m = absgrad.explain(
+        tiny_model, x, None, method, generator=torch.Generator().manual_seed(seed), **FAST[method]
+    )
     assert m.shape == (2, 12, 12) and m.dtype == torch.float32
     assert torch.isfinite(m).all()
     assert (m >= 0).all() and (m <= 1).all()
@@ -75,9 +87,30 @@ def test_constant_inputs_and_zero_gradients_give_no_nan(method, model_cls):
 @COMMON
 @given(method=st.sampled_from(["sg", "vargrad", "gag", "ig"]), seed=st.integers(0, 2**31 - 1))
 def test_same_seed_same_map_other_seed_other_map(tiny_model, tiny_inputs, method, seed):
-    a = absgrad.explain(tiny_model, tiny_inputs, 1, method, generator=torch.Generator().manual_seed(seed), **FAST[method])
-    b = absgrad.explain(tiny_model, tiny_inputs, 1, method, generator=torch.Generator().manual_seed(seed), **FAST[method])
-    c = absgrad.explain(tiny_model, tiny_inputs, 1, method, generator=torch.Generator().manual_seed(seed + 1), **FAST[method])
+    a = absgrad.explain(
+        tiny_model,
+        tiny_inputs,
+        1,
+        method,
+        generator=torch.Generator().manual_seed(seed),
+        **FAST[method],
+    )
+    b = absgrad.explain(
+        tiny_model,
+        tiny_inputs,
+        1,
+        method,
+        generator=torch.Generator().manual_seed(seed),
+        **FAST[method],
+    )
+    c = absgrad.explain(
+        tiny_model,
+        tiny_inputs,
+        1,
+        method,
+        generator=torch.Generator().manual_seed(seed + 1),
+        **FAST[method],
+    )
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -115,12 +148,18 @@ def test_gag_memory_does_not_grow_with_n(tmp_path):
     script.write_text(_MEM_SCRIPT)
 
     def peak_kib(n: int) -> int:
-        out = subprocess.run([sys.executable, str(script), str(n)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, str(script), str(n)], capture_output=True, text=True, check=True
+        )
         return int(out.stdout.strip())
 
     small, large = peak_kib(5), peak_kib(50)
-    one_stack_of_45_kib = 45 * 4 * 3 * 192 * 192 * 4 // 1024  # what stacking 45 more samples would cost
-    print(f"\n[memory] GAG peak RSS growth: N=5 {small} KiB, N=50 {large} KiB; a stack would add {one_stack_of_45_kib} KiB")
+    one_stack_of_45_kib = (
+        45 * 4 * 3 * 192 * 192 * 4 // 1024
+    )  # what stacking 45 more samples would cost
+    print(
+        f"\n[memory] GAG peak RSS growth: N=5 {small} KiB, N=50 {large} KiB; a stack would add {one_stack_of_45_kib} KiB"
+    )
     assert large - small < one_stack_of_45_kib // 4
 
 
@@ -134,11 +173,20 @@ def test_maps_do_not_depend_on_the_batch(tiny_model, method):
     ref = absgrad.explain(tiny_model, x, target, method, seeds=seeds, batch_size=4, **FAST[method])
     for bs in (1, 2, 3, 4):
         parts = [
-            absgrad.explain(tiny_model, x[i : i + bs], target[i : i + bs], method,
-                            seeds=seeds[i : i + bs], batch_size=bs, **FAST[method])
+            absgrad.explain(
+                tiny_model,
+                x[i : i + bs],
+                target[i : i + bs],
+                method,
+                seeds=seeds[i : i + bs],
+                batch_size=bs,
+                **FAST[method],
+            )
             for i in range(0, 4, bs)
         ]
-        torch.testing.assert_close(torch.cat(parts), ref, atol=1e-6, rtol=0, msg=f"{method} bs={bs}")
+        torch.testing.assert_close(
+            torch.cat(parts), ref, atol=1e-6, rtol=0, msg=f"{method} bs={bs}"
+        )
     if method in ("sg", "vargrad", "gag", "ig"):  # the seeds matter: other seeds, other maps
         other = absgrad.explain(tiny_model, x, target, method, seeds=[1, 2, 3, 4], **FAST[method])
         assert (other - ref).abs().max() > 1e-3

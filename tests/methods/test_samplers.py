@@ -63,7 +63,9 @@ def test_blurig_equals_explicit_path(dmodel):
         xb = _scipy_blur(x, sig[k], 20)
         deriv = (_scipy_blur(x, sig[k] + d, 20) - xb) / d
         samples.append((sig[k + 1] - sig[k]) * _grad(dmodel, xb, T).clamp(min=0) * deriv)
-    got = absgrad.attribute(dmodel, x, T, "blurig", n_samples=n, max_sigma=max_sigma, processing="pos", batch_size=4)
+    got = absgrad.attribute(
+        dmodel, x, T, "blurig", n_samples=n, max_sigma=max_sigma, processing="pos", batch_size=4
+    )
     torch.testing.assert_close(got, torch.stack(samples).mean(0))
 
 
@@ -72,7 +74,9 @@ def test_guided_ig_matches_pair_saliency(dmodel, x, monkeypatch):
     # PAIR's saliency 0.2.1 calls np.quantile(..., interpolation=) which numpy 2 renamed to method=
     quantile = np.quantile
     monkeypatch.setattr(
-        np, "quantile", lambda a, q, interpolation="linear", **kw: quantile(a, q, method=interpolation, **kw)
+        np,
+        "quantile",
+        lambda a, q, interpolation="linear", **kw: quantile(a, q, method=interpolation, **kw),
     )
 
     def call_model(xs, call_model_args=None, expected_keys=None):
@@ -83,13 +87,25 @@ def test_guided_ig_matches_pair_saliency(dmodel, x, monkeypatch):
     steps = 8
     # percentile 0: no guide, the plain sum of every round's contribution = PAIR's attribution
     got = absgrad.attribute(
-        dmodel, x, T, "guidedig", n_samples=steps, fraction=0.25, max_dist=0.1,
-        aggregation="guided", percentile=0.0,
+        dmodel,
+        x,
+        T,
+        "guidedig",
+        n_samples=steps,
+        fraction=0.25,
+        max_dist=0.1,
+        aggregation="guided",
+        percentile=0.0,
     )
     for i in range(x.shape[0]):
         ref = saliency.GuidedIG().GetMask(
-            x[i].numpy(), call_model, call_model_args=int(T[i]), x_baseline=np.zeros(x[i].shape),
-            x_steps=steps, fraction=0.25, max_dist=0.1,
+            x[i].numpy(),
+            call_model,
+            call_model_args=int(T[i]),
+            x_baseline=np.zeros(x[i].shape),
+            x_steps=steps,
+            fraction=0.25,
+            max_dist=0.1,
         )
         np.testing.assert_allclose(got[i].numpy(), ref, rtol=1e-6, atol=1e-9)
 
@@ -126,12 +142,15 @@ def test_objectives_flip_and_scale(dmodel, x):
     assert not torch.allclose(logit, lsm)
 
 
-@pytest.mark.parametrize(("at", "expected"), [
-    # a = q(term * p(g)): p on the gradient before its path term, |.| again on the sample for abs
-    ("gradient", {"raw": [2.0, 6.0], "pos": [0.0, 6.0], "neg": [2.0, 0.0], "abs": [2.0, 6.0]}),
-    # a = q(p(term * g)): p on the product (Guided IG's move contributions)
-    ("product", {"raw": [2.0, 6.0], "pos": [2.0, 6.0], "neg": [0.0, 0.0], "abs": [2.0, 6.0]}),
-])
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        # a = q(term * p(g)): p on the gradient before its path term, |.| again on the sample for abs
+        ("gradient", {"raw": [2.0, 6.0], "pos": [0.0, 6.0], "neg": [2.0, 0.0], "abs": [2.0, 6.0]}),
+        # a = q(p(term * g)): p on the product (Guided IG's move contributions)
+        ("product", {"raw": [2.0, 6.0], "pos": [2.0, 6.0], "neg": [0.0, 0.0], "abs": [2.0, 6.0]}),
+    ],
+)
 def test_a_sampler_declares_where_processing_applies(at, expected):
     from absgrad.methods.aggregators import SampleStats, aggregate
     from absgrad.methods.samplers import GradContext, Sampler, Samples

@@ -31,7 +31,11 @@ def test_rows_come_back_in_order_in_full_chunks(tiny_model, batch_size):
     assert len(sizes) == -(-total // batch_size)
     for r, t, sl in zip(requests, targets, rows, strict=True):
         with torch.no_grad():
-            expected = torch.softmax(tiny_model(r), 1)[torch.arange(r.shape[0]), t] if r.shape[0] else torch.zeros(0)
+            expected = (
+                torch.softmax(tiny_model(r), 1)[torch.arange(r.shape[0]), t]
+                if r.shape[0]
+                else torch.zeros(0)
+            )
         assert sl.stop - sl.start == r.shape[0]
         assert torch.allclose(probs[sl], expected, atol=1e-6)
 
@@ -55,7 +59,9 @@ def test_one_point_curves_with_both_r0_given_need_no_pass(tiny_model):
     clean = target_probs(tiny_model, x, [1, 2])
     blur = target_probs(tiny_model, blurred(x), [1, 2])
     sizes, handle = _recorded(tiny_model)
-    res = deletion_insertion(tiny_model, x, [1, 2], m, steps=1, clean_probs=clean, blurred_probs=blur)
+    res = deletion_insertion(
+        tiny_model, x, [1, 2], m, steps=1, clean_probs=clean, blurred_probs=blur
+    )
     handle.remove()
     assert sizes == []
     assert torch.equal(res.deletion[:, 0], clean) and torch.equal(res.insertion[:, 0], blur)

@@ -25,8 +25,14 @@ def _private_cache(tmp_path, monkeypatch):
 def _scores(out, **extra) -> dict[tuple[str, str, str], np.ndarray]:
     config = make_config(
         {"case": "synthetic"},
-        {"maps": MAPS, "metrics": ["rcap", "dauc"], "n_samples": 3, "limit": 4, "ig_steps": 3,
-         **extra},
+        {
+            "maps": MAPS,
+            "metrics": ["rcap", "dauc"],
+            "n_samples": 3,
+            "limit": 4,
+            "ig_steps": 3,
+            **extra,
+        },
     )
     run_protocol(config, out, quiet=True)
     per_image = {}
@@ -41,8 +47,11 @@ def _scores(out, **extra) -> dict[tuple[str, str, str], np.ndarray]:
 def test_scores_do_not_depend_on_batch_size_or_forward_chunk(tmp_path):
     ref = _scores(tmp_path / "b4", batch_size=4)
     assert len({k[0] for k in ref}) == 4 and set(MAPS) <= {k[1] for k in ref}
-    for name, extra in {"b1": {"batch_size": 1}, "b3": {"batch_size": 3},
-                        "eval1": {"batch_size": 4, "eval_batch_size": 1}}.items():
+    for name, extra in {
+        "b1": {"batch_size": 1},
+        "b3": {"batch_size": 3},
+        "eval1": {"batch_size": 4, "eval_batch_size": 1},
+    }.items():
         got = _scores(tmp_path / name, **extra)
         assert set(got) == set(ref)
         worst = max(float(np.abs(got[k] - ref[k]).max()) for k in ref)

@@ -32,8 +32,13 @@ class TraceOnly:
         return gm.forward
 
 
-RAW = {"case": "synthetic", "limit": 3, "batch_size": 2, "eval_batch_size": 8,
-       "maps": ["sg", "gb", "gradcam"]}
+RAW = {
+    "case": "synthetic",
+    "limit": 3,
+    "batch_size": 2,
+    "eval_batch_size": 8,
+    "maps": ["sg", "gb", "gradcam"],
+}
 
 
 def assert_units_agree(config_a, ctx_a, config_b, ctx_b) -> None:
@@ -50,7 +55,10 @@ def assert_units_agree(config_a, ctx_a, config_b, ctx_b) -> None:
 def test_compiled_engine_scores_equal_eager(monkeypatch):
     backend = TraceOnly()
     monkeypatch.setattr(E, "DEFAULT_BACKEND", backend)
-    eager, compiled = make_config({**RAW, "engine": "eager"}), make_config({**RAW, "engine": "compile"})
+    eager, compiled = (
+        make_config({**RAW, "engine": "eager"}),
+        make_config({**RAW, "engine": "compile"}),
+    )
     assert eager.config_hash() == compiled.config_hash()  # scores agree: runs may mix them
     ctx_e, ctx_c = build_context(eager), build_context(compiled)
     assert not ctx_e.forward.compiled and ctx_c.forward.compiled
@@ -86,7 +94,9 @@ def test_onnx_engine_scores_equal_eager_and_auto_picks_it_on_a_cpu(tmp_path):
 def test_engine_options_are_validated_and_bf16_is_hashed():
     base = make_config({"case": "synthetic"})
     assert "precision" not in base.hash_dict() and "engine" not in base.hash_dict()
-    assert make_config({"case": "synthetic", "precision": "bf16"}).config_hash() != base.config_hash()
+    assert (
+        make_config({"case": "synthetic", "precision": "bf16"}).config_hash() != base.config_hash()
+    )
     with pytest.raises(ConfigError, match="'engine'.*auto, eager, compile or onnx"):
         make_config({"case": "synthetic", "engine": "jit"})
     with pytest.raises(ConfigError, match="'precision'.*fp32 or bf16"):
@@ -95,8 +105,23 @@ def test_engine_options_are_validated_and_bf16_is_hashed():
 
 def test_cli_engine_flag_reaches_the_run(tmp_path):
     out = tmp_path / "run"
-    argv = ["run", "--case", "synthetic", "--methods", "vg", "--metrics", "rcap", "--limit", "2",
-            "--quiet", "--no-report", "--engine", "eager", "--out", str(out)]
+    argv = [
+        "run",
+        "--case",
+        "synthetic",
+        "--methods",
+        "vg",
+        "--metrics",
+        "rcap",
+        "--limit",
+        "2",
+        "--quiet",
+        "--no-report",
+        "--engine",
+        "eager",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     meta = json.loads((out / "run.json").read_text())
     assert meta["config"]["engine"] == "eager" and meta["sessions"][-1]["engine"] == "eager"

@@ -45,7 +45,14 @@ def own(tmp_path_factory) -> Path:
 
 
 def _own_args(own: Path) -> list[str]:
-    return ["--data", str(own / "data"), "--weights", str(own / "w.pth"), "--masks", str(own / "masks")]
+    return [
+        "--data",
+        str(own / "data"),
+        "--weights",
+        str(own / "w.pth"),
+        "--masks",
+        str(own / "masks"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -189,4 +196,3 @@ def _numbers(tree: object, prefix: str = "") -> dict[str, np.ndarray]:
             out.update(_numbers(v, f"{prefix}/{k}"))
         return out
     return {prefix: np.asarray(tree, dtype=float)}
-

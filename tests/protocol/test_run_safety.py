@@ -134,7 +134,9 @@ def test_damaged_unit_is_recomputed_with_a_warning_naming_the_file(small_run, da
     log = (small_run / "absgrad.log").read_text()
     assert f"recomputing unit {victim.stem}" in log
     assert log.count("computed unit") == len(units) + 1
-    now = {p.name: json.loads(p.read_text())["scores"] for p in (small_run / "units").glob("*.json")}
+    now = {
+        p.name: json.loads(p.read_text())["scores"] for p in (small_run / "units").glob("*.json")
+    }
     assert now == good
     assert RunStore(small_run).damaged_units() == {}
 

@@ -29,8 +29,15 @@ def test_stream_equals_each_metric_alone_and_runs_full_chunks(tiny_model, unit):
     handle = tiny_model.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
     cache = ProbCache()
     out = score_many(
-        tiny_model, x, target, maps, ("rcap", "dauc", "iauc"), settings,
-        clean_probs=clean, blurred_probs=blur, cache=cache,
+        tiny_model,
+        x,
+        target,
+        maps,
+        ("rcap", "dauc", "iauc"),
+        settings,
+        clean_probs=clean,
+        blurred_probs=blur,
+        cache=cache,
     )
     handle.remove()
     per_map = 3 * (5 + 5 + 5)  # 5 RCAP percentiles + 5 deletion + 5 insertion points (r > 0)
@@ -47,7 +54,9 @@ def test_stream_equals_each_metric_alone_and_runs_full_chunks(tiny_model, unit):
         assert got["rcap_valid"] == r.valid.tolist()
         assert got["dauc"] == pytest.approx(a.dauc_per_image.tolist(), abs=1e-6)
         assert got["iauc"] == pytest.approx(a.iauc_per_image.tolist(), abs=1e-6)
-        assert torch.allclose(torch.tensor(got["deletion"]).double(), a.deletion.double(), atol=1e-6)
+        assert torch.allclose(
+            torch.tensor(got["deletion"]).double(), a.deletion.double(), atol=1e-6
+        )
     assert out["flat"]["rcap"] == [0.0, 0.0, 0.0]
 
 
@@ -56,9 +65,19 @@ def test_single_map_scoring_is_the_stream_of_one(tiny_model, unit):
     settings = EvalSettings(normalization=M.SYMMETRIC, batch_size=5)
     one = score_maps(tiny_model, x, target, maps["m1"], ("rcap", "iauc"), settings)
     many = score_many(tiny_model, x, target, maps, ("rcap", "iauc"), settings)
-    assert set(one) == {"rcap", "rcap_hit", "rcap_prob", "rcap_valid", "deletion", "insertion", "iauc"}
+    assert set(one) == {
+        "rcap",
+        "rcap_hit",
+        "rcap_prob",
+        "rcap_valid",
+        "deletion",
+        "insertion",
+        "iauc",
+    }
     for key, value in one.items():
-        assert torch.allclose(torch.tensor(many["m1"][key]).double(), torch.tensor(value).double(), atol=1e-6)
+        assert torch.allclose(
+            torch.tensor(many["m1"][key]).double(), torch.tensor(value).double(), atol=1e-6
+        )
 
 
 def test_bad_map_is_named(tiny_model, unit):

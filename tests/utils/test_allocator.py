@@ -26,6 +26,7 @@ print(tuned, *faults)
 """
 OUTPUT_PAGES = 8 * 96 * 112 * 112 * 4 // os.sysconf("SC_PAGE_SIZE")
 
+
 def _glibc() -> bool:
     try:
         return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")

@@ -30,7 +30,9 @@ def test_smallest_size_within_tolerance_of_the_best_and_early_stop():
     assert size == 16  # 0.5 is within 3% of 0.49 and holds half the memory
     assert tried == [4, 8, 16, 32, 64]  # 64 costs > 1.25x the best: 128 is not tried
     assert costs == {4: 1.0, 8: 0.6, 16: 0.5, 32: 0.49, 64: 0.7}
-    size, _ = best_chunk_size(recorded({4: 1.0, 8: 0.6, 16: 0.5, 32: 0.49, 64: 0.7})[0], [4, 8, 16, 32, 64], tolerance=0.0)
+    size, _ = best_chunk_size(
+        recorded({4: 1.0, 8: 0.6, 16: 0.5, 32: 0.49, 64: 0.7})[0], [4, 8, 16, 32, 64], tolerance=0.0
+    )
     assert size == 32
 
 
@@ -67,14 +69,20 @@ def test_config_takes_auto_and_names_bad_values():
 def test_auto_run_uses_one_measured_size_and_matches_a_fixed_run(tmp_path, monkeypatch):
     monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
     raw = {"case": "synthetic", "limit": 2, "maps": ["sg", "gag-85"], "metrics": ["rcap", "dauc"]}
-    auto = run_protocol(make_config({**raw, "eval_batch_size": "auto"}), tmp_path / "auto", quiet=True)
+    auto = run_protocol(
+        make_config({**raw, "eval_batch_size": "auto"}), tmp_path / "auto", quiet=True
+    )
     size = auto["sessions"][-1]["eval_batch_size"]
     assert size in CPU_CANDIDATES
-    fixed = run_protocol(make_config({**raw, "eval_batch_size": size}), tmp_path / "fixed", quiet=True)
+    fixed = run_protocol(
+        make_config({**raw, "eval_batch_size": size}), tmp_path / "fixed", quiet=True
+    )
     assert fixed["config_hash"] == auto["config_hash"]
+
     def scores(run: str) -> dict:
         return {
-            f.name: json.loads(f.read_text())["scores"] for f in (tmp_path / run / "units").glob("*.json")
+            f.name: json.loads(f.read_text())["scores"]
+            for f in (tmp_path / run / "units").glob("*.json")
         }
 
     assert scores("auto") and scores("auto") == scores("fixed")

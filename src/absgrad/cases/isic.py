@@ -157,9 +157,7 @@ class IsicCase(Case):
                         f"{self.csv_path}, row {line}, image {r['image_name']}: {e}"
                     ) from e
         else:
-            all_targets = dict(
-                zip(table.lines, table.int_column("target", 0, 2**31), strict=True)
-            )
+            all_targets = dict(zip(table.lines, table.int_column("target", 0, 2**31), strict=True))
             targets = [all_targets[line] for line, _ in rows]
             if targets and max(targets) <= 1:
                 raise LabelTableError(

@@ -279,8 +279,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if isinstance(obj, Mapping):
         for key in STATE_KEYS:
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(
-                isinstance(v, Tensor) for v in inner.values()
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, Tensor) for v in inner.values())
             ):
                 obj = inner
                 break

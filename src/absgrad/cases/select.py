@@ -103,7 +103,9 @@ def score_case(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(ds), unit="img", desc="selection", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(ds), unit="img", desc="selection", disable=not progress, dynamic_ncols=True
+    )
     with bar, ThreadPoolExecutor(max(1, num_workers)) as pool:
         for start in range(0, len(ds), batch_size):
             stop = min(start + batch_size, len(ds))

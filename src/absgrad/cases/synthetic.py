@@ -192,7 +192,9 @@ class SyntheticCase(Case):
         seed: int = 0,
     ) -> None:
         if data is not None:
-            raise AbsgradError("the synthetic case generates its images; it takes no data= argument")
+            raise AbsgradError(
+                "the synthetic case generates its images; it takes no data= argument"
+            )
         if n < 1:
             raise AbsgradError(f"n (number of synthetic images) must be >= 1, got {n}")
         super().__init__(weights=weights)

@@ -63,7 +63,9 @@ class _GuidedActivation(torch.autograd.Function):
         return ctx.hook(local), None, None
 
 
-def guided_forward(module: nn.Module, hook: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+def guided_forward(
+    module: nn.Module, hook: Callable[[Tensor], Tensor]
+) -> Callable[[Tensor], Tensor]:
     """A replacement ``forward`` for a smooth activation ``module`` with the guided backward."""
     fn = type(module).forward.__get__(module)
     return lambda x: _GuidedActivation.apply(x, fn, hook)

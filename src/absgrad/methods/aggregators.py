@@ -62,7 +62,9 @@ class SampleStats:
             self.mean[p] = torch.zeros(shape, **z)
             self.m2[p] = torch.zeros(shape, **z)
 
-    def add(self, samples: dict[str, Tensor], images: slice, batch: int, finished: bool = False) -> None:
+    def add(
+        self, samples: dict[str, Tensor], images: slice, batch: int, finished: bool = False
+    ) -> None:
         """Fold ``k`` samples ``(k, b, C, H, W)`` per processing into the statistics of ``images``.
 
         ``finished``: the samples need no second ``|.|`` (no path term), so the sum takes them as
@@ -99,7 +101,9 @@ class SampleStats:
             raise ValueError(f"a variance needs at least 2 samples, got n_samples = {self.n}")
         if processing not in self.variance_of:
             raise ValueError(f"the variance of {processing!r} was not tracked (variance_of)")
-        return self.m2[processing] / (self.count - 1).view((-1,) + (1,) * (self.m2[processing].dim() - 1))
+        return self.m2[processing] / (self.count - 1).view(
+            (-1,) + (1,) * (self.m2[processing].dim() - 1)
+        )
 
 
 def variance_guide(v: Tensor, percentile: float) -> Tensor:
@@ -128,7 +132,9 @@ def check_percentile(p: float) -> float:
     return float(p)
 
 
-def aggregate(stats: SampleStats, processing: str, aggregation: str, percentile: float = 0.85) -> Tensor:
+def aggregate(
+    stats: SampleStats, processing: str, aggregation: str, percentile: float = 0.85
+) -> Tensor:
     """One attribution ``(B, C, H, W)`` from the statistics.
 
     ``mean``: mean of the finished samples. ``var``: the unbiased variance of the samples as the
@@ -138,7 +144,9 @@ def aggregate(stats: SampleStats, processing: str, aggregation: str, percentile:
     """
     check_processing(processing)
     if aggregation == "mean":
-        return stats.sum[processing] / stats.count.view((-1,) + (1,) * (stats.sum[processing].dim() - 1))
+        return stats.sum[processing] / stats.count.view(
+            (-1,) + (1,) * (stats.sum[processing].dim() - 1)
+        )
     if aggregation == "var":
         return stats.variance(processing)
     if aggregation == "guided":

@@ -55,7 +55,9 @@ def make_request(method: str | MethodDef, params: Mapping[str, Any]) -> Request:
     return Request(m, p, sampler)
 
 
-def _prepare(model: object, inputs: object, target: object) -> tuple[nn.Module, Tensor, Tensor | None]:
+def _prepare(
+    model: object, inputs: object, target: object
+) -> tuple[nn.Module, Tensor, Tensor | None]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     x = check_images(inputs)
@@ -81,7 +83,9 @@ def _run_group(
         procs |= needed_processings(r.params["processing"], r.params["aggregation"], source)
         var_of |= variance_needed(r.params["processing"], r.params["aggregation"], source)
     stats = SampleStats(sorted(procs), source, variance_of=var_of)
-    ctx = GradContext(model, x, t, first.params["objective"], first.params["batch_size"], generators)
+    ctx = GradContext(
+        model, x, t, first.params["objective"], first.params["batch_size"], generators
+    )
     first.sampler.run(ctx, stats)
     return [
         aggregate(stats, r.params["processing"], r.params["aggregation"], r.params["percentile"])
@@ -136,7 +140,9 @@ def explain(
         **params: ``n_samples``, ``spread``, ``percentile``, ``processing``, ``aggregation``,
             ``objective``, ``batch_size``, ... (``absgrad.METHODS[method].defaults``).
     """
-    return to_map(attribute(model, inputs, target, method, generator=generator, seeds=seeds, **params))
+    return to_map(
+        attribute(model, inputs, target, method, generator=generator, seeds=seeds, **params)
+    )
 
 
 def explain_many(
@@ -189,7 +195,9 @@ def _grouped(built: Mapping[str, Request]) -> list[list[str]]:
     return list(groups.values())
 
 
-def _checked_groups(built: Mapping[str, Request], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+def _checked_groups(
+    built: Mapping[str, Request], groups: Sequence[Sequence[str]]
+) -> list[list[str]]:
     """``groups`` as lists, after checking that they cover ``built`` once and share samplers."""
     flat = [lb for g in groups for lb in g]
     if sorted(flat) != sorted(built):

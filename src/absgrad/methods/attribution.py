@@ -34,7 +34,12 @@ class Attribution:
         **params: Any,
     ) -> Tensor:
         return attribute(
-            self.model, inputs, target, self.method, generator=generator, seeds=seeds,
+            self.model,
+            inputs,
+            target,
+            self.method,
+            generator=generator,
+            seeds=seeds,
             **{**self.defaults, **params},
         )
 

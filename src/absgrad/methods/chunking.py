@@ -17,4 +17,3 @@ def image_slices(batch: int, batch_size: int) -> list[slice]:
     if batch <= batch_size:
         return [slice(0, batch)]
     return [slice(i, min(i + batch_size, batch)) for i in range(0, batch, batch_size)]
-

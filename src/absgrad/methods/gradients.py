@@ -46,6 +46,8 @@ def input_gradient(model: nn.Module, x: Tensor, target: Tensor, objective: str =
 @torch.inference_mode()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 16) -> Tensor:
     """Logits ``(B, K)`` of the model on ``x``, in chunks, without autograd."""
-    outs = [check_logits(model(x[i : i + batch_size]), len(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    outs = [
+        check_logits(model(x[i : i + batch_size]), len(x[i : i + batch_size]))
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(outs)
-

@@ -22,7 +22,9 @@ HOOK_PROCESSING: dict[str, str] = {
     "both": "raw",  # the plain gradient
     "abs": "abs",
 }
-HOOKS: dict[str, Callable[[Tensor], Tensor]] = {h: PROCESSINGS[p] for h, p in HOOK_PROCESSING.items()}
+HOOKS: dict[str, Callable[[Tensor], Tensor]] = {
+    h: PROCESSINGS[p] for h, p in HOOK_PROCESSING.items()
+}
 
 
 class _GuidedReLU(torch.autograd.Function):

@@ -51,9 +51,7 @@ def _last_child(modules: dict[str, nn.Module], name: str) -> str | None:
 def _numbered(modules: dict[str, nn.Module], stem: str) -> str | None:
     """The highest-numbered ``{stem}N`` among ``modules`` (``layer4``, ``features.denseblock4``)."""
     found = [
-        (int(n[len(stem) :]), n)
-        for n in modules
-        if n.startswith(stem) and n[len(stem) :].isdigit()
+        (int(n[len(stem) :]), n) for n in modules if n.startswith(stem) and n[len(stem) :].isdigit()
     ]
     return max(found)[1] if found else None
 
@@ -62,7 +60,11 @@ def _rule(model: nn.Module) -> str | None:
     modules = dict(model.named_modules())
     blocks = modules.get("blocks")
     # 1. vision transformers
-    if "patch_embed" in modules and isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks):
+    if (
+        "patch_embed" in modules
+        and isinstance(blocks, (nn.Sequential, nn.ModuleList))
+        and len(blocks)
+    ):
         last = f"blocks.{len(blocks) - 1}"
         if f"{last}.norm1" in modules:
             return f"{last}.norm1"

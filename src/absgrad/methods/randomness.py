@@ -28,7 +28,9 @@ def image_seed(seed: int, key: str) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-def image_generators(batch: int, generator: GeneratorArg = None, seeds: SeedsArg = None) -> list | None:
+def image_generators(
+    batch: int, generator: GeneratorArg = None, seeds: SeedsArg = None
+) -> list | None:
     """One CPU generator per image (or ``None``: the global generator), checked.
 
     ``generator``: one ``torch.Generator`` (shared, in batch order) or a sequence of ``batch``
@@ -38,7 +40,9 @@ def image_generators(batch: int, generator: GeneratorArg = None, seeds: SeedsArg
         raise AbsgradError("give generator= or seeds=, not both")
     if seeds is not None:
         vals = seeds.tolist() if isinstance(seeds, Tensor) else list(seeds)
-        if len(vals) != batch or not all(isinstance(s, int) and not isinstance(s, bool) for s in vals):
+        if len(vals) != batch or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in vals
+        ):
             raise AbsgradError(f"seeds must be {batch} integers (one per image), got {seeds!r}")
         return [torch.Generator().manual_seed(s) for s in vals]
     if generator is None:
@@ -53,7 +57,9 @@ def image_generators(batch: int, generator: GeneratorArg = None, seeds: SeedsArg
     return gens
 
 
-def draw(kind: str, batch: int, shape: tuple[int, ...], gens: list | None, dtype: torch.dtype) -> Tensor:
+def draw(
+    kind: str, batch: int, shape: tuple[int, ...], gens: list | None, dtype: torch.dtype
+) -> Tensor:
     """``(batch, *shape)`` draws (``randn`` or ``rand``), image ``b`` from ``gens[b]`` (``None``:
     the global generator). Drawn on the CPU so that a seed gives the same numbers on every device."""
     fn = torch.randn if kind == "randn" else torch.rand

@@ -52,7 +52,9 @@ _DEFS = [
     MethodDef("vg", "Vanilla Gradient", SingleSampler),
     MethodDef("sg", "SmoothGrad", NoiseSampler),
     MethodDef("vargrad", "VarGrad", NoiseSampler, {"aggregation": "var"}),
-    MethodDef("gag", "Guided AbsoluteGrad", NoiseSampler, {"processing": "abs", "aggregation": "guided"}),
+    MethodDef(
+        "gag", "Guided AbsoluteGrad", NoiseSampler, {"processing": "abs", "aggregation": "guided"}
+    ),
     MethodDef("ig", "Integrated Gradients", StraightPathSampler),
     MethodDef("blurig", "BlurIG", BlurPathSampler),
     MethodDef("guidedig", "Guided IG", GuidedPathSampler),

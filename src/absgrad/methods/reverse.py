@@ -34,7 +34,9 @@ def reverse(
     the batch. Returns a new ``(B, H, W)`` tensor with the same multiset of values per image.
     """
     if not isinstance(maps, Tensor) or maps.dim() != 3:
-        raise AbsgradError(f"maps must be a (B, H, W) tensor, got {getattr(maps, 'shape', type(maps))}")
+        raise AbsgradError(
+            f"maps must be a (B, H, W) tensor, got {getattr(maps, 'shape', type(maps))}"
+        )
     if not (0 <= remain < 1 and 0 < mis < 1 and remain + 2 * mis <= 1):
         raise AbsgradError(
             f"need 0 <= remain < 1, 0 < mis < 1 and remain + 2*mis <= 1; got remain={remain}, mis={mis}"

@@ -62,11 +62,15 @@ class GradContext:
 
     def randn(self) -> Tensor:
         """One standard normal draw per image, ``(B, C, H, W)``, from each image's generator."""
-        return draw("randn", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(self.x.device)
+        return draw("randn", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(
+            self.x.device
+        )
 
     def rand(self) -> Tensor:
         """One uniform [0, 1) draw per image, ``(B, C, H, W)``, from each image's generator."""
-        return draw("rand", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(self.x.device)
+        return draw("rand", self.batch, tuple(self.x.shape[1:]), self.generators, self.x.dtype).to(
+            self.x.device
+        )
 
     def image_range(self) -> tuple[Tensor, Tensor]:
         """Per-image ``min x`` and ``max x``, each ``(B, 1, 1, 1)``."""
@@ -136,7 +140,12 @@ class Sampler:
         vals = []
         for k, v in sorted(vars(self).items()):
             if isinstance(v, Tensor):
-                v = ("tensor", tuple(v.shape), float(v.double().sum()), float(v.double().abs().sum()))
+                v = (
+                    "tensor",
+                    tuple(v.shape),
+                    float(v.double().sum()),
+                    float(v.double().abs().sum()),
+                )
             vals.append((k, v))
         return (self.name, tuple(vals))
 
@@ -150,7 +159,9 @@ class Sampler:
             for piece in pieces:
                 self._fold(piece, ctx, stats, partial)
 
-    def _fold(self, piece: Piece, ctx: GradContext, stats: SampleStats, partial: dict[str, Tensor]) -> None:
+    def _fold(
+        self, piece: Piece, ctx: GradContext, stats: SampleStats, partial: dict[str, Tensor]
+    ) -> None:
         """Fold one piece: complete samples go to ``stats``; path parts add to ``partial``
         (per processing, ``(B, C, H, W)``) until their :class:`PathEnd`."""
         procs = stats.processings
@@ -165,7 +176,11 @@ class Sampler:
                 part[piece.images] += (w * PROCESSINGS[p](piece.grad)).sum(dim=0)
         else:
             # one sample (1, B, C, H, W) per image: term * sum_k w_k p(g_k) (q applied to the sums)
-            stats.add({p: (piece.term * partial[p]).unsqueeze(0) for p in procs}, slice(0, ctx.batch), ctx.batch)
+            stats.add(
+                {p: (piece.term * partial[p]).unsqueeze(0) for p in procs},
+                slice(0, ctx.batch),
+                ctx.batch,
+            )
             partial.clear()
 
 
@@ -203,7 +218,9 @@ class NoiseSampler(Sampler):
 
     def pieces(self, ctx: GradContext) -> Iterator[Piece]:
         if self.noise is not None and (
-            self.noise.dim() != 5 or self.noise.shape[0] != self.n_samples or self.noise.shape[1:] != ctx.x.shape
+            self.noise.dim() != 5
+            or self.noise.shape[0] != self.n_samples
+            or self.noise.shape[1:] != ctx.x.shape
         ):
             raise ValueError(
                 f"noise must have shape (n_samples, B, C, H, W) = ({self.n_samples}, "
@@ -396,7 +413,9 @@ class GuidedPathSampler(Sampler):
     def rounds(self, ctx: GradContext, img: slice) -> Iterator[Samples]:
         """Every round of every step of one image: ``Samples`` of ``(1, 1, C, H, W)``."""
         x = ctx.x[img]
-        path = _GuidedPath(x, torch.zeros_like(x), int(math.floor(self.fraction * (x.numel() - 1))) + 1)
+        path = _GuidedPath(
+            x, torch.zeros_like(x), int(math.floor(self.fraction * (x.numel() - 1))) + 1
+        )
         if float(path.l1_total) <= 1e-9:  # x is the baseline: nothing moves, one zero per step
             for _ in range(self.n_samples):
                 yield Samples(img, torch.zeros_like(x).unsqueeze(0))

@@ -215,7 +215,9 @@ def curve_inputs(
     ``r = 0`` image of that curve is left out.
     """
     b, c, h, w = x.shape
-    sel = above(m, thresholds(m, curve_positions(h * w, steps), ordered=ordered))[:, :, None]  # (B, steps, 1, H, W)
+    sel = above(m, thresholds(m, curve_positions(h * w, steps), ordered=ordered))[
+        :, :, None
+    ]  # (B, steps, 1, H, W)
     # r = 0 is the clean (deletion) / blurred (insertion) image: skip it when given.
     first_del = 0 if clean_probs is None else 1
     first_ins = 0 if blurred_probs is None else 1

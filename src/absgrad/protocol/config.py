@@ -311,7 +311,9 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
                     out[k] = str(Path(d[k]).expanduser().resolve())
             if d.get("classes") is not None:
                 c = str(d["classes"])
-                out["classes"] = c if c.lower() == "imagenet" else str(Path(c).expanduser().resolve())
+                out["classes"] = (
+                    c if c.lower() == "imagenet" else str(Path(c).expanduser().resolve())
+                )
             if d.get("size") is not None:
                 out["size"] = _size(d["size"])
             if d.get("resize") is not None:
@@ -326,7 +328,9 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
 
         sha = file_fingerprint(Path(w).expanduser())
         if d.get("weights_sha") not in (None, sha):
-            raise _fail("weights_sha", f"the weights file {w} changed (now {sha})", d["weights_sha"])
+            raise _fail(
+                "weights_sha", f"the weights file {w} changed (now {sha})", d["weights_sha"]
+            )
         out["weights_sha"] = sha
     return out
 

@@ -186,7 +186,9 @@ def _choose_engine(
     from absgrad.engine import resolve_engine
 
     n_images = len({i for u in todo for i in u.indices})
-    kind = resolve_engine(config.engine, n_images, device=str(ctx.device), precision=config.precision)
+    kind = resolve_engine(
+        config.engine, n_images, device=str(ctx.device), precision=config.precision
+    )
     if kind != config.engine:
         config = dataclasses.replace(config, engine=kind)
         set_context(config, ctx)
@@ -282,7 +284,9 @@ class RunSession:
         if stored is None or stored.get("digest") == fingerprint["digest"]:
             return  # a run from before data fingerprints, or unchanged data
         changes = data_changes(stored, fingerprint, old["images"]["ids"])
-        shown = "; ".join(changes[:5]) + (f"; ... ({len(changes)} in all)" if len(changes) > 5 else "")
+        shown = "; ".join(changes[:5]) + (
+            f"; ... ({len(changes)} in all)" if len(changes) > 5 else ""
+        )
         raise RunDirError(
             f"the data of the run in {self.store.root} changed since it started: {shown}. "
             "Its stored units were scored on the old data; nothing was overwritten. Start a new "

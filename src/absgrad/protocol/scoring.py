@@ -44,7 +44,9 @@ def check_metrics(names: Sequence[str], has_masks: bool, case: str) -> tuple[str
     out = []
     for name in names:
         if get_metric(name).needs_mask and not has_masks:
-            raise AbsgradError(f"metric {name!r} needs ground-truth masks and case {case!r} has none")
+            raise AbsgradError(
+                f"metric {name!r} needs ground-truth masks and case {case!r} has none"
+            )
         out.append(name)
     return tuple(sorted(set(out), key=list(METRICS).index))
 

@@ -270,7 +270,9 @@ class RunStore:
         try:
             record = json.loads(path.read_bytes())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DamagedFileError(f"damaged unit file {path}: not valid JSON ({e}){_REDO}") from None
+            raise DamagedFileError(
+                f"damaged unit file {path}: not valid JSON ({e}){_REDO}"
+            ) from None
         if not isinstance(record, dict) or "scores" not in record:
             raise DamagedFileError(f"damaged unit file {path}: not a unit record{_REDO}")
         if "checksum" in record and record["checksum"] != _record_checksum(record):
@@ -282,7 +284,9 @@ class RunStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise DamagedFileError(f"missing file {path} (listed by its unit record){_REDO}") from None
+            raise DamagedFileError(
+                f"missing file {path} (listed by its unit record){_REDO}"
+            ) from None
         if expected is not None and sha256(data) != expected:
             raise DamagedFileError(f"damaged file {path}: its content fails its checksum{_REDO}")
         return data
@@ -326,9 +330,7 @@ class RunStore:
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise DamagedFileError(
-                f"damaged file {path}: {type(e).__name__}: {e}{_REDO}"
-            ) from None
+            raise DamagedFileError(f"damaged file {path}: {type(e).__name__}: {e}{_REDO}") from None
 
     def load_maps(self, unit_id: str) -> dict[str, np.ndarray]:
         path = self.maps_dir / f"{unit_id}.npz"

@@ -262,12 +262,12 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
             f"unit {unit.id} does not carry the requests of its maps; build units with "
             "make_plan from group_specs (the plan resolves and groups the maps once)"
         )
-    requests = {lb: (unit.requests[lb]["method"], unit.requests[lb]["params"]) for lb in unit.labels}
+    requests = {
+        lb: (unit.requests[lb]["method"], unit.requests[lb]["params"]) for lb in unit.labels
+    }
     # every image draws from its own generator, seeded from the run seed and its id
     seeds = [image_seed(config.seed, image_id) for image_id in unit.image_ids]
-    maps = explain_many(
-        ctx.model, data.x, data.target, requests, seeds=seeds, groups=[unit.labels]
-    )
+    maps = explain_many(ctx.model, data.x, data.target, requests, seeds=seeds, groups=[unit.labels])
     for lb in unit.derived:
         rev = unit.reversals[lb]
         shuffles = [image_seed(s, lb) for s in seeds]

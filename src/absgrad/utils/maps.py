@@ -14,7 +14,11 @@ def minmax(maps: Tensor) -> Tensor:
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
     span = hi - lo
-    out = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.ones_like(flat))
+    out = torch.where(
+        span > 0,
+        (flat - lo) / torch.where(span > 0, span, torch.ones_like(span)),
+        torch.ones_like(flat),
+    )
     return out.reshape(maps.shape)
 
 
@@ -26,8 +30,12 @@ def to_map(attribution: Tensor) -> Tensor:
     if attribution.dim() == 4:
         attribution = attribution.abs().sum(dim=1)
     elif attribution.dim() != 3:
-        raise AbsgradError(f"attribution must be (B, C, H, W) or (B, H, W), got {tuple(attribution.shape)}")
+        raise AbsgradError(
+            f"attribution must be (B, C, H, W) or (B, H, W), got {tuple(attribution.shape)}"
+        )
     attribution = attribution.float()
     if not torch.isfinite(attribution).all():
-        raise AbsgradError("attribution contains NaN or infinite values: the model's gradients are not finite")
+        raise AbsgradError(
+            "attribution contains NaN or infinite values: the model's gradients are not finite"
+        )
     return minmax(attribution)

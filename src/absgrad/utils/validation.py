@@ -26,9 +26,13 @@ class InputTypeError(InputError, TypeError):
 def check_images(x: object, name: str = "inputs") -> Tensor:
     """Check a batch of model inputs ``(B, C, H, W)``: float tensor, finite values."""
     if not isinstance(x, Tensor):
-        raise InputTypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        raise InputTypeError(
+            f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}"
+        )
     if x.dim() != 4:
-        raise InputError(f"{name} must have shape (B, C, H, W) (rank 4), got shape {tuple(x.shape)}")
+        raise InputError(
+            f"{name} must have shape (B, C, H, W) (rank 4), got shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise InputTypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
@@ -74,10 +78,14 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
         t = torch.full((batch,), target, dtype=torch.long)
     elif isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex():
-            raise InputTypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+            raise InputTypeError(
+                f"target must hold integer class indices, got dtype {target.dtype}"
+            )
         t = target.reshape(-1).long() if target.dim() <= 1 else None
         if t is None:
-            raise InputError(f"target must be an int or a 1-D tensor, got shape {tuple(target.shape)}")
+            raise InputError(
+                f"target must be an int or a 1-D tensor, got shape {tuple(target.shape)}"
+            )
         if t.numel() == 1 and batch > 1:
             t = t.expand(batch).clone()
     elif isinstance(target, Sequence) and not isinstance(target, str):
@@ -85,7 +93,9 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
             raise InputTypeError("target sequence must contain ints only")
         t = torch.tensor(list(target), dtype=torch.long)
     else:
-        raise InputTypeError(f"target must be an int, a 1-D tensor of ints, or None; got {type(target).__name__}")
+        raise InputTypeError(
+            f"target must be an int, a 1-D tensor of ints, or None; got {type(target).__name__}"
+        )
     if t.numel() != batch:
         raise InputError(f"target has {t.numel()} entries but the batch has {batch} images")
     if (t < 0).any() or (num_classes is not None and (t >= num_classes).any()):
@@ -100,7 +110,9 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
 def check_logits(out: object, batch: int) -> Tensor:
     """Check that a model returned ``(B, K)`` logits."""
     if not isinstance(out, Tensor):
-        raise InputTypeError(f"the model must return a (B, K) logits tensor, got {type(out).__name__}")
+        raise InputTypeError(
+            f"the model must return a (B, K) logits tensor, got {type(out).__name__}"
+        )
     if out.dim() != 2 or out.shape[0] != batch:
         raise InputError(
             f"the model must return (B, K) logits with B = {batch}, got shape {tuple(out.shape)}"
