@@ -52,7 +52,7 @@ def bench_case(args: argparse.Namespace):
 
 def load(args: argparse.Namespace):
     """(case, model, x (K, C, H, W) normalised, y (K,)) for the first ``--images`` images."""
-    from absgrad.utils.allocator import tune_allocator
+    from absgrad.inference.allocator import tune_allocator
 
     tune_allocator()  # as the protocol runner does; both sides of a comparison share it
     case = bench_case(args)

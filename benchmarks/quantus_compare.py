@@ -30,7 +30,7 @@ from common import add_common_args, best_time, load, machine
 
 import absgrad
 from absgrad import metrics as M
-from absgrad.engine import Engine
+from absgrad.inference.engine import Engine
 
 
 def main() -> int:

@@ -210,8 +210,8 @@ def test_every_user_error_type_is_an_absgrad_error():
     from absgrad.cases import CheckpointError, UnreadableImageError
     from absgrad.cases.io import LabelTableError
     from absgrad.errors import MissingFileError
+    from absgrad.params import ParamError, UnknownParamError
     from absgrad.protocol.store import RunDirError
-    from absgrad.utils.params import ParamError, UnknownParamError
 
     for cls in (CheckpointError, UnreadableImageError, LabelTableError, MissingFileError,
                 ParamError, UnknownParamError, RunDirError, ConfigError):  # fmt: skip

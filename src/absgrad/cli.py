@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from absgrad import names
 from absgrad.errors import AbsgradError
 
 EXIT_USAGE = 2
@@ -101,14 +102,14 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         )
         p.add_argument(
             "--engine",
-            choices=("auto", "eager", "compile", "onnx"),
+            choices=names.ENGINES,
             help="forward passes of the metrics: ONNX Runtime (onnx, CPU), torch.compile "
             "(compile), plain PyTorch (eager) or auto (default: onnx on a CPU where ONNX Runtime "
             "is installed, else compile for runs of 16+ images); scores agree to 1e-5",
         )
         p.add_argument(
             "--precision",
-            choices=("fp32", "bf16"),
+            choices=names.PRECISIONS,
             help="bf16: bfloat16 autocast in the metrics' forward passes; scores move by about "
             "1e-3 (docs/performance.md); default fp32",
         )
@@ -385,8 +386,8 @@ def _executor_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 def _run(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int:
     from absgrad.protocol.config import make_config
     from absgrad.protocol.executors import get_executor
-    from absgrad.protocol.report import build_report, resolve_compare
     from absgrad.protocol.runner import run_protocol
+    from absgrad.report.build import build_report, resolve_compare
 
     config = make_config(raw, _overrides(args))
     if args.compare_paper is not None:
@@ -425,7 +426,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from absgrad.protocol.report import build_report
+    from absgrad.report.build import build_report
 
     report = build_report(
         args.dir, compare=args.compare_paper, tables=tuple(args.tables) if args.tables else None
@@ -439,7 +440,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from absgrad.protocol.compare import compare_runs, comparison_markdown
+    from absgrad.report.compare import compare_runs, comparison_markdown
 
     comparison, files = compare_runs(args.run_a, args.run_b, args.out)
     print(comparison_markdown(comparison))
@@ -449,24 +450,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from absgrad import catalogue  # no torch: `absgrad list` answers at once
-
+    # names only (no torch): `absgrad list` answers at once
     if args.what == "methods":
-        for name, title in catalogue.METHODS.items():
+        for name, title in names.METHODS.items():
             print(f"{name:10s} {title}")
     elif args.what == "metrics":
-        for key, (title, higher, needs_mask) in catalogue.METRICS.items():
-            arrow = "↑" if higher else "↓"
-            print(f"{key:14s} {title} {arrow}{'  (needs masks)' if needs_mask else ''}")
+        for key, m in names.METRICS.items():
+            print(f"{key:14s} {m.title} {m.arrow}{'  (needs masks)' if m.needs_mask else ''}")
     elif args.what == "maps":
-        from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES, paper_maps
+        from absgrad.protocol.catalogue import PAPER_SAMPLING, REVERSED_BASES, paper_maps
 
         rev = dict.fromkeys(REVERSED_BASES, (0.07, 0.1))
         for label, s in paper_maps(PAPER_SAMPLING, rev).items():
             what = f"reversed {s.reverse_of}" if s.derived else f"{s.method} {dict(s.params)}"
             print(f"{label:12s} {s.title:12s} {what}")
     elif args.what == "cases":
-        for name in catalogue.CASES:
+        for name in names.CASES:
             print(name)
     else:
         from absgrad.protocol.config import shipped_configs
@@ -591,8 +590,8 @@ def _save_overlay(pixels, smap, out: Path, title: str) -> None:
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    from absgrad.protocol.figures import ordinal
-    from absgrad.protocol.overlay import CLIP, CMAP, overlay
+    from absgrad.report.figures import ordinal
+    from absgrad.report.overlay import CLIP, CMAP, overlay
 
     photo = (pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     fig = Figure(figsize=(8.6, 4))

@@ -17,4 +17,12 @@ class MissingFileError(AbsgradError, FileNotFoundError):
     """A file or folder the user named (or that a case needs) does not exist; says where from."""
 
 
-__all__ = ["AbsgradError", "MissingFileError"]
+class InputError(AbsgradError):
+    """An input tensor, map or target is invalid; the message names it."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An input has the wrong type (also a ``TypeError``)."""
+
+
+__all__ = ["AbsgradError", "InputError", "InputTypeError", "MissingFileError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metrics_oracle import reverse_map
+from support.metrics_oracle import reverse_map
 from torch import nn
 
 from absgrad.methods import reverse

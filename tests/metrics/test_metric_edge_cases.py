@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from metrics_oracle import curves_loop, rcap_loop
+from support.metrics_oracle import curves_loop, rcap_loop
 
 from absgrad.metrics import IMAGENET, blurred, deletion_insertion, rcap, target_probs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from metrics_oracle import curves_loop, rcap_loop
+from support.metrics_oracle import curves_loop, rcap_loop
 from torch import nn
 
 from absgrad.metrics import IMAGENET, deletion_insertion, rcap

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metrics_oracle import rcap_loop
+from support.metrics_oracle import rcap_loop
 from torch import nn
 
 from absgrad.metrics import IMAGENET, SYMMETRIC, rcap, rcap_percentiles

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from protocol_helpers import E2E_ARGS, cli
+from support.runs import E2E_ARGS, cli
 
 
 @pytest.fixture(scope="session")

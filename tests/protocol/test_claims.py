@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from absgrad.protocol.claims import ClaimSettings, check_claims, rank_pairs, ranking_markdown
-from absgrad.protocol.paper import ABLATION_P, GRADIENT_METHODS, REVERSED_PAIRS, gag_label
-from absgrad.protocol.results import Results
+from absgrad.protocol.catalogue import ABLATION_P, GRADIENT_METHODS, REVERSED_PAIRS, gag_label
+from absgrad.report.claims import ClaimSettings, check_claims, rank_pairs, ranking_markdown
+from absgrad.report.results import Results
 
 FAST = ClaimSettings(n_resamples=1000, n_permutations=2000)
 

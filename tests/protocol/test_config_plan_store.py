@@ -14,9 +14,9 @@ from absgrad.protocol.config import (
     shipped_configs,
     to_yaml,
 )
-from absgrad.protocol.plan import Group, Unit, group_specs, make_plan
+from absgrad.protocol.plan import Group, Unit, UnitResult, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
-from absgrad.protocol.worker import UnitResult, build_context, run_unit
+from absgrad.protocol.worker import build_context, run_unit
 
 
 def test_shipped_configs_are_the_papers_experiments():

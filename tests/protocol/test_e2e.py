@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 import pytest
-from protocol_helpers import cli
+from support.runs import cli
 
-from absgrad.protocol.tables import ABLATION_P, TABLE2, gag_label
+from absgrad.protocol.catalogue import ABLATION_P, TABLE2, gag_label
 
 pytestmark = pytest.mark.slow
 

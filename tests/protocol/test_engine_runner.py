@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import absgrad.engine as E
+import absgrad.inference.engine as E
 from absgrad.cli import main
 from absgrad.protocol import build_context, make_config
 from absgrad.protocol.config import ConfigError
@@ -70,7 +70,9 @@ def test_compiled_engine_scores_equal_eager(monkeypatch):
 def test_auto_engine_is_resolved_by_run_size_and_recorded(monkeypatch, tmp_path):
     monkeypatch.setattr(E, "DEFAULT_BACKEND", TraceOnly())
     monkeypatch.setattr(E, "AUTO_MIN_IMAGES", 3)
-    monkeypatch.setattr("absgrad.ort.available", lambda: False)  # as on a CPU without onnxruntime
+    monkeypatch.setattr(
+        "absgrad.inference.ort.available", lambda: False
+    )  # as on a CPU without onnxruntime
     for limit, want in ((2, "eager"), (3, "compile")):
         config = make_config({**RAW, "limit": limit, "select": False})
         assert config.engine == "auto"

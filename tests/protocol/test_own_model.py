@@ -15,7 +15,7 @@ import timm
 import torch
 import yaml
 from PIL import Image
-from protocol_helpers import cli, unit_scores
+from support.runs import cli, unit_scores
 
 from absgrad.protocol.config import ConfigError, make_config
 

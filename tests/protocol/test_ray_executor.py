@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from absgrad.protocol.executors import get_executor
-from absgrad.protocol.plan import Unit
+from absgrad.protocol.plan import Unit, UnitResult
 from absgrad.protocol.ray_executor import RayExecutor
-from absgrad.protocol.worker import UnitResult
 
 try:
     import ray

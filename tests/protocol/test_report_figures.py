@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 
-from absgrad.protocol.figures import (
+from absgrad.protocol.catalogue import ABLATION_P, TABLE2, gag_label
+from absgrad.protocol.store import RunStore, atomic_write_json
+from absgrad.report.figures import (
     ablation_curves,
     auc_curves,
     fmt_interval,
@@ -18,12 +20,10 @@ from absgrad.protocol.figures import (
     rcap_bars,
     value_interval,
 )
-from absgrad.protocol.gallery import write_gallery
-from absgrad.protocol.overlay import clip_normalise, overlay
-from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
-from absgrad.protocol.results import load_results
-from absgrad.protocol.store import RunStore, atomic_write_json
-from absgrad.protocol.tabulate import build_tables
+from absgrad.report.gallery import write_gallery
+from absgrad.report.overlay import clip_normalise, overlay
+from absgrad.report.results import load_results
+from absgrad.report.tables import build_tables
 
 
 # -- overlays --------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_gallery_pages_cover_every_image_and_say_how_many(tmp_path):
 
 
 def test_gallery_reuses_its_tiles_unless_the_drawing_settings_change(tmp_path, monkeypatch):
-    from absgrad.protocol import gallery
+    from absgrad.report import gallery
 
     root = fake_run(tmp_path / "run", n_images=5)
     res, store = load_results(root), RunStore(root)
@@ -265,7 +265,7 @@ def test_gallery_reuses_its_tiles_unless_the_drawing_settings_change(tmp_path, m
 
 
 def test_the_papers_numbers_are_shown_by_default_for_the_papers_cases():
-    from absgrad.protocol.report import resolve_compare
+    from absgrad.report.build import resolve_compare
 
     assert resolve_compare("imagenet-s", None) == "ImageNet-S"
     assert resolve_compare("synthetic", None) is None

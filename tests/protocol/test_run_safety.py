@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from protocol_helpers import cli, cli_env
+from support.runs import cli, cli_env
 
 from absgrad.cli import main
 from absgrad.protocol.store import RunStore

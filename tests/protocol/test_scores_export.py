@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from absgrad.protocol.results import load_results
+from absgrad.report.results import load_results
 
 pytestmark = pytest.mark.slow
 

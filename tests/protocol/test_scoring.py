@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from absgrad import metrics as M
-from absgrad.dedupe import ProbCache
+from absgrad.metrics.dedupe import ProbCache
 from absgrad.protocol.scoring import EvalSettings, score_many, score_maps
 
 
@@ -42,7 +42,7 @@ def test_stream_equals_each_metric_alone_and_runs_full_chunks(tiny_model, unit):
     handle.remove()
     per_map = 3 * (5 + 5 + 5)  # 5 RCAP percentiles + 5 deletion + 5 insertion points (r > 0)
     assert cache.stats["requested"] == len(maps) * per_map
-    # each distinct perturbed image once (the flat map's selections repeat: absgrad.dedupe)
+    # each distinct perturbed image once (the flat map's selections repeat: absgrad.metrics.dedupe)
     assert sum(sizes) == cache.stats["computed"] < len(maps) * per_map
     assert all(s == 8 for s in sizes[:-1])
     for label, m in maps.items():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from absgrad.protocol import build_context, make_config, run_protocol
-from absgrad.protocol.tables import ABLATION_P, gag_label
+from absgrad.protocol.catalogue import ABLATION_P, gag_label
 
 NOISE_MAPS = ["sg", "vargrad", "sg-pos", "sg-neg", "sg-g", *(gag_label(p) for p in ABLATION_P)]
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from absgrad.errors import AbsgradError
-from absgrad.protocol.stats import (
+from absgrad.report.stats import (
     bootstrap_ci,
     bootstrap_distribution,
     holm,
@@ -59,7 +59,7 @@ def test_columns_are_resampled_together_and_match_a_loop():
 
 
 def test_intervals_are_seeded_and_independent_of_chunking(monkeypatch):
-    import absgrad.protocol.stats as st
+    import absgrad.report.stats as st
 
     x = np.random.default_rng(1).normal(size=(25, 3))
     a = bootstrap_ci(x, n_resamples=300, seed=7)

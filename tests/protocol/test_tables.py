@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from absgrad.protocol.paper import TABLE3_VARIANTS, Sampling, paper_maps
+from absgrad.protocol.catalogue import TABLE3_VARIANTS, Sampling, paper_maps, table_labels
 from absgrad.protocol.plan import group_specs
-from absgrad.protocol.render import to_csv, to_latex, to_markdown
-from absgrad.protocol.results import Results
-from absgrad.protocol.tables import table_labels
-from absgrad.protocol.tabulate import build_tables, paper_numbers
+from absgrad.report.render import to_csv, to_latex, to_markdown
+from absgrad.report.results import Results
+from absgrad.report.tables import build_tables, paper_numbers
 
 REV = {
     "sg": (0.07, 0.1),
@@ -215,7 +214,7 @@ def test_missing_maps_show_as_dashes_and_a_note():
 
 
 def test_the_catalogue_declares_base_family_and_reversal_once(specs):
-    from absgrad.protocol.paper import METHOD_FAMILY, REVERSED_BASES, REVERSED_PAIRS, TABLE2
+    from absgrad.protocol.catalogue import METHOD_FAMILY, REVERSED_BASES, REVERSED_PAIRS, TABLE2
 
     for sp in specs.values():
         assert sp.base in METHOD_FAMILY and sp.family == METHOD_FAMILY[sp.base]
@@ -263,8 +262,8 @@ def _varied_results(labels, n=24, seed=0):
 
 
 def test_cells_carry_bootstrap_intervals_in_every_format():
-    from absgrad.protocol.render import to_html
-    from absgrad.protocol.tabulate import Bootstrap
+    from absgrad.report.render import to_html
+    from absgrad.report.tables import Bootstrap
 
     res = _varied_results(table_labels(1))
     (t1,) = build_tables(res, (1,), bootstrap=Bootstrap(n_resamples=4000, seed=3))
@@ -289,7 +288,7 @@ def test_cells_carry_bootstrap_intervals_in_every_format():
 
 
 def test_table3_intervals_bootstrap_the_ratio_of_means_over_paired_images():
-    from absgrad.protocol.tabulate import Bootstrap
+    from absgrad.report.tables import Bootstrap
 
     labels = table_labels(3)
     res = _varied_results(labels, n=20, seed=1)
@@ -311,7 +310,7 @@ def test_table3_intervals_bootstrap_the_ratio_of_means_over_paired_images():
 
 
 def test_table_cells_lists_every_computed_cell_with_its_interval():
-    from absgrad.protocol.tabulate import Bootstrap, table_cells
+    from absgrad.report.tables import Bootstrap, table_cells
 
     res = _varied_results(["gag-0", "gag-85", "sg"], n=10)
     cells = table_cells(res, (1, 2), bootstrap=Bootstrap(n_resamples=200))

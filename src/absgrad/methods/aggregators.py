@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from absgrad.methods.processing import PROCESSINGS, check_processing, finish_sample
-
-AGGREGATIONS = ("mean", "var", "guided")
+from absgrad.names import AGGREGATIONS
 
 
 class SampleStats:

@@ -20,9 +20,9 @@ from absgrad.methods.gradients import predict
 from absgrad.methods.randomness import GeneratorArg, SeedsArg, image_generators
 from absgrad.methods.registry import MethodDef, get_method, resolve_params
 from absgrad.methods.samplers import GradContext, Sampler
+from absgrad.params import ParamError, check_params
 from absgrad.utils.maps import to_map
 from absgrad.utils.model_state import eval_mode
-from absgrad.utils.params import ParamError, check_params
 from absgrad.utils.validation import check_images, resolve_target
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from absgrad.names import OBJECTIVES
 from absgrad.utils.validation import check_logits
-
-OBJECTIVES = ("logit", "log_softmax", "nll")
 
 
 def class_scores(logits: Tensor, target: Tensor, objective: str) -> Tensor:

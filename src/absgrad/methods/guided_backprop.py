@@ -14,14 +14,10 @@ from absgrad.methods.activations import guided_forward, is_guided
 from absgrad.methods.chunking import image_slices
 from absgrad.methods.processing import PROCESSINGS
 from absgrad.methods.samplers import GradContext, Piece, Sampler, Samples
+from absgrad.names import GB_HOOKS
 
 #: Each hook is a processing applied to the gradient inside every activation's backward pass.
-HOOK_PROCESSING: dict[str, str] = {
-    "positive": "pos",  # the original guided backprop
-    "negative": "neg",
-    "both": "raw",  # the plain gradient
-    "abs": "abs",
-}
+HOOK_PROCESSING: dict[str, str] = GB_HOOKS
 HOOKS: dict[str, Callable[[Tensor], Tensor]] = {
     h: PROCESSINGS[p] for h, p in HOOK_PROCESSING.items()
 }

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from absgrad import names
+
 PROCESSINGS: dict[str, Callable[[Tensor], Tensor]] = {
     "raw": lambda a: a,
     "pos": lambda a: a.clamp(min=0),
@@ -37,6 +39,6 @@ def finish_sample(processing: str, sample: Tensor) -> Tensor:
 
 
 def check_processing(name: str) -> str:
-    if name not in PROCESSINGS:
-        raise ValueError(f"unknown processing {name!r}; choose one of {tuple(PROCESSINGS)}")
+    if name not in names.PROCESSINGS:
+        raise ValueError(f"unknown processing {name!r}; choose one of {names.PROCESSINGS}")
     return name

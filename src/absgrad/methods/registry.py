@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from absgrad import names
 from absgrad.methods.gradcam import GradCamSampler
 from absgrad.methods.guided_backprop import GuidedBackpropSampler
 from absgrad.methods.samplers import (
@@ -17,7 +18,7 @@ from absgrad.methods.samplers import (
     SingleSampler,
     StraightPathSampler,
 )
-from absgrad.utils.params import ParamError, UnknownParamError
+from absgrad.params import ParamError, UnknownParamError
 
 #: Parameters every method takes (besides its sampler's own).
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -48,18 +49,23 @@ class MethodDef:
         return {**COMMON_DEFAULTS, **self.sampler_params, **self.overrides}
 
 
+def _declare(
+    name: str, sampler: type[Sampler], overrides: dict[str, Any] | None = None
+) -> MethodDef:
+    """A built-in method, titled as :data:`absgrad.names.METHODS` names it."""
+    return MethodDef(name, names.METHODS[name], sampler, overrides or {})
+
+
 _DEFS = [
-    MethodDef("vg", "Vanilla Gradient", SingleSampler),
-    MethodDef("sg", "SmoothGrad", NoiseSampler),
-    MethodDef("vargrad", "VarGrad", NoiseSampler, {"aggregation": "var"}),
-    MethodDef(
-        "gag", "Guided AbsoluteGrad", NoiseSampler, {"processing": "abs", "aggregation": "guided"}
-    ),
-    MethodDef("ig", "Integrated Gradients", StraightPathSampler),
-    MethodDef("blurig", "BlurIG", BlurPathSampler),
-    MethodDef("guidedig", "Guided IG", GuidedPathSampler),
-    MethodDef("gb", "Guided Backprop", GuidedBackpropSampler),
-    MethodDef("gradcam", "Grad-CAM", GradCamSampler),
+    _declare("vg", SingleSampler),
+    _declare("sg", NoiseSampler),
+    _declare("vargrad", NoiseSampler, {"aggregation": "var"}),
+    _declare("gag", NoiseSampler, {"processing": "abs", "aggregation": "guided"}),
+    _declare("ig", StraightPathSampler),
+    _declare("blurig", BlurPathSampler),
+    _declare("guidedig", GuidedPathSampler),
+    _declare("gb", GuidedBackpropSampler),
+    _declare("gradcam", GradCamSampler),
 ]
 
 #: Registry of method names -> :class:`MethodDef` (``METHODS["gag"].defaults`` lists parameters).

@@ -31,7 +31,7 @@ from absgrad.methods.chunking import image_slices, unit_groups
 from absgrad.methods.gradients import input_gradient
 from absgrad.methods.processing import PROCESSINGS
 from absgrad.methods.randomness import draw
-from absgrad.utils.params import check_fields
+from absgrad.params import check_fields
 
 
 @dataclass

@@ -62,7 +62,7 @@ class ForwardQueue:
     """
 
     def __init__(self, model: nn.Module, batch_size: int) -> None:
-        from absgrad.utils.allocator import tune_allocator
+        from absgrad.inference.allocator import tune_allocator
 
         tune_allocator()  # the runner's per-pass cost for every caller (idempotent, glibc only)
         self.model = model

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.metrics.forward import DEFAULT_BATCH_SIZE
-from absgrad.metrics.rcap import rcap_percentiles
+from absgrad.metrics.grid import rcap_percentiles
 from absgrad.metrics.registry import METRICS, MetricDef
 from absgrad.metrics.sanity import sanity_check
 from absgrad.utils.maps import minmax, to_map

@@ -8,17 +8,20 @@ the perturbations the metrics share are declared once in :data:`PERTURBATIONS`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
+from absgrad import names
 from absgrad.errors import AbsgradError
-from absgrad.metrics.auc import AUCResult, curve_batch, deletion_insertion
+from absgrad.metrics.curves import AUCResult, curve_batch, deletion_insertion
 from absgrad.metrics.perturbation import Perturbation
-from absgrad.metrics.rcap import RCAPResult, rcap, recovered_batch
+from absgrad.metrics.recover import RCAPResult, rcap, recovered_batch
 from absgrad.metrics.segmentation import lc_dice, mae, mae_sqrt_paper, pointing_game
+from absgrad.names import MetricInfo
 
 PERTURBATIONS: dict[str, Perturbation] = {
     p.key: p
@@ -40,34 +43,20 @@ PERTURBATIONS: dict[str, Perturbation] = {
 
 
 @dataclass(frozen=True)
-class MetricDef:
-    """A metric's declaration.
+class MetricDef(MetricInfo):
+    """A metric's declaration: its :class:`~absgrad.names.MetricInfo` (key, titles, direction,
+    mask need) and how it is computed.
 
-    ``key``: its name in configs and stored scores; ``title``/``latex``: display names.
     ``perturbs``: the key of the :data:`PERTURBATIONS` entry whose probabilities it reads
     (``None``: it compares the map with the mask). ``function``: the functional API.
     ``per_image``: the ``(B,)`` scores from ``function``'s result (from the perturbation's
     result: the same type). ``scoring``: how the probabilities become the score, in words.
     """
 
-    key: str
-    title: str
-    higher_is_better: bool
-    needs_mask: bool
     perturbs: str | None
     function: Callable[..., Any]
     per_image: Callable[[Any], Tensor]
     scoring: str
-    latex: str = ""
-
-    @property
-    def arrow(self) -> str:
-        return "↑" if self.higher_is_better else "↓"
-
-    @property
-    def direction(self) -> str:
-        """``"higher"`` or ``"lower"``: which scores are better."""
-        return "higher" if self.higher_is_better else "lower"
 
 
 def _same(scores: Tensor) -> Tensor:
@@ -86,82 +75,72 @@ def _iauc(res: AUCResult) -> Tensor:
     return res.iauc_per_image
 
 
+def _declare(
+    key: str,
+    *,
+    perturbs: str | None,
+    function: Callable[..., Any],
+    per_image: Callable[[Any], Tensor],
+    scoring: str,
+) -> MetricDef:
+    """A built-in metric; its titles, direction and mask need come from :data:`absgrad.names.METRICS`."""
+    return MetricDef(
+        **dataclasses.asdict(names.METRICS[key]),
+        perturbs=perturbs,
+        function=function,
+        per_image=per_image,
+        scoring=scoring,
+    )
+
+
 METRICS: dict[str, MetricDef] = {
     d.key: d
     for d in (
-        MetricDef(
-            key="lc_dice",
-            title="Lc-dce",
-            latex=r"$L_{lc\text{-}dce}$",
-            higher_is_better=False,
-            needs_mask=True,
+        _declare(
+            "lc_dice",
             perturbs=None,
             function=lc_dice,
             per_image=_same,
             scoring="log cosh(1 - Dice(map, mask)), the Dice smoothed by 1",
         ),
-        MetricDef(
-            key="mae",
-            title="MAE",
-            latex="MAE",
-            higher_is_better=False,
-            needs_mask=True,
+        _declare(
+            "mae",
             perturbs=None,
             function=mae,
             per_image=_same,
             scoring="mean |map - mask| over the pixels",
         ),
-        MetricDef(
-            key="rcap",
-            title="RCAP",
-            latex="RCAP",
-            higher_is_better=True,
-            needs_mask=False,
+        _declare(
+            "rcap",
             perturbs="recover",
             function=rcap,
             per_image=_rcap_score,
             scoring="mean over the valid percentiles of (share of map mass kept) x (target "
             "probability on the recovered image)",
         ),
-        MetricDef(
-            key="dauc",
-            title="DAUC",
-            latex="DAUC",
-            higher_is_better=False,
-            needs_mask=False,
+        _declare(
+            "dauc",
             perturbs="delete_insert",
             function=deletion_insertion,
             per_image=_dauc,
             scoring="trapezoid area under the target probability along the deletion curve",
         ),
-        MetricDef(
-            key="iauc",
-            title="IAUC",
-            latex="IAUC",
-            higher_is_better=True,
-            needs_mask=False,
+        _declare(
+            "iauc",
             perturbs="delete_insert",
             function=deletion_insertion,
             per_image=_iauc,
             scoring="trapezoid area under the target probability along the insertion curve",
         ),
-        MetricDef(
-            key="mae_sqrt",
-            title="sqrtMAE",
-            latex=r"$\sqrt{\mathrm{MAE}}$",
-            higher_is_better=False,
-            needs_mask=True,
+        _declare(
+            "mae_sqrt",
             perturbs=None,
             function=mae_sqrt_paper,
             per_image=_same,
             scoring="sqrt(mean |map - mask|), the figure the paper prints as MAE",
         ),
-        MetricDef(
-            key="pointing_game",
-            title="Pointing",
-            latex="Pointing",
-            higher_is_better=True,
-            needs_mask=True,
+        _declare(
+            "pointing_game",
             perturbs=None,
             function=pointing_game,
             per_image=_same,
@@ -178,6 +157,4 @@ def get_metric(name: str) -> MetricDef:
     return METRICS[name]
 
 
-def mask_free_metrics() -> tuple[str, ...]:
-    """The metrics that need no ground-truth mask, in :data:`METRICS` order."""
-    return tuple(k for k, d in METRICS.items() if not d.needs_mask)
+mask_free_metrics = names.mask_free_metrics

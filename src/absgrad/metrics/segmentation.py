@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from absgrad.metrics.thresholds import fraction_positions, thresholds
+from absgrad.metrics.grid import fraction_positions
+from absgrad.metrics.thresholds import thresholds
 from absgrad.utils.validation import InputError, InputTypeError
 
 

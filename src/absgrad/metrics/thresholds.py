@@ -8,26 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 
 import torch
 from torch import Tensor
-
-
-def fraction_positions(n: int, fractions: Sequence[float]) -> list[int]:
-    """Sorted positions ``floor(n * f) - 1`` for each fraction ``f`` (exact decimal arithmetic).
-
-    ``f`` is read as the decimal it prints as (``0.7`` is 7/10, not the nearest double), so
-    ``floor`` never drops a pixel through float round-off. A position of -1 means "below the
-    minimum" (the whole image is selected).
-    """
-    return [math.floor(Fraction(repr(float(f))) * n) - 1 for f in fractions]
-
-
-def curve_positions(n: int, steps: int) -> list[int]:
-    """Sorted positions ``floor(n * (1 - k/steps)) - 1`` of the deletion/insertion steps
-    ``k = 0 .. steps-1``, in exact integer arithmetic (``k = 0`` selects nothing)."""
-    return [(n * (steps - k)) // steps - 1 for k in range(steps)]
 
 
 def sorted_values(maps: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
-"""The paper's protocol: plan, run, store and report Tables 1-3 on a case.
+"""The paper's protocol: plan, run and store Tables 1-3 on a case.
 
 ``run_protocol(config, out)`` computes every unit (image batch x sampler group) not yet stored
-in ``out``; ``build_report(out)`` writes the tables, figures and ``report.html``.
+in ``out``. Reading a finished run (tables, figures, ``report.html``) is :mod:`absgrad.report`.
 
 Names are imported on first use (``absgrad.protocol.run_protocol``), so that importing a light
 submodule such as ``absgrad.protocol.config`` does not load torch.
@@ -23,20 +23,17 @@ _EXPORTS = {
     "LocalExecutor": "executors",
     "get_executor": "executors",
     "register_executor": "executors",
-    "MapSpec": "paper",
-    "paper_maps": "paper",
+    "MapSpec": "catalogue",
+    "paper_maps": "catalogue",
     "Group": "plan",
     "Unit": "plan",
     "group_specs": "plan",
     "make_plan": "plan",
     "resolve_specs": "plan",
-    "build_report": "report",
-    "Results": "results",
-    "load_results": "results",
     "run_protocol": "runner",
     "RunDirError": "store",
     "RunStore": "store",
-    "UnitResult": "worker",
+    "UnitResult": "plan",
     "WorkerContext": "worker",
     "build_context": "worker",
     "run_unit": "worker",
@@ -49,7 +46,6 @@ __all__ = [
     "Group",
     "LocalExecutor",
     "MapSpec",
-    "Results",
     "RunConfig",
     "RunDirError",
     "RunStore",
@@ -57,11 +53,9 @@ __all__ = [
     "UnitResult",
     "WorkerContext",
     "build_context",
-    "build_report",
     "get_executor",
     "group_specs",
     "load_config_file",
-    "load_results",
     "make_config",
     "make_plan",
     "paper_maps",
@@ -86,6 +80,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from absgrad.protocol.catalogue import MapSpec, paper_maps
     from absgrad.protocol.config import ConfigError, RunConfig, load_config_file, make_config
     from absgrad.protocol.executors import (
         EXECUTORS,
@@ -94,10 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
         get_executor,
         register_executor,
     )
-    from absgrad.protocol.paper import MapSpec, paper_maps
-    from absgrad.protocol.plan import Group, Unit, group_specs, make_plan, resolve_specs
-    from absgrad.protocol.report import build_report
-    from absgrad.protocol.results import Results, load_results
+    from absgrad.protocol.plan import Group, Unit, UnitResult, group_specs, make_plan, resolve_specs
     from absgrad.protocol.runner import run_protocol
     from absgrad.protocol.store import RunDirError, RunStore
-    from absgrad.protocol.worker import UnitResult, WorkerContext, build_context, run_unit
+    from absgrad.protocol.worker import WorkerContext, build_context, run_unit

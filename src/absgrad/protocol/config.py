@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from absgrad import names
 from absgrad.errors import AbsgradError
-from absgrad.protocol.paper import PAPER_SAMPLING, REVERSED_BASES
-from absgrad.utils.params import PARAMS, Rule
+from absgrad.params import PARAMS, Rule
+from absgrad.protocol.catalogue import PAPER_SAMPLING, REVERSED_BASES
 
 
 class ConfigError(AbsgradError):
@@ -243,8 +244,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _unit(optional=True),
     "seed": _int(0),
     "device": _device,
-    "engine": _ruled(Rule("choice", choices=("auto", "eager", "compile", "onnx"))),
-    "precision": _ruled(Rule("choice", choices=("fp32", "bf16"))),
+    "engine": _ruled(Rule("choice", choices=names.ENGINES)),
+    "precision": _ruled(Rule("choice", choices=names.PRECISIONS)),
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),

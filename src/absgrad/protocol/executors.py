@@ -8,8 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from absgrad.errors import AbsgradError
-from absgrad.protocol.plan import Unit
-from absgrad.protocol.worker import UnitResult
+from absgrad.protocol.plan import Unit, UnitResult
 
 Worker = Callable[[Unit], UnitResult]
 

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from absgrad.protocol.catalogue import (
+    REVERSED_BASES,
+    MapSpec,
+    Sampling,
+    paper_maps,
+    table_labels,
+    with_sources,
+)
 from absgrad.protocol.config import ConfigError, RunConfig
-from absgrad.protocol.paper import REVERSED_BASES, MapSpec, Sampling, paper_maps
-from absgrad.protocol.tables import table_labels, with_sources
 
 
 def resolve_specs(
@@ -43,6 +49,10 @@ def resolve_specs(
     else:
         wanted = [lb for t in config.tables for lb in table_labels(t)] + list(config.extra_maps)
     return {lb: allspecs[lb] for lb in with_sources(wanted, allspecs)}
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -151,3 +161,29 @@ def make_plan(
                 )
             )
     return units
+
+
+@dataclass
+class UnitResult:
+    """What a unit produces: per-image scores per map, maps (optional), the batch's images."""
+
+    unit: Unit
+    scores: dict[str, dict[str, Any]]
+    clean_prob: list[float]
+    blurred_prob: list[float]
+    timing: dict[str, float]
+    maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
+    images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
+    targets: list[int] | None = None  # (B,) target classes of the batch
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready record stored for the unit."""
+        return {
+            "unit": self.unit.to_dict(),
+            "image_ids": list(self.unit.image_ids),
+            "targets": self.targets,
+            "clean_prob": self.clean_prob,
+            "blurred_prob": self.blurred_prob,
+            "scores": self.scores,
+            "timing": self.timing,
+        }

@@ -26,8 +26,7 @@ from typing import Any
 
 from absgrad.errors import AbsgradError
 from absgrad.protocol.executors import Executor, Worker, register_executor
-from absgrad.protocol.plan import Unit
-from absgrad.protocol.worker import UnitResult
+from absgrad.protocol.plan import Unit, UnitResult
 
 log = logging.getLogger("absgrad.protocol")
 

@@ -24,9 +24,9 @@ from absgrad.errors import AbsgradError
 from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
-from absgrad.protocol.plan import Unit, group_specs, make_plan
+from absgrad.protocol.plan import Unit, UnitResult, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore
-from absgrad.protocol.worker import UnitResult, WorkerContext, get_context, run_unit, set_context
+from absgrad.protocol.worker import WorkerContext, get_context, run_unit, set_context
 
 log = logging.getLogger("absgrad.protocol")
 LOG_FILE = "absgrad.log"
@@ -183,7 +183,7 @@ def _choose_engine(
 ) -> tuple[RunConfig, str]:
     """Resolve ``engine: auto`` by the device and the number of images left to compute; every
     worker gets the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
-    from absgrad.engine import resolve_engine
+    from absgrad.inference.engine import resolve_engine
 
     n_images = len({i for u in todo for i in u.indices})
     kind = resolve_engine(

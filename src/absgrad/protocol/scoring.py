@@ -18,6 +18,7 @@ from absgrad.metrics.registry import (
     get_metric,
     mask_free_metrics,
 )
+from absgrad.names import PAPER_METRICS
 
 __all__ = [
     "METRICS",
@@ -30,8 +31,6 @@ __all__ = [
     "score_many",
     "clean_and_blurred_probs",
 ]
-
-PAPER_METRICS = ("lc_dice", "mae", "rcap", "dauc", "iauc")
 
 
 def default_metrics(has_masks: bool) -> tuple[str, ...]:
@@ -116,14 +115,14 @@ def score_many(
     sees full chunks of ``settings.batch_size`` across maps; each map is sorted once for RCAP
     and the curves, and the insertion start image is blurred once (or taken from
     ``blurred_inputs``, :func:`absgrad.metrics.blurred` ``(x)`` computed by the caller).
-    Each distinct perturbed image is scored once (:mod:`absgrad.dedupe`; ``cache``: a
-    :class:`absgrad.dedupe.ProbCache` shared with other calls on the same images).
+    Each distinct perturbed image is scored once (:mod:`absgrad.metrics.dedupe`; ``cache``: a
+    :class:`absgrad.metrics.dedupe.ProbCache` shared with other calls on the same images).
     """
-    from absgrad.dedupe import DedupQueue
     from absgrad.metrics import blurred
+    from absgrad.metrics.dedupe import DedupQueue
+    from absgrad.metrics.grid import rcap_percentiles
     from absgrad.metrics.inputs import check_probs, prepare
     from absgrad.metrics.perturbation import PerturbContext
-    from absgrad.metrics.rcap import rcap_percentiles
     from absgrad.metrics.thresholds import sorted_values
     from absgrad.utils.model_state import eval_mode
     from absgrad.utils.normalization import check_normalization

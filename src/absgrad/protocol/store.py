@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - Windows
 
 from absgrad.errors import AbsgradError
 from absgrad.protocol.config import RunConfig
-from absgrad.protocol.worker import UnitResult
+from absgrad.protocol.plan import UnitResult
 
 META = "run.json"
 LOCK = ".lock"

@@ -19,9 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
+from absgrad.inference.allocator import tune_allocator
+from absgrad.inference.chunk_sizes import auto_eval_batch_size
 from absgrad.methods.layers import find_layer
+from absgrad.protocol.catalogue import MapSpec
 from absgrad.protocol.config import FOLDER_OPTIONS, ConfigError, RunConfig
-from absgrad.protocol.plan import Unit, resolve_specs
+from absgrad.protocol.plan import Unit, UnitResult, resolve_specs
 from absgrad.protocol.scoring import (
     EvalSettings,
     check_metrics,
@@ -29,9 +32,6 @@ from absgrad.protocol.scoring import (
     default_metrics,
     score_many,
 )
-from absgrad.protocol.tables import MapSpec
-from absgrad.utils.allocator import tune_allocator
-from absgrad.utils.chunks import auto_eval_batch_size
 
 log = logging.getLogger("absgrad.protocol")
 
@@ -47,7 +47,9 @@ class BatchData:
     clean: Tensor | None = None
     blurred: Tensor | None = None
     blurred_x: Tensor | None = None  # the insertion start image, blurred once per batch
-    cache: Any = None  # absgrad.dedupe.ProbCache: perturbed images already scored in the batch
+    cache: Any = (
+        None  # absgrad.metrics.dedupe.ProbCache: perturbed images already scored in the batch
+    )
 
 
 @dataclass
@@ -63,16 +65,18 @@ class WorkerContext:
     eval: EvalSettings
     batches: OrderedDict[int, BatchData] = field(default_factory=OrderedDict)
     stats: dict[str, int] = field(default_factory=lambda: {"batches_loaded": 0, "clean_passes": 0})
-    forward: Any = None  # the no-grad forward callable of the metrics (absgrad.engine.Engine)
+    forward: Any = (
+        None  # the no-grad forward callable of the metrics (absgrad.inference.engine.Engine)
+    )
 
     def __post_init__(self) -> None:
         if self.forward is None:
             self.use_engine("eager")
 
     def use_engine(self, kind: str) -> None:
-        """Score with an :class:`absgrad.engine.Engine` of ``kind`` (``eager``, ``compile`` or
+        """Score with an :class:`absgrad.inference.engine.Engine` of ``kind`` (``eager``, ``compile`` or
         ``onnx``)."""
-        from absgrad.engine import Engine
+        from absgrad.inference.engine import Engine
 
         self.forward = Engine(
             self.model, kind, chunk=self.eval.batch_size, precision=self.config.precision
@@ -95,7 +99,7 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
-        from absgrad.dedupe import ProbCache
+        from absgrad.metrics.dedupe import ProbCache
 
         data = BatchData(
             cache=ProbCache(),
@@ -162,7 +166,7 @@ def build_context(
 ) -> WorkerContext:
     """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count).
 
-    Also tunes this process's allocator for large tensors (:func:`absgrad.utils.allocator.
+    Also tunes this process's allocator for large tensors (:func:`absgrad.inference.allocator.
     tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out)."""
     tune_allocator()
     case = case if case is not None else load_case(config)
@@ -217,32 +221,6 @@ def set_context(config: RunConfig, context: WorkerContext) -> None:
     """Install a context for ``config`` in this process (tests, custom models)."""
     _CONTEXTS.clear()
     _CONTEXTS[(config.config_hash(), config.device)] = context
-
-
-@dataclass
-class UnitResult:
-    """What a unit produces: per-image scores per map, maps (optional), the batch's images."""
-
-    unit: Unit
-    scores: dict[str, dict[str, Any]]
-    clean_prob: list[float]
-    blurred_prob: list[float]
-    timing: dict[str, float]
-    maps: dict[str, np.ndarray] | None = None  # label -> (B, H, W) float16
-    images: np.ndarray | None = None  # (B, H, W, 3) uint8, first unit of a batch only
-    targets: list[int] | None = None  # (B,) target classes of the batch
-
-    def record(self) -> dict[str, Any]:
-        """The JSON-ready record stored for the unit."""
-        return {
-            "unit": self.unit.to_dict(),
-            "image_ids": list(self.unit.image_ids),
-            "targets": self.targets,
-            "clean_prob": self.clean_prob,
-            "blurred_prob": self.blurred_prob,
-            "scores": self.scores,
-            "timing": self.timing,
-        }
 
 
 def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = None) -> UnitResult:

@@ -12,15 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from absgrad.errors import AbsgradError
-
-
-class InputError(AbsgradError):
-    """An input tensor, map or target is invalid; the message names it."""
-
-
-class InputTypeError(InputError, TypeError):
-    """An input has the wrong type (also a ``TypeError``)."""
+from absgrad.errors import InputError, InputTypeError
 
 
 def check_images(x: object, name: str = "inputs") -> Tensor:

@@ -16,7 +16,7 @@ these declarations instead of repeating them. Map labels are short, file-safe na
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,3 +263,26 @@ TABLE3_TITLE = (
     "Gradient processing: variant / base method, averaged over SG, IG, Guided IG, BlurIG, GB"
 )
 TABLES = {1: TABLE1, 2: TABLE2}
+
+
+# -- which maps each table needs -------------------------------------------------------------
+def table_labels(table: int) -> list[str]:
+    """The map labels a table reports."""
+    if table in TABLES:
+        return [label for _, label in TABLES[table].rows]
+    if table == 3:
+        out: list[str] = []
+        for base, variants in TABLE3_VARIANTS.values():
+            out += [base, *variants.values()]
+        return list(dict.fromkeys(out))
+    raise AbsgradError(f"unknown table {table!r}; choose 1, 2 or 3")
+
+
+def with_sources(labels: Iterable[str], specs: Mapping[str, MapSpec]) -> list[str]:
+    """``labels`` plus the maps their reversed maps are derived from, in spec order."""
+    need = set(labels)
+    for label in list(need):
+        src = specs[label].reverse_of
+        if src is not None:
+            need.add(src)
+    return [label for label in specs if label in need]

@@ -12,7 +12,7 @@ import pytest
 # prints the minor page faults of each round.
 PROBE = r"""
 import resource, torch
-from absgrad.utils.allocator import tune_allocator
+from absgrad.inference.allocator import tune_allocator
 tuned = tune_allocator()
 conv = torch.nn.Conv2d(16, 96, 1)
 x = torch.randn(8, 16, 112, 112)
@@ -68,6 +68,6 @@ def test_opt_out_leaves_glibc_default_and_every_round_faults():
 
 
 def test_tuning_is_idempotent():
-    from absgrad.utils.allocator import tune_allocator
+    from absgrad.inference.allocator import tune_allocator
 
     assert tune_allocator() == tune_allocator()

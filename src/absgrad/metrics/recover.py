@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -13,11 +12,12 @@ from absgrad.metrics.forward import (
     check_model,
     perturbed_probs,
 )
+from absgrad.metrics.grid import fraction_positions, rcap_percentiles
 from absgrad.metrics.inputs import prepare
 from absgrad.metrics.perturbation import PerturbContext
-from absgrad.metrics.thresholds import above, fraction_positions, thresholds
+from absgrad.metrics.thresholds import above, thresholds
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
-from absgrad.utils.validation import InputError, InputTypeError, check_batch_size
+from absgrad.utils.validation import check_batch_size
 
 
 @dataclass(frozen=True)
@@ -44,25 +44,6 @@ class RCAPResult:
         """The per-percentile terms stored next to the score: ``rcap_hit``, ``rcap_prob``,
         ``rcap_valid`` ``(B, P)``."""
         return {"rcap_hit": self.hit, "rcap_prob": self.prob, "rcap_valid": self.valid}
-
-
-def rcap_percentiles(lower_bound: float = 0.5, interval: float = 0.1) -> tuple[float, ...]:
-    """``(lower_bound, lower_bound + interval, ...)`` below 1, rounded to 10 decimals."""
-    for name, v in (("lower_bound", lower_bound), ("interval", interval)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise InputTypeError(f"{name} must be a finite number, got {v!r}")
-    if not 0 <= lower_bound < 1:
-        raise InputError(f"lower_bound={lower_bound} gives no percentile: it must lie in [0, 1)")
-    if interval <= 0:
-        raise InputError(f"interval={interval} gives no percentile list: it must be > 0")
-    if interval < 1e-6:
-        raise InputError(f"interval={interval} is too small (< 1e-6): too many percentiles")
-    out: list[float] = []
-    k = 0
-    while (p := round(lower_bound + k * interval, 10)) < 1:
-        out.append(p)
-        k += 1
-    return tuple(out)
 
 
 def rcap(

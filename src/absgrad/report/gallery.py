@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from absgrad.protocol.figures import ordinal, stored_maps
-from absgrad.protocol.overlay import ALPHA, CLIP, CMAP, overlay
-from absgrad.protocol.paper import TABLE2
-from absgrad.protocol.results import Results
-from absgrad.protocol.scoring import METRICS
+from absgrad.names import METRICS
+from absgrad.protocol.catalogue import TABLE2
 from absgrad.protocol.store import RunStore, atomic_write_bytes
+from absgrad.report.figures import ordinal, stored_maps
+from absgrad.report.overlay import ALPHA, CLIP, CMAP, overlay
+from absgrad.report.results import Results
 
 PAGE_SIZE = 20
 TILE_MAX = 160  # longest side of a stored tile, px

@@ -1,4 +1,4 @@
-"""absgrad.engine: eager and compiled forward engines give the model's probabilities, in fixed
+"""absgrad.inference.engine: eager and compiled forward engines give the model's probabilities, in fixed
 chunk shapes (one compilation), fall back to eager with a warning, and plug into the metrics
 and the runner."""
 
@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_helpers import assert_falls_back_once, assert_metrics_agree, eager_logits
+from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
-from absgrad.engine import (
+from absgrad.inference.engine import (
     AUTO_MIN_IMAGES,
     CACHE_ENV,
     Engine,
@@ -103,7 +103,7 @@ def test_bad_settings_name_the_problem(model):
 def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch):
     # a GPU, or a CPU without ONNX Runtime: compile when the run repays it
     for device, ort_installed in (("cuda", True), ("cpu", False)):
-        monkeypatch.setattr("absgrad.ort.available", lambda v=ort_installed: v)
+        monkeypatch.setattr("absgrad.inference.ort.available", lambda v=ort_installed: v)
         assert resolve_engine("auto", AUTO_MIN_IMAGES - 1, device=device) == "eager"
         assert resolve_engine("auto", AUTO_MIN_IMAGES, device=device) == "compile"
     assert resolve_engine("eager", 10_000) == "eager"
@@ -111,7 +111,7 @@ def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch):
 
 
 def test_auto_uses_onnx_runtime_on_a_cpu_in_fp32(monkeypatch):
-    monkeypatch.setattr("absgrad.ort.available", lambda: True)
+    monkeypatch.setattr("absgrad.inference.ort.available", lambda: True)
     assert resolve_engine("auto", 1, device="cpu") == "onnx"  # its set-up takes about a second
     assert resolve_engine("auto", 1, device="cuda:0") == "eager"
     assert resolve_engine("auto", AUTO_MIN_IMAGES, device="cpu", precision="bf16") == "compile"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from absgrad.protocol.store import RunStore, atomic_write_bytes
 
@@ -38,7 +37,7 @@ class Results:
         return self.done_units >= int(self.meta.get("n_units", 0))
 
     def spec(self, label: str) -> dict[str, Any]:
-        """The stored declaration of map ``label`` (see :class:`absgrad.protocol.paper.MapSpec`)."""
+        """The stored declaration of map ``label`` (see :class:`absgrad.protocol.catalogue.MapSpec`)."""
         return dict(self.meta.get("maps", {}).get(label) or {})
 
     def is_reversed(self, label: str) -> bool:
@@ -61,9 +60,9 @@ class Results:
             curve = d.get("deletion" if metric == "dauc" else "insertion")
             if curve is None:
                 return None
-            from absgrad.metrics import auc
+            from absgrad.metrics.grid import trapezoid_area
 
-            return auc(torch.from_numpy(curve)).numpy()
+            return trapezoid_area(np.asarray(curve))
         return np.asarray(d[metric], dtype=np.float64)
 
     def value(self, label: str, metric: str) -> float | None:
@@ -101,7 +100,7 @@ class Results:
 
     def percentiles(self) -> list[float]:
         """The run's RCAP percentiles (:func:`absgrad.metrics.rcap_percentiles`)."""
-        from absgrad.metrics.rcap import rcap_percentiles
+        from absgrad.metrics.grid import rcap_percentiles
 
         cfg = self.meta["config"]
         return list(rcap_percentiles(cfg["rcap_lower_bound"], cfg["rcap_interval"]))

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from absgrad.metrics.forward import ForwardQueue
-from absgrad.metrics.thresholds import curve_positions, fraction_positions, thresholds
+from absgrad.metrics.grid import curve_positions, fraction_positions
+from absgrad.metrics.thresholds import thresholds
 
 
 def _digest(t: Tensor) -> bytes:
@@ -157,8 +158,8 @@ class DedupQueue:
         """Keys of a perturbation's batch (RCAP's recovered images, the deletion/insertion
         images); ``None`` for a perturbation this module does not know (all its images are
         scored)."""
-        from absgrad.metrics.auc import CurveInputs
-        from absgrad.metrics.rcap import RCAPInputs
+        from absgrad.metrics.curves import CurveInputs
+        from absgrad.metrics.recover import RCAPInputs
 
         if isinstance(batch, RCAPInputs):
             return self.rcap_keys(m, ordered, context.percentiles)

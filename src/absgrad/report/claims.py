@@ -21,16 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from absgrad.protocol.paper import (
+from absgrad.names import METRICS, PAPER_METRICS
+from absgrad.protocol.catalogue import (
     ABLATION_P,
     GRADIENT_METHODS,
     REVERSED_PAIRS,
     TABLE2,
     gag_label,
 )
-from absgrad.protocol.results import Results
-from absgrad.protocol.scoring import METRICS, PAPER_METRICS
-from absgrad.protocol.stats import (
+from absgrad.report.results import Results
+from absgrad.report.stats import (
     N_PERMUTATIONS,
     N_RESAMPLES,
     Interval,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from absgrad import names
 from absgrad.errors import AbsgradError
 
 
@@ -105,42 +106,13 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-PATH_RULES = ("mean", "trapezoid", "left", "right", "middle")
-
-
-# The names of processings, aggregations and objectives live with the methods; they are read
-# when a value is checked, so that this module (and the run config) imports no torch.
-def _processings() -> tuple[str, ...]:
-    from absgrad.methods.processing import PROCESSINGS
-
-    return tuple(PROCESSINGS)
-
-
-def _aggregations() -> tuple[str, ...]:
-    from absgrad.methods.aggregators import AGGREGATIONS
-
-    return tuple(AGGREGATIONS)
-
-
-def _objectives() -> tuple[str, ...]:
-    from absgrad.methods.gradients import OBJECTIVES
-
-    return tuple(OBJECTIVES)
-
-
-def _gb_hooks() -> tuple[str, ...]:
-    from absgrad.methods.guided_backprop import HOOKS
-
-    return tuple(HOOKS)
-
-
 #: The rule of every method parameter (the samplers' fields and the common ones).
 PARAMS: Mapping[str, Rule] = {
     # common to every method
-    "processing": Rule("choice", choices=_processings),
-    "aggregation": Rule("choice", choices=_aggregations),
+    "processing": Rule("choice", choices=names.PROCESSINGS),
+    "aggregation": Rule("choice", choices=names.AGGREGATIONS),
     "percentile": Rule("float", 0.0, 1.0, high_open=True),
-    "objective": Rule("choice", choices=_objectives),
+    "objective": Rule("choice", choices=names.OBJECTIVES),
     "batch_size": Rule("int", 1),
     # SmoothGrad / VarGrad / GAG (noise sampler)
     "n_samples": Rule("int", 1),
@@ -148,7 +120,7 @@ PARAMS: Mapping[str, Rule] = {
     "noise": Rule("tensor"),
     # Integrated Gradients (straight path)
     "steps": Rule("int", 1),
-    "rule": Rule("choice", choices=PATH_RULES),
+    "rule": Rule("choice", choices=names.PATH_RULES),
     "baselines": Rule("tensor"),
     # BlurIG
     "max_sigma": Rule("float", 0.0, low_open=True),
@@ -158,7 +130,7 @@ PARAMS: Mapping[str, Rule] = {
     "fraction": Rule("float", 0.0, 1.0, low_open=True),
     "max_dist": Rule("float", 0.0, 1.0),
     # Guided Backprop
-    "hook": Rule("choice", choices=_gb_hooks, label="guided-backprop hook"),
+    "hook": Rule("choice", choices=tuple(names.GB_HOOKS), label="guided-backprop hook"),
     # Grad-CAM
     "layer": Rule("any"),
 }

@@ -1,4 +1,4 @@
-"""absgrad.dedupe: each distinct perturbed image is scored once, and the scores do not change.
+"""absgrad.metrics.dedupe: each distinct perturbed image is scored once, and the scores do not change.
 
 Checked against the functional metrics (which score every perturbed image), and by the
 property that defines the keys: two rows with the same key are the same image.
@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from absgrad import metrics as M
-from absgrad.dedupe import DedupQueue, ProbCache
-from absgrad.metrics.auc import curve_inputs
-from absgrad.metrics.rcap import rcap_inputs, rcap_percentiles
+from absgrad.metrics.curves import curve_inputs
+from absgrad.metrics.dedupe import DedupQueue, ProbCache
+from absgrad.metrics.grid import rcap_percentiles
+from absgrad.metrics.recover import rcap_inputs
 from absgrad.metrics.thresholds import sorted_values
 from absgrad.protocol.scoring import EvalSettings, score_many
 

@@ -7,9 +7,14 @@ import json
 import pytest
 import torch
 
+from absgrad.inference.chunk_sizes import (
+    CPU_CANDIDATES,
+    auto_eval_batch_size,
+    best_chunk_size,
+    forward_cost,
+)
 from absgrad.protocol import make_config, run_protocol
 from absgrad.protocol.config import ConfigError
-from absgrad.utils.chunks import CPU_CANDIDATES, auto_eval_batch_size, best_chunk_size, forward_cost
 
 
 def recorded(costs: dict[int, float], oom_from: int | None = None):

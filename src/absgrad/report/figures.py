@@ -7,7 +7,7 @@
 * ``rcap_bars``: RCAP's mean ``hit * prob`` per percentile, with intervals.
 
 Intervals are the tables' 95% percentile-bootstrap intervals over images
-(:func:`absgrad.protocol.stats.bootstrap_ci`, same resamples).
+(:func:`absgrad.report.stats.bootstrap_ci`, same resamples).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from absgrad.protocol.overlay import CLIP, CMAP, overlay
-from absgrad.protocol.paper import ABLATION_P, TABLE2, gag_label
+from absgrad.names import METRICS
+from absgrad.protocol.catalogue import ABLATION_P, TABLE2, gag_label
 from absgrad.protocol.plan import unit_id
-from absgrad.protocol.results import Results
-from absgrad.protocol.scoring import METRICS
-from absgrad.protocol.stats import Interval, bootstrap_ci
 from absgrad.protocol.store import RunStore
+from absgrad.report.overlay import CLIP, CMAP, overlay
+from absgrad.report.results import Results
+from absgrad.report.stats import Interval, bootstrap_ci
 
 DPI = 100
 

@@ -1,4 +1,4 @@
-"""Render built tables (:class:`absgrad.protocol.tabulate.Table`) as CSV, Markdown, LaTeX, HTML."""
+"""Render built tables (:class:`absgrad.report.tables.Table`) as CSV, Markdown, LaTeX, HTML."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import html
 import io
 from typing import Any
 
-from absgrad.protocol.stats import Interval
-from absgrad.protocol.tabulate import Table
+from absgrad.report.stats import Interval
+from absgrad.report.tables import Table
 
 PLUS_MINUS = {"md": " ± ", "latex": " $\\pm$ ", "html": " ± "}
 

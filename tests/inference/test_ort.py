@@ -1,4 +1,4 @@
-"""absgrad.ort and the ``onnx`` engine: ONNX Runtime gives the eager model's probabilities in
+"""absgrad.inference.ort and the ``onnx`` engine: ONNX Runtime gives the eager model's probabilities in
 one padded chunk shape, refuses a model it exports wrongly, and falls back to eager with a
 warning; missing packages and impossible settings get errors that name them."""
 
@@ -8,12 +8,12 @@ import warnings
 
 import pytest
 import torch
-from engine_helpers import assert_falls_back_once, assert_metrics_agree, eager_logits
+from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
-import absgrad.ort as ort_mod
-from absgrad.engine import Engine, EngineError
-from absgrad.ort import OrtError, OrtForward
+import absgrad.inference.ort as ort_mod
+from absgrad.inference.engine import Engine, EngineError
+from absgrad.inference.ort import OrtError, OrtForward
 
 pytest.importorskip(
     "onnxruntime", reason="the onnx extra is not installed (pip install 'absgrad[onnx]')"

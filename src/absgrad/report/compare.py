@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from absgrad.errors import AbsgradError
-from absgrad.protocol.results import Results, load_results
-from absgrad.protocol.scoring import METRICS
-from absgrad.protocol.stats import (
+from absgrad.names import METRICS
+from absgrad.protocol.store import atomic_write_bytes
+from absgrad.report.results import Results, load_results
+from absgrad.report.stats import (
     LEVEL,
     N_RESAMPLES,
     Interval,
@@ -20,7 +21,6 @@ from absgrad.protocol.stats import (
     paired_test,
     unpaired_diff,
 )
-from absgrad.protocol.store import atomic_write_bytes
 
 #: Fewest shared images for a paired comparison.
 MIN_PAIRED = 2

@@ -6,7 +6,7 @@ into a callable ``(N, C, H, W) -> (N, K)`` logits that runs under ``torch.infere
 eval mode, eagerly, through ``torch.compile`` or through ONNX Runtime:
 
 * ``onnx`` (CPU): the model exported to ONNX at the chunk's shape and run by ONNX Runtime
-  (:mod:`absgrad.ort`), checked against eager PyTorch before use. The fastest engine on a CPU,
+  (:mod:`absgrad.inference.ort`), checked against eager PyTorch before use. The fastest engine on a CPU,
   and its set-up (export and check) takes about a second.
 * ``compile``: ``torch.compile``. The compiled kernels are cached on disk
   (:func:`compile_cache_dir`), so later runs and other worker processes on the same machine
@@ -43,11 +43,10 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
+from absgrad.names import ENGINES, PRECISIONS
 
-log = logging.getLogger("absgrad.engine")
+log = logging.getLogger("absgrad.inference.engine")
 
-ENGINES = ("auto", "eager", "compile", "onnx")
-PRECISIONS = ("fp32", "bf16")
 #: ``auto`` compiles when a run computes at least this many images. On the 2-core development
 #: CPU (EfficientNet-Lite0, 224 px) a cold compile costs about 50 s on a quiet machine and a
 #: warm one (kernels cached on disk) much less, and compiling saves about 5 s per protocol
@@ -83,7 +82,7 @@ def resolve_engine(
     """The engine for a run of ``n_images`` images on ``device``. ``auto``: ``onnx`` on a CPU
     in fp32 where ONNX Runtime is installed, else ``compile`` when ``n_images >=
     AUTO_MIN_IMAGES``, else ``eager``."""
-    from absgrad import ort
+    from absgrad.inference import ort
 
     kind = check_engine(kind)
     if kind != "auto":
@@ -186,7 +185,7 @@ class Engine:
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self._first = True
         if kind == "onnx":
-            from absgrad import ort
+            from absgrad.inference import ort
 
             ort.require()
             if self.precision != "fp32":
@@ -230,7 +229,7 @@ class Engine:
 
     def _export(self, first: Tensor) -> None:
         """Export the model to ONNX at the chunk's shape (``first`` padded) and check it."""
-        from absgrad.ort import OrtError, OrtForward
+        from absgrad.inference.ort import OrtError, OrtForward
 
         t0 = time.perf_counter()
         try:

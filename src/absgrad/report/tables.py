@@ -1,7 +1,7 @@
-"""Build Tables 1-3 from results, as data (rendering: :mod:`absgrad.protocol.render`).
+"""Build Tables 1-3 from results, as data (rendering: :mod:`absgrad.report.render`).
 
 Every cell carries its 95% percentile bootstrap interval over images
-(:mod:`absgrad.protocol.stats`); Table 3's ratios bootstrap the ratio of means with the
+(:mod:`absgrad.report.stats`); Table 3's ratios bootstrap the ratio of means with the
 images resampled together for the base map and its variant (paired).
 """
 
@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from absgrad.protocol.paper import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
-from absgrad.protocol.results import Results
-from absgrad.protocol.scoring import METRICS, MetricDef
-from absgrad.protocol.stats import LEVEL, N_RESAMPLES, Interval, bootstrap_ci
+from absgrad.names import METRICS, MetricInfo
+from absgrad.protocol.catalogue import TABLE3_TITLE, TABLE3_VARIANTS, TABLES, VARIANTS
+from absgrad.report.results import Results
+from absgrad.report.stats import LEVEL, N_RESAMPLES, Interval, bootstrap_ci
 
 
 @lru_cache(maxsize=1)
 def paper_numbers() -> dict[str, Any]:
-    """The paper's Tables 1-3 (``protocol/paper/paper_tables.json``)."""
-    text = (resources.files("absgrad.protocol") / "paper" / "paper_tables.json").read_text()
+    """The paper's Tables 1-3 (``report/paper_tables.json``)."""
+    text = (resources.files("absgrad.report") / "paper_tables.json").read_text()
     return json.loads(text)
 
 
@@ -47,7 +47,7 @@ class Row:
 class Table:
     number: int
     title: str
-    columns: list[MetricDef]
+    columns: list[MetricInfo]
     rows: list[Row]
     reference_rows: tuple[str, ...] = ()
     groups: tuple[int, ...] = ()
@@ -61,7 +61,7 @@ class Table:
         """Metrics for which the paper prints numbers in this table (shown beside ours)."""
         return {k for r in self.rows for k in r.paper} if self.paper_case else set()
 
-    def best(self, metric: MetricDef) -> set[int]:
+    def best(self, metric: MetricInfo) -> set[int]:
         """Row indices holding the best value of a column (reference rows excluded)."""
         vals = [
             (i, r.values.get(metric.key))
@@ -74,13 +74,13 @@ class Table:
         target = pick(v for _, v in vals)
         return {i for i, v in vals if v == target}
 
-    def improves(self, row: Row, metric: MetricDef) -> bool:
+    def improves(self, row: Row, metric: MetricInfo) -> bool:
         """Table 3: the ratio shows an improvement over the base method."""
         v = row.values.get(metric.key)
         return self.number == 3 and v is not None and (v > 1 if metric.higher_is_better else v < 1)
 
 
-def _columns(results: Results) -> list[MetricDef]:
+def _columns(results: Results) -> list[MetricInfo]:
     return [METRICS[m] for m in METRICS if m in results.metrics]
 
 
@@ -107,7 +107,7 @@ class Bootstrap:
 
 
 def _map_row(
-    results: Results, title: str, label: str, cols: list[MetricDef], boot: Bootstrap, **kw: Any
+    results: Results, title: str, label: str, cols: list[MetricInfo], boot: Bootstrap, **kw: Any
 ) -> Row:
     values: dict[str, float | None] = {}
     ci: dict[str, Interval] = {}
@@ -190,7 +190,9 @@ def _ratio_of_means(k: int) -> Any:
     return of
 
 
-def _table3(results: Results, cols: list[MetricDef], compare: str | None, boot: Bootstrap) -> Table:
+def _table3(
+    results: Results, cols: list[MetricInfo], compare: str | None, boot: Bootstrap
+) -> Table:
     rows = []
     used: dict[str, list[str]] = {}
     for sym in VARIANTS:

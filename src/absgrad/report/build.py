@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from absgrad.errors import AbsgradError
-from absgrad.protocol.claims import (
+from absgrad.names import METRICS
+from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
+from absgrad.report.claims import (
     Claim,
     Ranking,
     check_claims,
@@ -18,13 +20,11 @@ from absgrad.protocol.claims import (
     rank_pairs,
     ranking_markdown,
 )
-from absgrad.protocol.figures import make_figures
-from absgrad.protocol.gallery import Gallery, write_gallery
-from absgrad.protocol.render import to_csv, to_html, to_latex, to_markdown
-from absgrad.protocol.results import Results, load_results, write_scores
-from absgrad.protocol.scoring import METRICS
-from absgrad.protocol.store import RunDirError, RunStore, atomic_write_bytes
-from absgrad.protocol.tabulate import Table, build_tables, paper_case_name, paper_numbers
+from absgrad.report.figures import make_figures
+from absgrad.report.gallery import Gallery, write_gallery
+from absgrad.report.render import to_csv, to_html, to_latex, to_markdown
+from absgrad.report.results import Results, load_results, write_scores
+from absgrad.report.tables import Table, build_tables, paper_case_name, paper_numbers
 
 FIGURE_TITLES = {
     "maps": "Saliency maps over their photo (images x Table 2's methods)",

@@ -16,9 +16,10 @@ from absgrad.metrics.forward import (
     perturbed_probs,
     resolve_or_predict,
 )
+from absgrad.metrics.grid import curve_positions, trapezoid_area
 from absgrad.metrics.inputs import check_probs, prepare
 from absgrad.metrics.perturbation import PerturbContext
-from absgrad.metrics.thresholds import above, curve_positions, thresholds
+from absgrad.metrics.thresholds import above, thresholds
 from absgrad.utils.model_state import eval_mode
 from absgrad.utils.normalization import IMAGENET, Normalization, check_normalization
 from absgrad.utils.validation import InputError, check_batch_size, check_images, check_positive_int
@@ -65,10 +66,7 @@ def auc(curve: Tensor) -> Tensor:
         raise InputError(
             f"curve must have at least one point on its last dim, got {tuple(curve.shape)}"
         )
-    steps = curve.shape[-1]
-    if steps == 1:
-        return torch.zeros(curve.shape[:-1], dtype=curve.dtype, device=curve.device)
-    return (curve[..., 1:] + curve[..., :-1]).sum(dim=-1) / (2.0 * steps)
+    return trapezoid_area(curve)
 
 
 def target_probs(
