@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.metadata
 import logging
 import os
 import platform
@@ -84,10 +85,10 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
-    with contextlib.suppress(ImportError):
-        import timm
-
-        out["timm"] = timm.__version__
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        # the installed version, without importing timm (which imports torchvision and
+        # torch._dynamo: seconds of start-up for a run whose model needs neither)
+        out["timm"] = importlib.metadata.version("timm")
     return out
 
 
