@@ -4,6 +4,8 @@ and the runner."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
@@ -61,6 +63,25 @@ def test_eager_engine_equals_the_model_in_eval_mode_and_restores_flags(model):
     assert torch.allclose(out, eager_logits(model, x), atol=1e-6)
     assert model.training and all(m.training for m in model.modules())
     assert eng.stats["chunks"] == 3 and eng.stats["images"] == 7 and eng.stats["padded"] == 0
+
+
+def test_a_model_in_eval_mode_is_not_switched_at_each_call(monkeypatch):
+    m = tiny_model().eval()
+    switched: list[bool] = []
+    train = nn.Module.train
+    monkeypatch.setattr(
+        nn.Module, "train", lambda self, mode=True: switched.append(mode) or train(self, mode)
+    )
+    eng = Engine(m, "eager", chunk=2)
+    x = torch.randn(5, 3, 8, 8)
+    ref = eager_logits(copy.deepcopy(m), x)
+    switched.clear()
+    assert torch.allclose(eng(x), ref, atol=1e-6)
+    assert switched == []  # the runner's model: its flags are read, never set
+    # one submodule back in training mode: the call runs in eval mode and sets only it back
+    m[1].train()
+    assert torch.allclose(eng(x), ref, atol=1e-6)
+    assert [mod.training for mod in m.modules()] == [mod is m[1] for mod in m.modules()]
 
 
 def test_compiled_engine_pads_to_one_shape_and_compiles_once(model):

@@ -199,7 +199,10 @@ def build_context(
         auc_steps=config.auc_steps,
         batch_size=int(eval_batch_size),
     )
-    ctx = WorkerContext(config, case, model.eval(), device, specs, metrics, settings)
+    # eval mode and frozen parameters once per run: the engines and explain_many then only
+    # read the flags (gradients are taken with respect to the inputs)
+    model.eval().requires_grad_(False)
+    ctx = WorkerContext(config, case, model, device, specs, metrics, settings)
     if config.engine != "auto":  # auto: the runner chooses once it knows the run's size
         ctx.use_engine(config.engine)
     return ctx
