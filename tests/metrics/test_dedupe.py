@@ -173,3 +173,20 @@ def test_bad_key_count_is_refused(setup):
     q = DedupQueue(nn.Identity(), 4, x, target)
     with pytest.raises(ValueError, match="2 keys for 3 images"):
         q.put(x, target, ["a", "b"])
+
+
+def test_input_keys_are_kept_per_tensor_and_follow_in_place_changes():
+    cache = ProbCache()
+    x, t = torch.randn(2, 3, 4, 4), torch.tensor([0, 1])
+    first = cache.image_keys(x, t)
+    assert cache.image_keys(x, t) == first
+    assert cache.image_keys(x.clone(), t) == first  # keys come from the values
+    assert cache.image_keys(x, torch.tensor([0, 2]))[1] != first[1]  # and the targets
+    x[1, 0, 0, 0] += 1.0  # changed in place: image 1's key changes, image 0's does not
+    changed = cache.image_keys(x, t)
+    assert changed[0] == first[0] and changed[1] != first[1]
+    with torch.inference_mode():  # inference tensors have no version counter: not kept
+        xi = x.clone()
+        assert cache.image_keys(xi, t) == changed
+        xi[0] += 1.0
+        assert cache.image_keys(xi, t)[0] != changed[0]
