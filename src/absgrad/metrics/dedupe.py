@@ -222,8 +222,9 @@ class DedupQueue:
     def probs(self) -> Tensor:
         """Target probability of every row put so far (runs what is pending)."""
         computed = self.queue.probs()
+        values = computed.tolist()  # one copy to the host (and one sync on a GPU)
         for key, r in self._new.items():
-            self.cache.known[key] = float(computed[r])
+            self.cache.known[key] = values[r]
         self._new.clear()
         known = self.cache.known
         dtype = computed.dtype if computed.numel() else torch.float32
