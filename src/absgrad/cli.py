@@ -103,9 +103,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         p.add_argument(
             "--engine",
             choices=names.ENGINES,
-            help="forward passes of the metrics: ONNX Runtime (onnx, CPU), torch.compile "
-            "(compile), plain PyTorch (eager) or auto (default: onnx on a CPU where ONNX Runtime "
-            "is installed, else compile for runs of 16+ images); scores agree to 1e-5",
+            help="forward passes of the metrics: ONNX Runtime (onnx, CPU), CUDA graphs "
+            "(cudagraph, CUDA), torch.compile (compile), plain PyTorch (eager) or auto "
+            "(default: onnx on a CPU where ONNX Runtime is installed; on CUDA the faster of "
+            "eager and cudagraph, timed at start; else compile for runs of 16+ images); "
+            "scores agree to 1e-5",
         )
         p.add_argument(
             "--precision",

@@ -184,11 +184,23 @@ def _choose_engine(
 ) -> tuple[RunConfig, str]:
     """Resolve ``engine: auto`` by the device and the number of images left to compute; every
     worker gets the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
-    from absgrad.inference.engine import resolve_engine
+    from absgrad.inference.engine import engine_costs, resolve_engine
+
+    def measure(kinds: tuple[str, ...]) -> dict[str, float]:
+        shape = tuple(ctx.case.samples()[0].image.shape)
+        chunk = ctx.eval.batch_size
+        costs = engine_costs(ctx.model, shape, ctx.device, chunk, kinds, precision=config.precision)
+        shown = ", ".join(f"{k}: {v * 1e6:.0f} us" for k, v in costs.items())
+        log.info("engine auto: forward cost per image at %d per chunk: %s", chunk, shown)
+        return costs
 
     n_images = len({i for u in todo for i in u.indices})
     kind = resolve_engine(
-        config.engine, n_images, device=str(ctx.device), precision=config.precision
+        config.engine,
+        n_images,
+        device=str(ctx.device),
+        precision=config.precision,
+        measure=measure if todo else None,  # nothing left to compute: nothing to time
     )
     if kind != config.engine:
         config = dataclasses.replace(config, engine=kind)
