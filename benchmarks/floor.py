@@ -40,7 +40,8 @@ def main() -> None:
         + ", ".join(f"bs {k}: {fmt_cost(v)}" for k, v in costs["fwd"].items())
     )
     print(
-        f"runner chunks: {config.batch_size} images per unit and gradient chunk, {ctx.eval.batch_size} per forward pass"
+        f"runner chunks: {config.batch_size} images per unit, {ctx.config.grad_batch_size} per "
+        f"gradient pass, {ctx.eval.batch_size} per forward pass"
     )
     n_fb, n_f = counts
     floor = n_fb * fb + n_f * fw

@@ -60,8 +60,8 @@ def main() -> None:
     engine = ctx.forward.kind
     print(
         f"case {config.case}, {k} images, {len(ctx.specs)} maps, engine {engine} "
-        f"({config.precision}), {config.batch_size} images per unit and gradient chunk, "
-        f"{ctx.eval.batch_size} per forward pass"
+        f"({config.precision}), {config.batch_size} images per unit, "
+        f"{ctx.config.grad_batch_size} per gradient pass, {ctx.eval.batch_size} per forward pass"
     )
     print(
         f"passes: {n_fb} forward+backward ({n_fb / k:.0f} per image), {n_f} forward "

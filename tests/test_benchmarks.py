@@ -219,4 +219,4 @@ def test_another_architecture_on_the_case_photos(bench):
     out = bench("floor.py", "--arch", "resnet18", "--size", "64", "--images", "1")
     assert "passes per image: 76 forward+backward, " in out
     assert "perturbed images per image: 989 asked" in out
-    assert "runner chunks: 4 images per unit and gradient chunk, 16 per forward pass" in out
+    assert "runner chunks: 4 images per unit, 4 per gradient pass, 16 per forward pass" in out

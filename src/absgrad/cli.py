@@ -94,6 +94,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "by a short measurement at start-up",
         )
         p.add_argument(
+            "--grad-batch-size",
+            type=_eval_batch_size,
+            metavar="N",
+            help="images per gradient pass (samples x images); default 'auto': --batch-size on "
+            "a CPU, on a CUDA device the fastest size that fits, by a short measurement",
+        )
+        p.add_argument(
             "--channels-last",
             action="store_true",
             default=None,
@@ -358,6 +365,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "device": get("device"),
         "batch_size": get("batch_size"),
         "eval_batch_size": get("eval_batch_size"),
+        "grad_batch_size": get("grad_batch_size"),
         "channels_last": get("channels_last"),
         "engine": get("engine"),
         "precision": get("precision"),

@@ -552,6 +552,8 @@ def run_protocol(
     if auto_chunk:  # every worker uses the size measured here (not hashed)
         config = dataclasses.replace(config, eval_batch_size=ctx.eval.batch_size)
         _say(quiet, f"eval_batch_size auto: {ctx.eval.batch_size} images per forward pass")
+    if config.grad_batch_size == "auto":  # likewise the gradient chunk (the unit's batch on a CPU)
+        config = dataclasses.replace(config, grad_batch_size=ctx.config.grad_batch_size)
     set_context(config, ctx)
     if config.select and not store.meta_path.is_file():
         _say(

@@ -7,6 +7,7 @@ with their clean and blurred predictions) is built once and reused across units.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
 from absgrad.inference.allocator import tune_allocator
-from absgrad.inference.chunk_sizes import auto_eval_batch_size
+from absgrad.inference.chunk_sizes import auto_eval_batch_size, auto_grad_batch_size
 from absgrad.methods.layers import find_layer
 from absgrad.protocol.catalogue import MapSpec
 from absgrad.protocol.config import FOLDER_OPTIONS, ConfigError, RunConfig
@@ -181,6 +182,17 @@ def build_context(
         find_layer(model, layer)  # a wrong name fails here, before any work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if config.grad_batch_size == "auto":  # the maps' gradient chunk (not hashed, as results agree)
+        shape = tuple(case.samples()[0].image.shape)
+        grad, costs = auto_grad_batch_size(model.eval(), shape, device, config.batch_size)
+        if costs:
+            log.info(
+                "grad_batch_size auto: %d (per-image forward+backward cost %s)",
+                grad,
+                ", ".join(f"{k}: {v * 1e3:.2f} ms" for k, v in costs.items()),
+            )
+        config = dataclasses.replace(config, grad_batch_size=grad)
+        specs = resolve_specs(config, case.reversal, layer)
     eval_batch_size = config.eval_batch_size
     if eval_batch_size == "auto":
         shape = tuple(case.samples()[0].image.shape)
