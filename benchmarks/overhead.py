@@ -100,7 +100,7 @@ def print_stages(timer: StageTimer, total: float, n_fb: int, n_f: int, fb: float
     )
     for stage in STAGES:
         s = main.get(stage, 0.0)
-        calls = timer.calls.get(stage, 0)
+        calls = timer.calls.get(("main", stage), 0)
         per_call = fmt_cost(s / calls) if calls else "-"
         shown = calls or "-"
         line = f"{stage:<24}{s:>9.2f}{100 * s / total:>6.0f}%{shown:>7}{per_call:>10}"

@@ -36,12 +36,12 @@ STAGES = (
 
 
 class StageTimer:
-    """Exclusive seconds per (thread, stage); ``calls`` per stage."""
+    """Exclusive seconds and calls per (thread, stage)."""
 
     def __init__(self, sync: bool = False) -> None:
         self.sync = sync
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[tuple[str, str]] = Counter()
         self._local = threading.local()
 
     def _now(self) -> float:
@@ -70,7 +70,7 @@ class StageTimer:
                 top = stack[-1]
                 self.seconds[(self._thread(), top[0])] += now - top[1]
             stack.append([stage, now])
-            self.calls[stage] += 1
+            self.calls[(self._thread(), stage)] += 1
             try:
                 return fn(*args, **kwargs)
             finally:
