@@ -11,14 +11,16 @@
 #  1. floor.py --images 16: runner / pass-count floor, eager and with the cudagraph engine
 #  2. overhead.py --images 16: runner / floor again and where the runner's time goes, by stage
 #  3. protocol.py --images 16: per-method loop / runner and their largest score difference
-#  4. the issue's CLI command for 8 and 32 photos (engine auto), whole command, start-up included
-#  5. 8 photos with --engine eager and with --precision bf16 (explicit): their score moves
-#  6. the same 2 photos on the GPU and on the CPU: the largest score difference per metric
+#  4. the issue's CLI command for 8 and 32 photos (engine auto), whole command, start-up included,
+#     and 32 photos with the GPU's settings (--batch-size 16 --eval-batch-size auto)
+#  5. the same 2 photos on the GPU and on the CPU: the largest score difference per metric
+#  6. 8 photos with --engine eager and with --precision bf16 (explicit): their score moves
 # The machine holds torch, torchvision, timm, scikit-image, onnxruntime, tqdm, pyyaml and
 # matplotlib; nothing here needs absgrad's other dependencies (efficientnet-lite0 weights).
 # Each step has a time limit and the script stops starting steps after BUDGET seconds.
 # GPU_CHECK_SMALL=1: every step on the CPU with tiny settings (a dry run of the script);
 # GPU_CHECK_ONLY=bench or =cli: only the benchmarks (steps 1-3) or the CLI runs (4-6).
+# Steps run in that order of importance; once BUDGET seconds are spent the rest is skipped.
 set -u
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA="$ROOT/gpu-check-data"
@@ -135,11 +137,14 @@ cd "$ROOT" || exit 2
 [ "$ONLY" = bench ] && { echo "total $SECONDS s" | tee -a "$SUMMARY" >> "$LOG"; exit 0; }
 step 45 "CLI, $N8 photos, engine auto" "^CLI |log: " bash -c "cli_run auto8 $N8 $DEV"
 step 75 "CLI, $N32 photos, engine auto" "^CLI |log: " bash -c "cli_run auto32 $N32 $DEV"
+# the CLI's defaults are 4 images per unit and 16 per forward pass; the GPU's best settings:
+step 60 "CLI, $N32 photos, --batch-size 16 --eval-batch-size auto" "^CLI |log: " \
+    bash -c "cli_run tuned32 $N32 $DEV --batch-size 16 --eval-batch-size auto"
+step 80 "the same 2 photos on $DEV and on the CPU (eager)" "^CLI | vs " \
+    bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager && compare dev2 cpu2"
 step 40 "CLI, $N8 photos, engine eager" "^CLI " bash -c "cli_run eager8 $N8 $DEV --engine eager"
 step 40 "CLI, $N8 photos, bf16 (explicit), engine $FAST" "^CLI " \
     bash -c "cli_run bf16 $N8 $DEV --precision bf16 --engine $FAST"
 step 15 "scores: engine auto vs eager, bf16 vs fp32" " vs " \
     bash -c "compare auto8 eager8; compare bf16 eager8"
-step 80 "the same 2 photos on $DEV and on the CPU (eager)" "^CLI | vs " \
-    bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager && compare dev2 cpu2"
 echo "total $SECONDS s" | tee -a "$SUMMARY" >> "$LOG"

@@ -182,9 +182,12 @@ def build_context(
         find_layer(model, layer)  # a wrong name fails here, before any work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # eval mode and frozen parameters once per run: the engines and explain_many then only
+    # read the flags (gradients are taken with respect to the inputs)
+    model.eval().requires_grad_(False)
     if config.grad_batch_size == "auto":  # the maps' gradient chunk (not hashed, as results agree)
         shape = tuple(case.samples()[0].image.shape)
-        grad, costs = auto_grad_batch_size(model.eval(), shape, device, config.batch_size)
+        grad, costs = auto_grad_batch_size(model, shape, device, config.batch_size)
         if costs:
             log.info(
                 "grad_batch_size auto: %d (per-image forward+backward cost %s)",
@@ -196,7 +199,7 @@ def build_context(
     eval_batch_size = config.eval_batch_size
     if eval_batch_size == "auto":
         shape = tuple(case.samples()[0].image.shape)
-        eval_batch_size, costs = auto_eval_batch_size(model.eval(), shape, device)
+        eval_batch_size, costs = auto_eval_batch_size(model, shape, device)
         log.info(
             "eval_batch_size auto: %d (per-image forward cost %s)",
             eval_batch_size,
@@ -211,9 +214,7 @@ def build_context(
         auc_steps=config.auc_steps,
         batch_size=int(eval_batch_size),
     )
-    # eval mode and frozen parameters once per run: the engines and explain_many then only
-    # read the flags (gradients are taken with respect to the inputs)
-    model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)  # a wrapped model too
     ctx = WorkerContext(config, case, model, device, specs, metrics, settings)
     if config.engine != "auto":  # auto: the runner chooses once it knows the run's size
         ctx.use_engine(config.engine)
