@@ -104,8 +104,10 @@ NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
 #: Bumped whenever a method's formula or its randomness changes the maps: 2 = the second |.| of
 #: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
 #: reversal and per-image random generators; 3 = the variance guide of IG and BlurIG with ``abs``
-#: over the path's samples, before the second ``|.|`` (SPEC §2.3).
-MAPS_VERSION = 3
+#: over the path's samples, before the second ``|.|`` (SPEC §2.3); 4 = the shuffles of reversed
+#: maps over each side's pixels in image order (no longer in value order, which rounding can
+#: reorder).
+MAPS_VERSION = 4
 #: The folder case's options (your own data and model), passed on to ``get_case("folder")``.
 FOLDER_OPTIONS = ("model", "masks", "classes", "labels", "size", "resize", "norm")
 OWN_MODEL_FIELDS = (*FOLDER_OPTIONS, "weights_sha", "model_sha")
