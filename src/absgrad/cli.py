@@ -113,6 +113,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             help="bf16: bfloat16 autocast in the metrics' forward passes; scores move by about "
             "1e-3 (docs/performance.md); default fp32",
         )
+        p.add_argument(
+            "--deterministic",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="deterministic GPU kernels and no TF32, so a GPU repeats its numbers (default "
+            "on; about 8%% slower on a GPU, no change on a CPU; docs/performance.md)",
+        )
         p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
         p.add_argument(
             "--n-samples", type=int, metavar="N", help="samples per sampled method (paper: 20)"
@@ -162,7 +169,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
         "--out", metavar="DIR", help="output directory (results, tables, figures, report.html)"
     )
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N selected images")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument(
+        "--device", help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, else MPS, else CPU)"
+    )
     p.add_argument(
         "--quiet",
         action="store_true",
@@ -294,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--target", type=int, help="class index (default: the predicted class)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, else MPS, else CPU)",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -354,6 +367,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "metrics": get("metrics"),
         "limit": get("limit"),
         "device": get("device"),
+        "deterministic": get("deterministic"),
         "batch_size": get("batch_size"),
         "eval_batch_size": get("eval_batch_size"),
         "channels_last": get("channels_last"),
@@ -513,11 +527,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from absgrad.methods import explain
     from absgrad.protocol.config import check_device
+    from absgrad.utils.devices import describe_device
 
     src = Path(args.image)
     if not src.is_file():
         raise UserError(f"image file not found: {src}")
-    check_device("--device", args.device)
+    args.device = check_device("--device", args.device)  # auto: the best device here
+    print(f"device: {describe_device(args.device)}", file=sys.stderr)
     out = _explain_out(Path(args.out), src, args.method)
     case = _explain_case(args)
     model = case.build_model(args.device)
