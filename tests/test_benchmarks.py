@@ -163,3 +163,16 @@ def test_another_architecture_on_the_case_photos(bench):
     assert "passes per image: 76 forward+backward, " in out
     assert "perturbed images per image: 989 asked" in out
     assert "runner chunks: 4 images per unit and gradient chunk, 16 per forward pass" in out
+
+
+def test_guided_ig_benchmark_finds_the_same_paths(bench):
+    out = bench("guided_ig.py", "--steps", "4")
+    for other in ("split", "alone"):
+        assert f"{other} vs batched: images with another number of rounds: 0;" in out
+        assert number(rf"{other} vs batched: .* largest map difference: (\S+);", out) < 1e-5
+    assert_ratio(
+        number(r"speedup = alone / batched = (\S+)", out),
+        number(r"(?m)^alone +(\S+) s", out),
+        number(r"(?m)^batched +(\S+) s", out),
+        step=0.005,
+    )

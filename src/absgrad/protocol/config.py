@@ -107,7 +107,7 @@ NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine", "deterministic
 #: reversal and per-image random generators; 3 = the variance guide of IG and BlurIG with ``abs``
 #: over the path's samples, before the second ``|.|`` (SPEC §2.3); 4 = the shuffles of reversed
 #: maps over each side's pixels in image order (no longer in value order, which rounding can
-#: reorder).
+#: reorder), and Guided IG's images stepping together (batched gradients, float64 L1 sums).
 MAPS_VERSION = 4
 #: The folder case's options (your own data and model), passed on to ``get_case("folder")``.
 FOLDER_OPTIONS = ("model", "masks", "classes", "labels", "size", "resize", "norm")
