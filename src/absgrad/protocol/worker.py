@@ -281,8 +281,8 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     return UnitResult(
         unit=unit,
         scores=scores,
-        clean_prob=clean.double().cpu().tolist(),
-        blurred_prob=blurred.double().cpu().tolist(),
+        clean_prob=clean.cpu().double().tolist(),
+        blurred_prob=blurred.cpu().double().tolist(),
         timing={"load": t1 - t0, "explain": t2 - t1, "metrics": t3 - t2, "total": t3 - t0},
         maps={lb: m.detach().cpu().numpy().astype(np.float16) for lb, m in maps.items()}
         if unit.save_maps
