@@ -176,3 +176,31 @@ def test_guided_ig_benchmark_finds_the_same_paths(bench):
         number(r"(?m)^batched +(\S+) s", out),
         step=0.005,
     )
+
+
+def test_score_diff_compares_two_runs(tmp_path):
+    base = ["run", "--case", "synthetic", "--methods", "sg", "--metrics", "rcap", "--limit", "2"]
+    base += ["--quiet", "--no-report", "--n-samples", "3", "--device", "cpu"]
+    runs = {
+        "a": [],
+        "b": ["--batch-size", "1"],  # another cut of the same work: the same scores
+        "c": ["--seed", "1"],  # other noise: other scores
+    }
+    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path / "cache")}
+    for name, extra in runs.items():
+        cmd = [sys.executable, "-m", "absgrad.cli", *base, *extra, "--out", str(tmp_path / name)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def diff(other: str) -> tuple[int, str]:
+        cmd = [sys.executable, str(BENCH / "score_diff.py"), str(tmp_path / "a")]
+        cmd += [str(tmp_path / other), "--limit", "1e-5"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout
+
+    code, out = diff("b")
+    assert code == 0 and "2 images, 1 maps" in out
+    assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
+    code, out = diff("c")
+    assert code == 1 and number(r"max \|score difference\| = (\S+)", out) > 1e-3
+    assert re.search(r"(?m)^rcap +max \S+ +\(sg ", out)
