@@ -172,7 +172,8 @@ def build_context(
     """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count).
 
     Also tunes this process's allocator for large tensors (:func:`absgrad.inference.allocator.
-    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out)."""
+    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out) and, with ``config.deterministic``,
+    sets this process's deterministic switches (:mod:`absgrad.utils.determinism`)."""
     tune_allocator()
     set_deterministic(config.deterministic)  # before the model: cuBLAS reads its setting once
     case = case if case is not None else load_case(config)
