@@ -67,7 +67,9 @@ def test_protocol_benchmark_finds_equal_scores(bench):
 
 
 def test_floor_benchmark_counts_the_protocol_passes(bench):
-    out = bench("floor.py", "--engine", "onnx")
+    # --batch-size 2: the 2 images fill their unit (Guided IG's gradient calls carry batch_size
+    # images: in calls of 4 it would also count 20 padded passes per image)
+    out = bench("floor.py", "--engine", "onnx", "--batch-size", "2")
     # 989 perturbed images per image are asked for; the GB "both" map equals VG (23 images)
     assert "perturbed images per image: 989 asked, 966 run" in out, out
     assert "passes per image: 76 forward+backward, 968 forward" in out  # + clean and blurred
