@@ -318,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
     p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
     p.add_argument("--out", metavar="DIR", help="also write compare.md and compare.html into DIR")
+    p.add_argument(
+        "--across-models",
+        action="store_true",
+        help="compare runs of different models (case, model or weights); refused otherwise",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
@@ -442,7 +447,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from absgrad.report.compare import compare_runs, comparison_markdown
 
-    comparison, files = compare_runs(args.run_a, args.run_b, args.out)
+    comparison, files = compare_runs(
+        args.run_a, args.run_b, args.out, across_models=args.across_models
+    )
     print(comparison_markdown(comparison))
     for path in files.values():
         print(f"wrote {path}")
