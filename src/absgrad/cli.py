@@ -127,6 +127,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
         p.add_argument(
+            "--skip-unsupported",
+            action="store_true",
+            default=None,
+            help="leave out, with a warning, maps the model cannot give (guided backprop without "
+            "activation modules, Grad-CAM without a layer) instead of stopping before any work",
+        )
+        p.add_argument(
             "--layer",
             metavar="NAME",
             help="Grad-CAM layer, a name from model.named_modules() (default: the case's, else "
@@ -368,6 +375,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
         "gradcam_layer": get("layer"),
+        "skip_unsupported": get("skip_unsupported"),
     }
     if get("no_select"):
         out["select"] = False

@@ -67,6 +67,7 @@ class RunConfig:
     reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
     gradcam_layer: str | None = None  # None: the case's layer, else the default-layer rule
     extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    skip_unsupported: bool = False  # leave out maps the model cannot give (warning), not fail
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -249,6 +250,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),
+    "skip_unsupported": _ruled(Rule("bool")),
     "save_maps": _save_maps,
     "n_samples": _int(2),  # the variance-based maps need two samples
     "spread": _ruled(PARAMS["spread"]),
