@@ -31,6 +31,7 @@ from absgrad.protocol.scoring import (
     check_metrics,
     clean_and_blurred_probs,
     default_metrics,
+    empty_masks,
     score_many,
 )
 
@@ -100,6 +101,14 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+            empty = [s.id for s, e in zip(items, empty_masks(masks), strict=True) if e]
+            if empty:
+                message = (
+                    f"{len(empty)} image(s) have an empty ground-truth mask ({', '.join(empty)}):"
+                    " they are left out of the mask metrics"
+                )
+                warnings.warn(message, UserWarning, stacklevel=2)
+                log.warning("%s", message)
         from absgrad.metrics.dedupe import ProbCache
 
         data = BatchData(

@@ -181,10 +181,10 @@ def compare_results(
     for lb in labels:
         title = str(a.spec(lb).get("title") or lb)
         for m in metrics:
-            va, vb = a.scores(lb, m), b.scores(lb, m)
-            if va is None or vb is None or va.size == 0 or vb.size == 0:
+            got_a, got_b = a.scored(lb, m), b.scored(lb, m)
+            if got_a is None or got_b is None or got_a[1].size == 0 or got_b[1].size == 0:
                 continue
-            ia, ib = a.image_ids[lb], b.image_ids[lb]
+            (ia, va), (ib, vb) = got_a, got_b
             where_b = {i: k for k, i in enumerate(ib)}
             unpaired_ids.update(i for i in ia if i in where_b and not same_file(i))
             common = [(k, where_b[i]) for k, i in enumerate(ia) if i in where_b and same_file(i)]
