@@ -127,6 +127,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, with_case: bool) -> None:
             "--no-select", action="store_true", help="keep every image (no selection rule)"
         )
         p.add_argument(
+            "--skip-unsupported",
+            action="store_true",
+            default=None,
+            help="leave out, with a warning, maps the model cannot give (guided backprop without "
+            "activation modules, Grad-CAM without a layer) instead of stopping before any work",
+        )
+        p.add_argument(
             "--layer",
             metavar="NAME",
             help="Grad-CAM layer, a name from model.named_modules() (default: the case's, else "
@@ -318,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_a", metavar="RUN_A", help="a run's output directory")
     p.add_argument("run_b", metavar="RUN_B", help="another run's output directory")
     p.add_argument("--out", metavar="DIR", help="also write compare.md and compare.html into DIR")
+    p.add_argument(
+        "--across-models",
+        action="store_true",
+        help="compare runs of different models (case, model or weights); refused otherwise",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list cases, methods, maps, metrics or shipped configs")
@@ -363,6 +375,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "n_samples": get("n_samples"),
         "threshold": get("threshold"),
         "gradcam_layer": get("layer"),
+        "skip_unsupported": get("skip_unsupported"),
     }
     if get("no_select"):
         out["select"] = False
@@ -442,7 +455,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from absgrad.report.compare import compare_runs, comparison_markdown
 
-    comparison, files = compare_runs(args.run_a, args.run_b, args.out)
+    comparison, files = compare_runs(
+        args.run_a, args.run_b, args.out, across_models=args.across_models
+    )
     print(comparison_markdown(comparison))
     for path in files.values():
         print(f"wrote {path}")

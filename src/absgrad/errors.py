@@ -25,4 +25,17 @@ class InputTypeError(InputError, TypeError):
     """An input has the wrong type (also a ``TypeError``)."""
 
 
-__all__ = ["AbsgradError", "InputError", "InputTypeError", "MissingFileError"]
+def excerpt(value: object, limit: int = 160) -> str:
+    """A short ``repr`` of a user's value for an error message: nested containers and long
+    strings are cut (``reprlib``), and the result is at most ``limit`` characters, so that a
+    huge or self-referencing value (a YAML alias bomb) never floods the terminal."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring = r.maxother = limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+__all__ = ["AbsgradError", "InputError", "InputTypeError", "MissingFileError", "excerpt"]
