@@ -221,7 +221,7 @@ def test_every_user_error_type_is_an_absgrad_error():
 
 def test_sixteen_bit_png_through_explain(capsys, tmp_path):
     """Row 3 through the CLI: a 16-bit grey PNG reads as its grey level, not as white."""
-    from absgrad.cli.explain import _load_image
+    from absgrad.explanation import _load_image
 
     src = tmp_path / "g16.png"
     Image.fromarray(np.full((40, 40), 13107, dtype=np.uint16)).save(src)  # 0.2 of full scale

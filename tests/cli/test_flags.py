@@ -1,15 +1,16 @@
 """The table of flags: each config field it sets exists and reaches the run's config as the same
-field written in YAML would."""
+field written in YAML would; explain's flags are explain_file's arguments."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import shlex
 
 import pytest
 
 from absgrad.cli import build_parser
-from absgrad.cli.flags import FLAGS, config_overrides, flags_of
+from absgrad.cli.flags import FLAGS, config_overrides, flag_name, flags_of
 from absgrad.protocol.config import RunConfig, make_config
 
 #: every run flag that sets a config field, and the same settings in a config file's layout
@@ -93,6 +94,20 @@ def test_demo_takes_only_the_output_and_device_flags_of_run():
     assert config_of("demo --limit 2 --device cpu", {"case": "demo"}) == make_config(
         {"case": "demo", "limit": 2}
     )
+
+
+def test_explain_flags_are_explain_file_arguments():
+    from absgrad.explanation import explain_file, save_explanation
+
+    keys = {f.key for f in flags_of("explain")}
+    arguments = set(inspect.signature(explain_file).parameters)
+    # --param KEY=VALUE builds `params`; --out is save_explanation's `out`
+    assert keys - {"param", "out"} == arguments - {"params"}
+    assert "out" in inspect.signature(save_explanation).parameters
+    assert flag_name("explain", "target") == "--target"
+    assert flag_name("explain", "image") == "image"
+    with pytest.raises(KeyError):
+        flag_name("explain", "tables")
 
 
 def test_every_row_is_some_command_s_and_every_command_has_a_parser():
