@@ -16,12 +16,11 @@ from absgrad.report.figures import (
     auc_curves,
     fmt_interval,
     line_styles,
-    ordinal,
     rcap_bars,
     value_interval,
 )
 from absgrad.report.gallery import write_gallery
-from absgrad.report.overlay import clip_normalise, overlay
+from absgrad.report.overlay import clip_normalise, ordinal, overlay
 from absgrad.report.results import load_results
 from absgrad.report.tables import build_tables
 

@@ -22,8 +22,8 @@ import numpy as np
 from absgrad.names import METRICS
 from absgrad.protocol.catalogue import TABLE2
 from absgrad.protocol.store import RunStore, atomic_write_bytes
-from absgrad.report.figures import ordinal, stored_maps
-from absgrad.report.overlay import ALPHA, CLIP, CMAP, overlay
+from absgrad.report.figures import stored_maps
+from absgrad.report.overlay import ALPHA, CLIP, CMAP, ordinal, overlay
 from absgrad.report.results import Results
 
 PAGE_SIZE = 20
