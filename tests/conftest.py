@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.runs import E2E_ARGS, cli
 from torch import nn
+
+from support.runs import E2E_ARGS, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

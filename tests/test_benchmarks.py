@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from support.paper import PAPER_MAPS
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"

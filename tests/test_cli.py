@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from support.cli_errors import user_error
-from support.paper import PAPER_MAPS
 
 from absgrad.cli import main
+from support.cli_errors import user_error
+from support.paper import PAPER_MAPS
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--limit", "2", "--quiet", "--no-report"]
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.cli_errors import user_error
 
 import absgrad
 from absgrad.cli import main
 from absgrad.errors import AbsgradError
 from absgrad.methods.samplers import BlurPathSampler, GuidedPathSampler, NoiseSampler
 from absgrad.protocol.config import ConfigError, load_config_file, make_config
+from support.cli_errors import user_error
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--limit", "2", "--quiet", "--no-report"]
 

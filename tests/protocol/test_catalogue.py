@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support.paper import PAPER_MAPS
 
 from absgrad.protocol.catalogue import TABLE3_VARIANTS, Sampling, paper_maps, table_labels
 from absgrad.protocol.plan import group_specs
+from support.paper import PAPER_MAPS
 
 REV = {
     "sg": (0.07, 0.1),

@@ -14,10 +14,10 @@ import timm
 import torch
 import yaml
 from PIL import Image
-from support.cli_errors import assert_user_error
-from support.runs import cli, cli_env, copy_run, unit_scores
 
 from absgrad.protocol.config import ConfigError, make_config
+from support.cli_errors import assert_user_error
+from support.runs import cli, cli_env, copy_run, unit_scores
 
 SETTINGS = ["--size", "32", "--no-select", "--limit", "2", "--n-samples", "2", "--batch-size", "2"]
 SETTINGS += ["--layer", "layer3"]  # Grad-CAM: layer4 is 1 x 1 at 32 px

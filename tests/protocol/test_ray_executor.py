@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.cli_errors import assert_user_error, user_error
 
 from absgrad.protocol.executors import get_executor
 from absgrad.protocol.plan import Unit, UnitResult
 from absgrad.protocol.ray_executor import RayExecutor
+from support.cli_errors import assert_user_error, user_error
 
 try:
     import ray

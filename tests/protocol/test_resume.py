@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.runs import E2E_ARGS, cli, cli_env, unit_scores
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.cli_errors import user_error
-from support.runs import cli, cli_env
 
 from absgrad.cli import main
 from absgrad.protocol.store import RunStore
+from support.cli_errors import user_error
+from support.runs import cli, cli_env
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--quiet", "--no-report"]
 

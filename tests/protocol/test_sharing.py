@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from support.paper import PAPER_MAPS
 from torch import nn
 
 from absgrad.protocol import build_context, make_config, run_protocol
 from absgrad.protocol.catalogue import ABLATION_P, gag_label
+from support.paper import PAPER_MAPS
 
 NOISE_MAPS = ["sg", "vargrad", "sg-pos", "sg-neg", "sg-g", *(gag_label(p) for p in ABLATION_P)]
 

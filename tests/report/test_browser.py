@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from support.paper import PAPER_MAPS
 
 pytestmark = pytest.mark.slow

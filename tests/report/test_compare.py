@@ -7,11 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
-from support.runs import cli
 
 from absgrad.errors import AbsgradError
 from absgrad.report.compare import compare_results, comparison_html, comparison_markdown
 from absgrad.report.results import Results, load_results
+from support.runs import cli
 
 
 def fake(values: dict[str, np.ndarray], ids: list[str]) -> Results:
