@@ -1,4 +1,5 @@
-"""`absgrad run --case synthetic --limit 4` end to end: tables, values, files, report rebuild."""
+"""`absgrad run --case synthetic --limit 4` end to end: tables, values, maps, files (the report
+command on the same run: tests/report/test_build.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-from support.runs import cli, copy_run
 
 from absgrad.protocol.catalogue import ABLATION_P, TABLE2, gag_label
 
@@ -120,27 +120,3 @@ def test_run_json_records_config_seeds_versions_and_timings(synthetic_run):
     assert (synthetic_run / "absgrad.log").read_text().count("computed unit") == 10
     maps = np.load(synthetic_run / "maps" / "b00000-sg.npz")
     assert maps["gag-85"].shape == (4, 32, 32) and maps["gag-85"].dtype == np.float16
-
-
-def test_report_command_rebuilds_the_same_tables(synthetic_run, tmp_path):
-    run = copy_run(synthetic_run, tmp_path)
-    (run / "tables" / "table2.csv").unlink()
-    proc = cli(["report", str(run)])
-    assert proc.returncode == 0, proc.stderr
-    assert (run / "tables" / "table2.csv").read_text() == (
-        synthetic_run / "tables" / "table2.csv"
-    ).read_text()
-    assert "report.html" in proc.stdout
-    # the printed tables carry intervals and the printed claims their tested status
-    assert " ± " in proc.stdout and proc.stdout.count("inconclusive (n = 4 images)") == 4
-
-
-def test_compare_paper_shows_the_papers_numbers(synthetic_run, tmp_path):
-    run = copy_run(synthetic_run, tmp_path)
-    proc = cli(["report", str(run), "--compare-paper", "imagenet-s"])
-    assert proc.returncode == 0, proc.stderr
-    t1 = read_csv(run / "tables" / "table1.csv")
-    assert float(t1["gag-85"]["paper_rcap"]) == pytest.approx(0.437721)
-    assert float(t1["gag-85"]["paper_mae_sqrt"]) == pytest.approx(0.474767)
-    assert "paper_mae" not in t1["gag-85"]  # the paper's MAE is the sqrt one
-    assert "paper_pointing_game" not in t1["gag-85"]
