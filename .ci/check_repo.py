@@ -143,6 +143,18 @@ def docs_links() -> list[str]:
     return problems
 
 
+def docs_paths() -> list[str]:
+    """Every repository path the README and docs quote in backticks (tests/..., src/...) exists."""
+    quoted = re.compile(r"`((?:src|tests|benchmarks|docs|\.ci)/[^`\s:]*)[^`]*`")
+    return [
+        f"{page.relative_to(ROOT)}:{i}: {path}: no such file or folder"
+        for page in DOCS
+        for i, line in enumerate(page.read_text().splitlines(), 1)
+        for path in quoted.findall(line)
+        if not (ROOT / path).exists()
+    ]
+
+
 CHECKS: list[Callable[[], list[str]]] = [
     licence,
     typing_marker,
@@ -150,6 +162,7 @@ CHECKS: list[Callable[[], list[str]]] = [
     torch_bounds,
     docs_stand_alone,
     docs_links,
+    docs_paths,
 ]
 
 
