@@ -1,4 +1,4 @@
-"""`absgrad report` on a finished run: the same tables again, and the paper's numbers beside them."""
+"""`absgrad report` on a finished run: the same tables again, the paper's numbers beside them."""
 
 from __future__ import annotations
 
