@@ -1,4 +1,4 @@
-"""The ``absgrad`` command line: help, list, explain, and clear errors that overwrite nothing."""
+"""The ``absgrad`` commands: help, list, explain, and clear errors that overwrite nothing."""
 
 from __future__ import annotations
 
