@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,35 +20,45 @@ IMAGENET_SAMPLE = SHARED / "data" / "imagenet-sample"
 
 #: Where the libraries the tests load keep their caches (default: under ``~/.cache``).
 TOOL_CACHES = {
-    "XDG_CACHE_HOME": "xdg",  # onnxruntime's device id; the default of the ones below
-    "MPLCONFIGDIR": "matplotlib",  # matplotlib's font list, built on first import
+    "XDG_CACHE_HOME": "xdg",  # onnxruntime's device id and database; the default of the below
+    "MPLCONFIGDIR": "matplotlib",  # matplotlib's config folder and font list (first import)
     "TORCH_HOME": "torch",  # torch.hub and torchvision checkpoints
     "HF_HOME": "huggingface",  # timm's pretrained weights
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _caches_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One folder per session for the tool caches, so no test writes into ``~/.cache`` (or
-    ``~/.ray``).
+_SESSION_ENV = pytest.StashKey[pytest.MonkeyPatch]()
+_SESSION_CACHES = pytest.StashKey[Path]()
 
-    Per session, not per test: the caches hold nothing a test reads back (no test downloads),
-    and matplotlib rebuilds its font list (seconds) in every process that starts with an empty
-    one, which every CLI subprocess making figures would do. ``ABSGRAD_CACHE`` set here serves
-    only fixtures wider than a test (:func:`absgrad_cache` gives each test its own) and
-    ``ABSGRAD_DEBUG`` is cleared, so a developer's setting cannot turn user errors into
-    tracebacks.
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One folder per session for the tool caches, so no test writes into ``~/.cache`` (or
+    ``~/.config``, ``~/.ray``).
+
+    Set here, before collection: test modules import matplotlib and onnxruntime, which fix
+    their folders when imported. Per session, not per test: the caches hold nothing a test
+    reads back (no test downloads), and matplotlib rebuilds its font list (seconds) in every
+    process that starts with an empty one, which every CLI subprocess making figures would do.
+    ``ABSGRAD_CACHE`` set here serves only fixtures wider than a test (:func:`absgrad_cache`
+    gives each test its own) and ``ABSGRAD_DEBUG`` is cleared, so a developer's setting cannot
+    turn user errors into tracebacks.
     """
-    root = tmp_path_factory.mktemp("caches")
-    with pytest.MonkeyPatch.context() as mp:
-        for var, folder in TOOL_CACHES.items():
-            mp.setenv(var, str(root / folder))
-        mp.setenv("ABSGRAD_CACHE", str(root / "absgrad"))
-        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(root / "absgrad" / "inductor"))
-        # a local Ray cluster wants an auth token and writes one to ~/.ray unless it is given one
-        mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
-        mp.delenv("ABSGRAD_DEBUG", raising=False)
-        yield root
+    root = Path(tempfile.mkdtemp(prefix="absgrad-test-caches-"))
+    env = pytest.MonkeyPatch()
+    for var, folder in TOOL_CACHES.items():
+        env.setenv(var, str(root / folder))
+    env.setenv("ABSGRAD_CACHE", str(root / "absgrad"))
+    env.setenv("TORCHINDUCTOR_CACHE_DIR", str(root / "absgrad" / "inductor"))
+    # a local Ray cluster wants an auth token and writes one to ~/.ray unless it is given one
+    env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    env.delenv("ABSGRAD_DEBUG", raising=False)
+    config.stash[_SESSION_ENV], config.stash[_SESSION_CACHES] = env, root
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_ENV in config.stash:
+        config.stash[_SESSION_ENV].undo()
+        shutil.rmtree(config.stash[_SESSION_CACHES], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
