@@ -12,9 +12,9 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from support.runs import cli
 
 from absgrad.report.results import load_results
+from support.runs import cli
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def run_with_an_empty_mask(tmp_path_factory):
         "--no-select", "--n-samples", "2", "--batch-size", "2", "--methods", "vg,sg",
         "--metrics", "lc_dice,mae,pointing_game,rcap", "--quiet", "--out", str(out),
     ]  # fmt: skip
-    proc = cli(args, root / "cache")
+    proc = cli(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 

@@ -7,11 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
-from support.runs import cli
 
 from absgrad.errors import AbsgradError
 from absgrad.report.compare import compare_results, comparison_html, comparison_markdown
 from absgrad.report.results import Results, load_results
+from support.runs import cli
 
 
 def fake(values: dict[str, np.ndarray], ids: list[str]) -> Results:
@@ -54,13 +54,13 @@ def test_runs_without_a_shared_map_are_refused():
 
 
 @pytest.mark.slow
-def test_compare_cli_on_two_small_runs(synthetic_run, selection_cache, tmp_path):
+def test_compare_cli_on_two_small_runs(synthetic_run, tmp_path):
     other = tmp_path / "few-samples"
     args = ["run", "--case", "synthetic", "--limit", "4", "--quiet", "--out", str(other)]
-    proc = cli([*args, "--methods", "gag-85,sg", "--n-samples", "4"], selection_cache)
+    proc = cli([*args, "--methods", "gag-85,sg", "--n-samples", "4"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "cmp"
-    proc = cli(["compare", str(synthetic_run), str(other), "--out", str(out)], selection_cache)
+    proc = cli(["compare", str(synthetic_run), str(other), "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (out / "compare.md").read_text()
     assert "paired over the 4 images" in md and md in proc.stdout + "\n"
