@@ -192,7 +192,7 @@ def test_score_diff_compares_two_runs(tmp_path):
         "b": ["--batch-size", "1"],  # another cut of the same work: the same scores
         "c": ["--seed", "1"],  # other noise: other scores
     }
-    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path / "cache")}
+    env = dict(os.environ)  # with the test's private ABSGRAD_CACHE
     for name, extra in runs.items():
         cmd = [sys.executable, "-m", "absgrad.cli", *base, *extra, "--out", str(tmp_path / name)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

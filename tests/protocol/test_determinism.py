@@ -23,11 +23,6 @@ from absgrad.utils.determinism import CUBLAS_ENV, current, is_deterministic, kep
 FAST = {"maps": ["vg"], "metrics": ["rcap"], "limit": 2, "select": False}
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def default_switches(monkeypatch):
     """PyTorch's defaults in this process for the test, the previous switches afterwards."""
@@ -79,7 +74,7 @@ def test_the_worker_sets_the_switches_for_every_unit(default_switches, on):
         assert is_deterministic() is on
 
 
-def test_a_fresh_worker_process_sets_them_before_loading_the_model(tmp_path):
+def test_a_fresh_worker_process_sets_them_before_loading_the_model():
     """What a subprocess or Ray worker does first: build its context. The model's first
     forward pass sees the switches already set (cuBLAS reads its setting then)."""
     code = (
@@ -99,7 +94,7 @@ def test_a_fresh_worker_process_sets_them_before_loading_the_model(tmp_path):
         "ctx.model(torch.zeros(1, 3, 32, 32))\n"
         "print(json.dumps([before, seen, os.environ.get('CUBLAS_WORKSPACE_CONFIG')]))\n"
     )
-    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path)}
+    env = dict(os.environ)  # with the test's private ABSGRAD_CACHE
     env.pop(CUBLAS_ENV, None)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env

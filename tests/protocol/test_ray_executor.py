@@ -432,9 +432,7 @@ class SwitchProbe(RayExecutor):
 
 
 @needs_ray
-def test_ray_workers_run_with_the_deterministic_switches(
-    ray_local: None, synth_cache: Path, tmp_path: Path
-) -> None:
+def test_ray_workers_run_with_the_deterministic_switches(ray_local: None, tmp_path: Path) -> None:
     from absgrad.protocol.config import load_config_file, make_config
     from absgrad.protocol.runner import run_protocol
     from absgrad.utils.determinism import current
