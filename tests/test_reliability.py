@@ -207,9 +207,10 @@ def test_cli_lets_a_bug_show_as_a_bug(monkeypatch, tmp_path):
 
 
 def test_every_user_error_type_is_an_absgrad_error():
-    from absgrad.cases import CheckpointError, UnreadableImageError
+    from absgrad.cases import UnreadableImageError
     from absgrad.cases.io import LabelTableError
     from absgrad.errors import MissingFileError
+    from absgrad.models import CheckpointError
     from absgrad.params import ParamError, UnknownParamError
     from absgrad.protocol.store import RunDirError
 

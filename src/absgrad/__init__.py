@@ -19,6 +19,7 @@ __all__ = [
     "METHODS",
     "metrics",
     "cases",
+    "models",
     "__version__",
 ]
 
@@ -29,7 +30,7 @@ def __getattr__(name: str):
         from absgrad import methods
 
         return getattr(methods, name)
-    if name in ("metrics", "cases", "methods", "protocol"):
+    if name in ("metrics", "cases", "models", "methods", "protocol"):
         import importlib
 
         return importlib.import_module(f"absgrad.{name}")

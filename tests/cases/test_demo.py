@@ -7,9 +7,10 @@ import time
 import pytest
 import torch
 
-from absgrad.cases import get_case, lite0_model, score_case, select
+from absgrad.cases import get_case, score_case, select
 from absgrad.cases.demo import demo_spec, rasterize
-from absgrad.cases.models import CheckpointError, lite0_weights_path, read_checkpoint
+from absgrad.models.builtin import lite0_model, lite0_weights_path
+from absgrad.models.checkpoint import CheckpointError, read_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 from torchvision.models import DenseNet, densenet161
 
-from absgrad.cases import CheckpointError, get_case
-from absgrad.cases.models import rename_densenet_keys
+from absgrad.cases import get_case
+from absgrad.models import CheckpointError
+from absgrad.models.builtin import rename_densenet_keys
 
 CATEGORY_LINES = ["/a/airfield 0", "/a/airplane_cabin 1", "/a/airport_terminal 2"] + [
     f"/z/category_{i} {i}" for i in range(3, 365)

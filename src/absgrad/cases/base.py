@@ -20,7 +20,6 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
-from absgrad.errors import MissingFileError
 from absgrad.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from absgrad.utils.normalization import SYMMETRIC as SYMMETRIC
 
@@ -175,26 +174,6 @@ def _file_stat(path: Path) -> list[Any]:
     except OSError:
         return [str(path)]
     return [st.st_size, st.st_mtime_ns]
-
-
-def require_dir(path: Path | str | None, what: str, expected: str, source: str) -> Path:
-    """Return ``path`` as a directory or raise ``FileNotFoundError`` saying what belongs there."""
-    if path is None:
-        raise MissingFileError(
-            f"no {what} given: pass data=PATH. Expected: {expected}. Source: {source}"
-        )
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
-    return p
-
-
-def require_file(path: Path | str, what: str, expected: str, source: str) -> Path:
-    """Return ``path`` as a file or raise ``FileNotFoundError`` saying what it is and where from."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
-    return p
 
 
 class Case:

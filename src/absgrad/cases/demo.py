@@ -21,8 +21,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
-from absgrad.cases.models import lite0_model
 from absgrad.errors import AbsgradError
+from absgrad.models.builtin import lite0_model
 
 MASKS_ASSET = "demo_masks.json"
 

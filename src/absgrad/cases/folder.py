@@ -26,7 +26,7 @@ where neither 0 (background) nor 255 (void). Photos without a mask are skipped w
 Preprocessing: ``size`` (crop, ``H`` or ``(H, W)``), ``resize`` (the shorter side before the
 center crop, or ``"stretch"``: resize straight to ``size``), ``norm`` (``"imagenet"``,
 ``"0.5"``, ``"none"`` or ``"MEAN,STD"`` with 2 or 6 numbers). Defaults come from the model
-(:func:`~absgrad.cases.model_spec.model_defaults`).
+(:func:`~absgrad.models.defaults.model_defaults`).
 """
 
 from __future__ import annotations
@@ -55,14 +55,11 @@ from absgrad.cases.base import (
     pil_to_tensor,
 )
 from absgrad.cases.io import open_image, read_rgb_image
-from absgrad.cases.model_spec import (
-    ModelSpec,
-    load_model,
-    model_defaults,
-    output_classes,
-    parse_model_spec,
-)
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.build import load_model
+from absgrad.models.defaults import model_defaults
+from absgrad.models.logits import output_classes
+from absgrad.models.spec import ModelSpec, file_fingerprint, parse_model_spec
 
 log = logging.getLogger("absgrad.cases")
 
@@ -564,8 +561,6 @@ class FolderCase(Case):
         )
 
     def weights_id(self) -> str:
-        from absgrad.cases.model_spec import file_fingerprint
-
         w = file_fingerprint(self.weights) if self.weights is not None else "random"
         return f"{self.spec}|{w}"
 

@@ -32,10 +32,10 @@ from absgrad.cases.base import (
     pil_to_tensor,
     read_raw,
     read_rgb,
-    require_dir,
 )
-from absgrad.cases.models import RESNET50_FILE, resnet50_imagenet, torch_hub_checkpoint
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.builtin import RESNET50_FILE, resnet50_imagenet, torch_hub_checkpoint
+from absgrad.utils.files import require_dir
 
 IGNORE_ID = 1000
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")

@@ -21,12 +21,11 @@ from absgrad.cases.base import (
     Sample,
     pil_to_tensor,
     read_rgb,
-    require_dir,
-    require_file,
     resize_center_crop,
 )
 from absgrad.cases.io import LabelTable, read_label_table
-from absgrad.cases.models import lite0_model
+from absgrad.models.builtin import lite0_model
+from absgrad.utils.files import require_dir, require_file
 
 LABELS_FILE = "labels.csv"
 COLUMNS = ("file", "wnid", "class_index", "name")

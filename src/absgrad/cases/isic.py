@@ -12,7 +12,7 @@ melanocytic proliferation" -> unknown; 2018/2019 codes (NV, MEL, ..., HAM10000's
 map to themselves. Images are resized to 448 x 448, ImageNet mean/std.
 
 The model is a user checkpoint: a ``tf_efficientnet_b4`` backbone under ``enet.`` and a linear
-9-class head ``myfc`` (see ``absgrad.cases.models.isic_model``).
+9-class head ``myfc`` (see ``absgrad.models.builtin.isic_model``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ from absgrad.cases.base import (
     Sample,
     pil_to_tensor,
     read_rgb,
-    require_dir,
-    require_file,
 )
 from absgrad.cases.io import LabelTableError, read_label_table
-from absgrad.cases.models import isic_model
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.builtin import isic_model
+from absgrad.utils.files import require_dir, require_file
 
 DIAGNOSES = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "unknown")
 _ALIASES = {

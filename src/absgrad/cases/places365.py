@@ -8,7 +8,7 @@ Layout of ``data``::
 
 (the two text files may also sit in ``filelist_places365-standard/``). Preprocessing: resize
 the shorter side to 256, center-crop 224, ImageNet mean/std. The model is the CSAIL DenseNet-161
-checkpoint ``densenet161_places365.pth.tar`` (keys renamed on load, see ``models``).
+checkpoint ``densenet161_places365.pth.tar`` (keys renamed on load, see ``absgrad.models.builtin``).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from absgrad.cases.base import (
     Sample,
     pil_to_tensor,
     read_rgb,
-    require_dir,
     resize_center_crop,
 )
 from absgrad.cases.io import LabelTableError
-from absgrad.cases.models import PLACES_FILE, PLACES_URL, densenet161_places365
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.builtin import PLACES_FILE, PLACES_URL, densenet161_places365
+from absgrad.utils.files import require_dir
 
 SOURCE = "the Places365-Standard release (http://places2.csail.mit.edu/download.html)"
 EXPECTED = "val_256/*.jpg, places365_val.txt and categories_places365.txt"

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
-from absgrad.cases.models import load_exact, read_checkpoint, unwrap_state_dict
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.checkpoint import load_exact, read_checkpoint, unwrap_state_dict
 
 SIZE = 32
 SHAPE_SIDES = (12, 17)  # side of the shape in pixels: low inclusive, high exclusive

