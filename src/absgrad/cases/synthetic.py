@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
 from absgrad.errors import AbsgradError, MissingFileError
-from absgrad.models.checkpoint import load_exact, read_checkpoint, unwrap_state_dict
+from absgrad.models.checkpoint import load_weights
 
 SIZE = 32
 SHAPE_SIDES = (12, 17)  # side of the shape in pixels: low inclusive, high exclusive
@@ -166,8 +166,7 @@ def synthetic_model(
             "absgrad.cases.synthetic.train_synthetic_model() and torch.save(model.state_dict(), path)"
         )
     model = SynthNet()
-    sd = unwrap_state_dict(read_checkpoint(path, "synthetic"), path, "synthetic")
-    return load_exact(model, sd, path, "synthetic").to(device).eval()
+    return load_weights(model, path, "synthetic").to(device).eval()
 
 
 class SyntheticCase(Case):

@@ -145,7 +145,7 @@ def load_model(
             model = build_architecture(spec, num_classes if spec.kind != "callable" else None)
     else:
         path = Path(weights).expanduser()
-        state = read_state_dict(path)
+        state = read_state_dict(path, str(spec))
         model = build_architecture(spec)
         state = strip_prefixes(state, set(model.state_dict()))
         k = _classifier_count(model, state)

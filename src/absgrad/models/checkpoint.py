@@ -1,17 +1,18 @@
-"""Checkpoints: reading a weights file into a state dict, and loading it into a model exactly.
+"""Checkpoints: the one reader of weights files, and loading a state dict into a model exactly.
 
-A weights file is a state dict, a checkpoint holding one under a usual key (``state_dict``,
-``model_state_dict``, ``model``, ``net``, ...), or a TorchScript file; nothing is downloaded.
-Key prefixes left by wrappers (``module.``, ``model.``, ``_orig_mod.``) are stripped where that
-matches the model; any missing, unexpected or mis-shaped key is a :class:`CheckpointError`
-listing them.
+Every model absgrad loads (the built-in cases' networks, model specs, the synthetic CNN) reads
+its weights through :func:`read_state_dict`: a state dict, a checkpoint holding one under a
+usual key (``state_dict``, ``model_state_dict``, ``model``, ``net``, ...), or a TorchScript file;
+nothing is downloaded. Key prefixes left by wrappers (``module.``, ``model.``, ``_orig_mod.``)
+are stripped where that matches the model (:func:`strip_prefixes`); any missing, unexpected or
+mis-shaped key is a :class:`CheckpointError` listing them (:func:`load_exact`).
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -24,13 +25,12 @@ PREFIXES = ("module.", "model.", "_orig_mod.")
 
 
 class CheckpointError(AbsgradError):
-    """A checkpoint's keys or shapes do not match the model; the message lists the keys."""
+    """A checkpoint cannot be read, holds no state dict, or does not match the model; the
+    message names the file and lists the keys."""
 
 
-def read_checkpoint(path: Path, what: str) -> object:
-    """``torch.load`` a local checkpoint on the CPU with ``weights_only=True``."""
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        raise CheckpointError(f"{what} checkpoint {path} is an empty file (0 bytes)")
+def _torch_load(path: Path, what: str) -> object:
+    """``torch.load`` on the CPU with ``weights_only=True`` (Python 2 pickles: latin-1)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except UnicodeDecodeError:  # checkpoints pickled by Python 2
@@ -39,18 +39,44 @@ def read_checkpoint(path: Path, what: str) -> object:
         raise CheckpointError(
             f"cannot read {what} checkpoint {path}: {type(e).__name__}: "
             f"{(str(e).splitlines() or ['(no message)'])[0]}. "
-            "Expected a file written by torch.save holding a state dict (or a dict with a "
-            "'state_dict' entry) of tensors."
+            "Expected a file written by torch.save holding a state dict (or a checkpoint dict "
+            f"with one under {', '.join(STATE_KEYS[:4])}) of tensors, or a TorchScript file."
         ) from e
 
 
-def unwrap_state_dict(obj: object, path: Path, what: str) -> dict[str, Tensor]:
-    """The tensor dict inside a checkpoint: itself, or its ``state_dict``/``model``-like entry.
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
 
-    A leading ``module.`` (from ``nn.DataParallel``) is stripped from every key.
+
+def read_state_dict(path: str | Path, what: str = "model") -> dict[str, Tensor]:
+    """The tensors of a weights file, the one place every model's weights are read.
+
+    Accepted: a state dict saved with ``torch.save``; a checkpoint dict holding one under
+    ``STATE_KEYS`` (``state_dict``, ``model_state_dict``, ``model``, ``net``, ``module``,
+    ``state_dict_ema``, the first that is a dict of tensors); a TorchScript file; pickles written
+    by Python 2. Keys are returned as stored (see :func:`strip_prefixes`). ``what`` names the
+    model in messages. A missing file is a ``MissingFileError``; an empty, unreadable or
+    tensor-less file a :class:`CheckpointError`.
     """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingFileError(
+            f"weights file not found: {path} (a state dict saved with torch.save, a checkpoint "
+            "holding one, or a TorchScript file: your own file; nothing is downloaded)"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} checkpoint {path} is an empty file (0 bytes)")
+    if _is_torchscript(path):
+        try:
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except RuntimeError as e:
+            raise CheckpointError(f"cannot read TorchScript file {path}: {e}") from e
+    obj = _torch_load(path, what)
     if isinstance(obj, Mapping):
-        for key in ("state_dict", "model_state_dict", "model", "net"):
+        for key in STATE_KEYS:
             inner = obj.get(key)
             if (
                 isinstance(inner, Mapping)
@@ -59,20 +85,57 @@ def unwrap_state_dict(obj: object, path: Path, what: str) -> dict[str, Tensor]:
             ):
                 obj = inner
                 break
-    if (
-        not isinstance(obj, Mapping)
-        or not obj
-        or not all(isinstance(v, Tensor) for v in obj.values())
-    ):
+    where = f"(or a checkpoint with one under {', '.join(STATE_KEYS[:4])})"
+    if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(
-            f"{what} checkpoint {path} holds no state dict: expected a dict of tensors or a dict "
-            f"with a 'state_dict' entry, got {type(obj).__name__}"
-            + (f" with keys {sorted(map(str, obj))[:10]}" if isinstance(obj, Mapping) else "")
+            f"{what} checkpoint {path} holds no state dict: expected a dict of tensors {where}, "
+            f"got {'an empty ' if isinstance(obj, Mapping) else ''}{type(obj).__name__}"
         )
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+    bad = [str(k) for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{what} checkpoint {path} holds no state dict: entries {bad[:8]} are not tensors; "
+            f"expected a state dict {where}"
+        )
+    return {str(k): v for k, v in obj.items()}
+
+
+def strip_prefixes(
+    state: Mapping[str, Tensor],
+    model_keys: set[str],
+    adapt: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None,
+) -> dict[str, Tensor]:
+    """Strip ``module.``/``model.``/``_orig_mod.`` prefixes (up to 3 deep, in any order) where
+    that matches more of the model's keys; the best match wins, the original on ties.
+
+    ``adapt`` maps a layout onto the model's (e.g. old DenseNet key names); candidates are
+    scored after it, and the winner is returned adapted.
+    """
+    fit = adapt if adapt is not None else dict
+
+    def score(cand: Mapping[str, Tensor]) -> int:
+        return len(model_keys & fit(cand).keys())
+
+    best = dict(state)
+    top = score(best)
+    frontier = [best]
+    for _ in range(3):
+        nxt = []
+        for cur in frontier:
+            for p in PREFIXES:
+                if not any(k.startswith(p) for k in cur):
+                    continue
+                cand = {(k[len(p) :] if k.startswith(p) else k): v for k, v in cur.items()}
+                nxt.append(cand)
+                s = score(cand)
+                if s > top:
+                    best, top = cand, s
+        frontier = nxt
+    return fit(best)
 
 
 def short_list(keys: list[str], n: int = 8) -> str:
+    """The first ``n`` keys, joined, with the total when there are more."""
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
@@ -109,67 +172,24 @@ def load_exact(model: nn.Module, state: Mapping[str, Tensor], path: Path, what: 
     return model
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
+def load_weights(
+    model: nn.Module,
+    path: str | Path,
+    what: str,
+    adapt: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None,
+) -> nn.Module:
+    """Read ``path`` (:func:`read_state_dict`), strip wrapper prefixes, ``adapt`` the layout and
+    load it into ``model`` exactly (:func:`load_exact`)."""
+    state = strip_prefixes(read_state_dict(path, what), set(model.state_dict()), adapt)
+    return load_exact(model, state, Path(path), what)
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a weights file: a state dict, a checkpoint dict holding one, TorchScript."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingFileError(
-            f"weights file not found: {path} (a state dict saved with torch.save, a checkpoint "
-            "holding one, or a TorchScript file: your own file; nothing is downloaded)"
-        )
-    if _is_torchscript(path):
-        try:
-            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        except RuntimeError as e:
-            raise CheckpointError(f"cannot read TorchScript file {path}: {e}") from e
-    obj = read_checkpoint(path, "model")
-    if isinstance(obj, Mapping):
-        for key in STATE_KEYS:
-            inner = obj.get(key)
-            if (
-                isinstance(inner, Mapping)
-                and inner
-                and all(isinstance(v, Tensor) for v in inner.values())
-            ):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(
-            f"weights file {path} holds no state dict: expected a dict of tensors or a checkpoint "
-            f"with one under {', '.join(STATE_KEYS[:4])}, got {type(obj).__name__}"
-            + (f" with keys {sorted(map(str, obj))[:10]}" if isinstance(obj, Mapping) else "")
-        )
-    bad = [str(k) for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise CheckpointError(
-            f"weights file {path}: entries {bad[:8]} are not tensors; expected a state dict "
-            f"(or a checkpoint with one under {', '.join(STATE_KEYS[:4])})"
-        )
-    return {str(k): v for k, v in obj.items()}
-
-
-def strip_prefixes(state: Mapping[str, Tensor], model_keys: set[str]) -> dict[str, Tensor]:
-    """Strip ``module.``/``model.``/``_orig_mod.`` prefixes (up to 3 deep, in any order) where
-    that matches more of the model's keys; the best match wins, the original on ties."""
-    best, score = dict(state), len(model_keys & state.keys())
-    frontier = [best]
-    for _ in range(3):
-        nxt = []
-        for cur in frontier:
-            for p in PREFIXES:
-                if not any(k.startswith(p) for k in cur):
-                    continue
-                cand = {(k[len(p) :] if k.startswith(p) else k): v for k, v in cur.items()}
-                nxt.append(cand)
-                s = len(model_keys & cand.keys())
-                if s > score:
-                    best, score = cand, s
-        frontier = nxt
-    return best
+__all__ = [
+    "PREFIXES",
+    "STATE_KEYS",
+    "CheckpointError",
+    "load_exact",
+    "load_weights",
+    "read_state_dict",
+    "strip_prefixes",
+]
