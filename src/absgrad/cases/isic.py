@@ -20,22 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
 from absgrad.cases.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Case,
     CaseDataset,
     Record,
     Sample,
-    pil_to_tensor,
     read_rgb,
 )
 from absgrad.cases.io import LabelTableError, read_label_table
 from absgrad.errors import AbsgradError, MissingFileError
 from absgrad.models.builtin import isic_model
+from absgrad.models.preprocess import Preprocess
 from absgrad.utils.files import require_dir, require_file
 
 DIAGNOSES = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "unknown")
@@ -87,8 +84,7 @@ class IsicCase(Case):
 
     name = "isic"
     num_classes = len(DIAGNOSES)
-    image_size = (448, 448)
-    normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    preprocess = Preprocess(size=(448, 448), resize="stretch")  # ImageNet mean/std
     gradcam_layer = "enet.blocks.6"
     has_masks = False
     reversal = {
@@ -178,11 +174,8 @@ class IsicCase(Case):
             if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                 path = path.with_name(name + ".jpg")
             records.append(Record(Path(name).stem, path, label))
-        size = (self.image_size[1], self.image_size[0])
 
         def load(r: Record) -> Sample:
-            return Sample(
-                r.id, pil_to_tensor(read_rgb(r.path).resize(size, Image.BILINEAR)), r.label
-            )
+            return Sample(r.id, self.preprocess.pixels(read_rgb(r.path)), r.label)
 
         return CaseDataset(records, load)

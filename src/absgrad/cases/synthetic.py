@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
 from absgrad.errors import AbsgradError, MissingFileError
 from absgrad.models.checkpoint import load_weights
+from absgrad.models.preprocess import Preprocess
 
 SIZE = 32
 SHAPE_SIDES = (12, 17)  # side of the shape in pixels: low inclusive, high exclusive
@@ -177,8 +178,8 @@ class SyntheticCase(Case):
 
     name = "synthetic"
     num_classes = len(CLASSES)
-    image_size = (SIZE, SIZE)
-    normalization = SYMMETRIC
+    # the images are generated at 32 x 32; a photo (explain) is resized and centre-cropped
+    preprocess = Preprocess(size=(SIZE, SIZE), resize=SIZE, mean=SYMMETRIC[0], std=SYMMETRIC[1])
     gradcam_layer = "block3"
     has_masks = True
 

@@ -1,12 +1,15 @@
-"""Test-time preprocessing defaults of a model spec, from the library that defines the model."""
+"""Test-time preprocessing defaults of a model spec, from the library that defines the model.
+
+The one place that knows how timm and torchvision describe their models' preprocessing.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from absgrad.models.preprocess import RESAMPLE, Preprocess
 from absgrad.models.spec import ModelSpec, parse_model_spec
-from absgrad.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_SIZE = 224
 DEFAULT_CROP_PCT = 0.875  # 224 / 256
@@ -14,14 +17,15 @@ DEFAULT_CROP_PCT = 0.875  # 224 / 256
 
 @dataclass(frozen=True)
 class ModelDefaults:
-    """What the model's makers used at test time: input size, resize, normalisation."""
+    """What the model's makers used at test time (``preprocess``) and where that comes from."""
 
-    size: tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE)
-    resize: int = 256
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bilinear"
+    preprocess: Preprocess = Preprocess()
     source: str = "ImageNet defaults (224 px, resize 256, ImageNet mean/std)"
+
+
+def _interpolation(name: str) -> str:
+    """The library's interpolation name where Pillow has it, else bilinear."""
+    return name if name in RESAMPLE else "bilinear"
 
 
 def model_defaults(spec: str | ModelSpec) -> ModelDefaults:
@@ -39,14 +43,14 @@ def model_defaults(spec: str | ModelSpec) -> ModelDefaults:
         if cfg is not None:
             _, h, w = cfg.input_size
             crop_pct = cfg.crop_pct or DEFAULT_CROP_PCT
-            return ModelDefaults(
+            prep = Preprocess(
                 size=(h, w),
                 resize=math.floor(min(h, w) / crop_pct),
+                interpolation=_interpolation(cfg.interpolation or "bicubic"),
                 mean=tuple(cfg.mean),
                 std=tuple(cfg.std),
-                interpolation=cfg.interpolation or "bicubic",
-                source=f"timm's pretrained config of {spec.name}",
             )
+            return ModelDefaults(prep, f"timm's pretrained config of {spec.name}")
     elif spec.kind == "torchvision":
         from torchvision.models import get_model_weights
 
@@ -56,14 +60,14 @@ def model_defaults(spec: str | ModelSpec) -> ModelDefaults:
             t = None
         if t is not None and hasattr(t, "crop_size"):
             crop, resize = t.crop_size[0], t.resize_size[0]
-            return ModelDefaults(
+            prep = Preprocess(
                 size=(crop, crop),
                 resize=resize,
+                interpolation=_interpolation(str(t.interpolation.value)),
                 mean=tuple(t.mean),
                 std=tuple(t.std),
-                interpolation=str(t.interpolation.value),
-                source=f"torchvision's default weights of {spec.name}",
             )
+            return ModelDefaults(prep, f"torchvision's default weights of {spec.name}")
     return ModelDefaults()
 
 
