@@ -521,10 +521,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = _explain_out(Path(args.out), src, args.method)
     case = _explain_case(args)
     model = case.build_model(args.device)
-    if hasattr(case, "load_image"):
-        pixels = case.load_image(src)
-    else:
-        pixels = _load_image(src, case.image_size)
+    pixels = case.load_image(src)  # the pixels `run` scores for this file
     x = case.normalize(pixels[None]).to(args.device)
     with torch.inference_mode():
         probs = model(x).softmax(dim=1)[0]
@@ -566,22 +563,6 @@ def _explain_out(out: Path, image: Path, method: str) -> Path:
             "existing folder (or one written with a trailing /) to write into"
         )
     return out
-
-
-def _load_image(path: Path, size: tuple[int, int]):
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from absgrad.cases.io import read_rgb_image
-
-    im = read_rgb_image(path)
-    w, h = im.size
-    s = max(size) / min(w, h)
-    im = im.resize((max(size[1], round(w * s)), max(size[0], round(h * s))), Image.BILINEAR)
-    left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
-    im = im.crop((left, top, left + size[1], top + size[0]))
-    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255.0
 
 
 def _save_overlay(pixels, smap, out: Path, title: str) -> None:

@@ -245,6 +245,11 @@ class Case:
             self._samples = self._build_dataset()
         return self._samples
 
+    def load_image(self, path: str | Path) -> Tensor:
+        """One image file -> ``(3, H, W)`` pixels in [0, 1] at the model's input size, exactly as
+        ``samples()`` gives that file: decoded as RGB, then the case's ``preprocess``."""
+        return self.preprocess.pixels(read_rgb(Path(path)))
+
     def refresh(self) -> None:
         """Forget the dataset read so far: the next ``samples()`` reads the label files again."""
         self._samples = None

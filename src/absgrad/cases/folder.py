@@ -475,10 +475,6 @@ class FolderCase(Case):
         return f"{self.spec}|{w}"
 
     # -- data --------------------------------------------------------------------------------
-    def load_image(self, path: Path) -> Tensor:
-        """One image file -> ``(3, H, W)`` pixels in [0, 1], preprocessed as the case's samples."""
-        return self.preprocess.pixels(read_rgb_image(path))
-
     def _load_mask(self, r: Record, photo_size: tuple[int, int]) -> Tensor:
         assert r.mask_path is not None
         im = open_image(r.mask_path)

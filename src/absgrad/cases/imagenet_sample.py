@@ -18,7 +18,6 @@ from absgrad.cases.base import (
     CaseDataset,
     Record,
     Sample,
-    read_rgb,
 )
 from absgrad.cases.io import LabelTable, read_label_table
 from absgrad.models.builtin import lite0_model
@@ -72,6 +71,6 @@ class ImageNetSampleCase(Case):
         ]
 
         def load(r: Record) -> Sample:
-            return Sample(r.id, self.preprocess.pixels(read_rgb(r.path)), r.label, None)
+            return Sample(r.id, self.load_image(r.path), r.label, None)
 
         return CaseDataset(records, load)

@@ -27,7 +27,6 @@ from absgrad.cases.base import (
     CaseDataset,
     Record,
     Sample,
-    read_rgb,
 )
 from absgrad.cases.io import LabelTableError, read_label_table
 from absgrad.errors import AbsgradError, MissingFileError
@@ -176,6 +175,6 @@ class IsicCase(Case):
             records.append(Record(Path(name).stem, path, label))
 
         def load(r: Record) -> Sample:
-            return Sample(r.id, self.preprocess.pixels(read_rgb(r.path)), r.label)
+            return Sample(r.id, self.load_image(r.path), r.label)
 
         return CaseDataset(records, load)

@@ -24,7 +24,6 @@ from absgrad.cases.base import (
     CaseDataset,
     Record,
     Sample,
-    read_rgb,
 )
 from absgrad.cases.io import LabelTableError
 from absgrad.errors import AbsgradError, MissingFileError
@@ -131,6 +130,6 @@ class Places365Case(Case):
         ]
 
         def load(r: Record) -> Sample:
-            return Sample(r.id, self.preprocess.pixels(read_rgb(r.path)), r.label)
+            return Sample(r.id, self.load_image(r.path), r.label)
 
         return CaseDataset(records, load)
