@@ -11,14 +11,16 @@ module                 what it holds
 ``logits``             ``to_logits``, ``logits_model``: any output -> ``(B, K)`` logits
 ``defaults``           ``model_defaults``: the test-time preprocessing timm / torchvision know
 ``builtin``            the built-in cases' networks (Lite0, ResNet-50, DenseNet-161, ISIC net)
-``preprocess``         ``Preprocess``: image file -> model-size pixels, the same for every path
+``preprocess``         ``Preprocess``: a photo -> model-size pixels and masks (crop or stretch),
+                       mean/std; every case declares one, ``run`` and ``explain`` share it
 =====================  =========================================================================
 
 Quick use::
 
     from absgrad.models import load_model, model_defaults
-    model = load_model("timm:resnet18", "r18.pth")       # eval mode, (B, K) logits
-    defaults = model_defaults("timm:resnet18")      # size, resize, mean/std
+    model = load_model("timm:resnet18", "r18.pth")      # eval mode, (B, K) logits
+    prep = model_defaults("timm:resnet18").preprocess   # size, crop or stretch, mean/std
+    x = prep.normalize(prep.pixels(pil_image)[None])    # (1, 3, 224, 224) model input
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ _EXPORTS = {
     "isic_model": "absgrad.models.builtin",
     "lite0_model": "absgrad.models.builtin",
     "resnet50_imagenet": "absgrad.models.builtin",
+    "Preprocess": "absgrad.models.preprocess",
+    "PreprocessError": "absgrad.models.preprocess",
 }
 
 
@@ -82,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from absgrad.models.defaults import ModelDefaults, model_defaults
     from absgrad.models.logits import logits_model, output_classes, to_logits
+    from absgrad.models.preprocess import Preprocess, PreprocessError
     from absgrad.models.spec import (
         ModelSpec,
         ModelSpecError,
@@ -96,6 +101,8 @@ __all__ = [
     "ModelDefaults",
     "ModelSpec",
     "ModelSpecError",
+    "Preprocess",
+    "PreprocessError",
     "build_architecture",
     "densenet161_places365",
     "file_fingerprint",
