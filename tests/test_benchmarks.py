@@ -15,30 +15,27 @@ from pathlib import Path
 
 import pytest
 
+from support.paper import PAPER_MAPS
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = ["--case", "synthetic", "--data", "", "--images", "2", "--repeats", "1", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-
-    def run(script: str, *extra: str) -> str:
-        # aot_eager: the compiled engine's path without generating code (fast); the real
-        # compiler is checked in tests/test_engine.py
-        env = {**os.environ, "ABSGRAD_CACHE": str(cache), "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
-        proc = subprocess.run(
-            [sys.executable, str(BENCH / script), *TINY, *extra],
-            cwd=BENCH,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
-
-    return run
+def bench(script: str, *extra: str) -> str:
+    """Run ``benchmarks/SCRIPT`` on the tiny settings; returns its output."""
+    # aot_eager: the compiled engine's path without generating code (fast); the real
+    # compiler is checked in tests/inference/test_engine.py
+    env = {**os.environ, "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *TINY, *extra],
+        cwd=BENCH,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def number(pattern: str, text: str) -> float:
@@ -56,7 +53,7 @@ def assert_ratio(ratio: float, num: float, den: float, step: float = 0.05) -> No
     assert lo <= ratio <= hi, (ratio, num, den)
 
 
-def test_protocol_benchmark_finds_equal_scores(bench):
+def test_protocol_benchmark_finds_equal_scores():
     out = bench("protocol.py")
     assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
     assert_ratio(
@@ -66,7 +63,7 @@ def test_protocol_benchmark_finds_equal_scores(bench):
     )
 
 
-def test_floor_benchmark_counts_the_protocol_passes(bench):
+def test_floor_benchmark_counts_the_protocol_passes():
     out = bench("floor.py", "--engine", "onnx")
     # 989 perturbed images per image are asked for; the GB "both" map equals VG (23 images)
     assert "perturbed images per image: 989 asked, 966 run" in out, out
@@ -81,7 +78,7 @@ def test_floor_benchmark_counts_the_protocol_passes(bench):
     assert number(r"absgrad onnx / eager floor = (\S+)", out) > 0
 
 
-def test_engine_benchmark_finds_equal_scores(bench):
+def test_engine_benchmark_finds_equal_scores():
     out = bench("engine.py", "--precision", "bf16", "--engines", "onnx,compile")
     for kind in ("onnx", "compile"):
         assert number(rf"max \|score difference\| {kind} = (\S+)", out) < 1e-5
@@ -103,11 +100,11 @@ def quantus_python() -> str | None:
     return None
 
 
-def test_quantus_pixel_flipping_equals_our_deletion_curve(tmp_path):
+def test_quantus_pixel_flipping_equals_our_deletion_curve():
     exe = quantus_python()
     if exe is None:
         pytest.skip("Quantus is not installed (set ABSGRAD_QUANTUS_PYTHON to a Python that has it)")
-    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path)}
+    env = dict(os.environ)
     src = str(BENCH.parent / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
@@ -123,20 +120,20 @@ def test_quantus_pixel_flipping_equals_our_deletion_curve(tmp_path):
     assert number(r"ratio = quantus / absgrad per perturbed image = (\S+)", proc.stdout) > 0
 
 
-def test_captum_benchmark_maps_agree(bench):
+def test_captum_benchmark_maps_agree():
     out = bench("captum_compare.py", "--samples", "4", "--ig-steps", "4")
     rows = re.findall(r"^(SG|IG), .*\s(\S+e[-+]\d+)$", out, flags=re.M)
     assert [r[0] for r in rows] == ["SG", "IG"]
     assert all(float(r[1]) < 1e-5 for r in rows)
 
 
-def test_memory_benchmark_reports_three_sizes(bench):
+def test_memory_benchmark_reports_three_sizes():
     out = bench("memory.py")
     peaks = [float(v) for v in re.findall(r"N = +\d+: peak RSS (\d+) MiB", out)]
     assert len(peaks) == 3 and max(peaks) < 2 * min(peaks)
 
 
-def test_memory_format_benchmark_reports_score_moves(bench):
+def test_memory_format_benchmark_reports_score_moves():
     out = bench("memory_format.py")
     moves = re.findall(r"^(rcap|dauc|iauc) +(\S+) +(\S+) +(\S+)$", out, flags=re.M)
     assert [m[0] for m in moves] == ["rcap", "dauc", "iauc"]
@@ -153,12 +150,14 @@ def test_memory_format_benchmark_reports_score_moves(bench):
     )
 
 
-def test_scaling_benchmark_tables(bench):
+def test_scaling_benchmark_tables():
     out = bench("scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3")
-    assert "| 24 |" in out and "| 1,2,3 | 43 | 76 | 968 |" in out.replace("  ", " ")
+    # all three tables: every map of the paper, 76 forward+backward and 968 forward passes per image
+    row = f"| 1,2,3 | {PAPER_MAPS} | 76 | 968 |"
+    assert "| 24 |" in out and row in out.replace("  ", " ")
 
 
-def test_another_architecture_on_the_case_photos(bench):
+def test_another_architecture_on_the_case_photos():
     out = bench("floor.py", "--arch", "resnet18", "--size", "64", "--images", "1")
     assert "passes per image: 76 forward+backward, " in out
     assert "perturbed images per image: 989 asked" in out

@@ -21,22 +21,9 @@ from absgrad.cli import main
 from absgrad.errors import AbsgradError
 from absgrad.methods.samplers import BlurPathSampler, GuidedPathSampler, NoiseSampler
 from absgrad.protocol.config import ConfigError, load_config_file, make_config
+from support.cli_errors import user_error
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--limit", "2", "--quiet", "--no-report"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ABSGRAD_DEBUG", raising=False)
-
-
-def user_error(capsys, argv: list[str]) -> str:
-    """Run the CLI expecting exit 2 and a one-line message (no traceback); return it."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
 
 
 # -- row 4: NaN / Inf spread and noise -------------------------------------------------------------
@@ -196,7 +183,6 @@ def test_cli_lets_a_bug_show_as_a_bug(monkeypatch, tmp_path):
     def broken(args):
         raise ValueError("an internal inconsistency")
 
-    monkeypatch.setattr(cli, "cmd_list", broken)
     parser = cli.build_parser()
     args = parser.parse_args(["list", "methods"])
     monkeypatch.setattr(cli, "build_parser", lambda: parser)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
 from absgrad.inference.engine import (
@@ -18,6 +17,7 @@ from absgrad.inference.engine import (
     resolve_engine,
     use_compile_cache,
 )
+from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 
 
 def tiny_model() -> nn.Module:

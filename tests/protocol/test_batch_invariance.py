@@ -9,17 +9,11 @@ ties differently (see docs/methods.md, "Which settings may change results")."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from absgrad.protocol import make_config, run_protocol
 from absgrad.protocol.store import RunStore
 
 MAPS = ["gag-85", "vargrad", "sg-r", "guidedig-g", "guidedig-r"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
 
 
 def _scores(out, **extra) -> dict[tuple[str, str, str], np.ndarray]:

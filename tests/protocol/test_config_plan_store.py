@@ -154,9 +154,8 @@ def test_store_refuses_a_corrupt_run_file(tmp_path):
         RunStore(tmp_path).check(make_config({"case": "synthetic"}), None)
 
 
-def test_a_unit_computed_in_a_fresh_context_is_identical(tmp_path, monkeypatch):
+def test_a_unit_computed_in_a_fresh_context_is_identical():
     """What lets any executor run any unit: (config, unit) alone determines the result."""
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path))
     cfg = make_config(
         {"case": "synthetic"},
         {"maps": ["gag-85", "sg-r"], "n_samples": 3, "metrics": ["rcap", "dauc"]},

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from absgrad import names
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, excerpt
 from absgrad.params import PARAMS, Rule
 from absgrad.protocol.catalogue import PAPER_SAMPLING, REVERSED_BASES
 
@@ -67,6 +67,7 @@ class RunConfig:
     reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
     gradcam_layer: str | None = None  # None: the case's layer, else the default-layer rule
     extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    skip_unsupported: bool = False  # leave out maps the model cannot give (warning), not fail
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -129,7 +130,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _fail(name: str, msg: str, value: Any) -> ConfigError:
-    return ConfigError(f"config field '{name}': {msg}, got {value!r}")
+    return ConfigError(f"config field '{name}': {msg}, got {excerpt(value)}")
 
 
 def _shown(name: str) -> str:
@@ -249,6 +250,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),
+    "skip_unsupported": _ruled(Rule("bool")),
     "save_maps": _save_maps,
     "n_samples": _int(2),  # the variance-based maps need two samples
     "spread": _ruled(PARAMS["spread"]),
@@ -419,8 +421,19 @@ def shipped_configs() -> dict[str, str]:
     return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
+#: The most values a config may expand to once its aliases (``*name``) are resolved: real
+#: configs hold a few hundred; an alias bomb (nested anchors) expands exponentially.
+MAX_YAML_VALUES = 10_000
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (instead of the last winning)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (instead of the last
+    winning) and a document whose aliases expand to more than :data:`MAX_YAML_VALUES` values."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _expanded_size(node, {}, set())
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -437,11 +450,50 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (linear time: each node
+    is sized once); raises ``yaml.YAMLError`` past :data:`MAX_YAML_VALUES` or on a recursive
+    alias."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise yaml.composer.ComposerError(
+            None, None, "a recursive alias (an anchor used inside itself)", node.start_mark
+        )
+    open_.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, memo, open_) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(
+            _expanded_size(k, memo, open_) + _expanded_size(v, memo, open_) for k, v in node.value
+        )
+    open_.discard(key)
+    if size > MAX_YAML_VALUES:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            f"its aliases expand to more than {MAX_YAML_VALUES} values (nested anchors?); "
+            "write the values out",
+            node.start_mark,
+        )
+    memo[key] = size
+    return size
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: a file path, or the name of a shipped config (``imagenet-s``)."""
     p = Path(path)
     if p.exists() and not p.is_dir():
-        text = p.read_text()
+        try:
+            text = p.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"config file {str(path)!r} is not a text file (UTF-8 YAML expected)"
+            ) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
     else:
         shipped = shipped_configs()
         if str(path) not in shipped:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from absgrad.protocol.scoring import (
     check_metrics,
     clean_and_blurred_probs,
     default_metrics,
+    empty_masks,
     score_many,
 )
 
@@ -99,6 +101,14 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+            empty = [s.id for s, e in zip(items, empty_masks(masks), strict=True) if e]
+            if empty:
+                message = (
+                    f"{len(empty)} image(s) have an empty ground-truth mask ({', '.join(empty)}):"
+                    " they are left out of the mask metrics"
+                )
+                warnings.warn(message, UserWarning, stacklevel=2)
+                log.warning("%s", message)
         from absgrad.metrics.dedupe import ProbCache
 
         data = BatchData(
@@ -158,6 +168,58 @@ def load_case(config: RunConfig) -> Any:
     return get_case(config.case, data=config.data, weights=config.weights)
 
 
+def supported_specs(
+    specs: dict[str, MapSpec], model: nn.Module, case: Any, layer: str | None, *, skip: bool
+) -> dict[str, MapSpec]:
+    """The maps ``model`` can give, checked before any work: guided backprop needs activation
+    modules to guide, Grad-CAM a layer (the given one, or one the default rule finds). A map
+    that cannot run is an error naming it and why, or with ``skip`` (``--skip-unsupported``) is
+    left out with a warning, together with the maps reversed from it."""
+    from absgrad.methods.guided_backprop import guided_backprop_support
+    from absgrad.methods.layers import LayerError
+
+    example = case.normalize(torch.zeros(1, 3, *case.image_size)).to(_device_of(model))
+    problems: dict[str, str] = {}
+    if any(s.method == "gb" for s in specs.values()):
+        problem, caveat = guided_backprop_support(model, example)
+        if caveat is not None:
+            warnings.warn(caveat, UserWarning, stacklevel=3)
+            log.warning("guided backprop: %s", caveat)
+        for lb, s in specs.items():
+            if s.method == "gb" and problem is not None:
+                problems[lb] = f"guided backprop: {problem}"
+    if layer is not None:
+        find_layer(model, layer)  # a wrong --layer name is the user's error: it fails here
+    elif any(s.method == "gradcam" for s in specs.values()):
+        try:
+            find_layer(model, None)  # the default rule finds no layer: the model cannot give it
+        except LayerError as e:
+            problems.update(
+                {lb: f"Grad-CAM: {e}" for lb, s in specs.items() if s.method == "gradcam"}
+            )
+    if not problems:
+        return specs
+    dropped = set(problems) | {lb for lb, s in specs.items() if s.reverse_of in problems}
+    first, why = next(iter(problems.items()))
+    if not skip:
+        others = (
+            f" (and {len(dropped) - 1} more map(s) of the same kind)" if len(dropped) > 1 else ""
+        )
+        raise ConfigError(
+            f"map {first!r}{others} cannot run on this model: {why}. Leave such maps out with "
+            "--skip-unsupported (YAML: skip_unsupported: true) or choose maps with --methods"
+        )
+    message = f"leaving out {len(dropped)} map(s) the model cannot give ({', '.join(sorted(dropped))}): {why}"
+    warnings.warn(message, UserWarning, stacklevel=3)
+    log.warning("%s", message)
+    return {lb: s for lb, s in specs.items() if lb not in dropped}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def build_context(
     config: RunConfig,
     *,
@@ -177,8 +239,7 @@ def build_context(
     layer = config.gradcam_layer or case.gradcam_layer or None  # None: the default-layer rule
     specs = resolve_specs(config, case.reversal, layer)
     model = case.build_model(device)
-    if layer is not None:
-        find_layer(model, layer)  # a wrong name fails here, before any work
+    specs = supported_specs(specs, model, case, layer, skip=config.skip_unsupported)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     eval_batch_size = config.eval_batch_size
