@@ -92,6 +92,8 @@ def test_user_options():
         parse_size("big")
     with pytest.raises(PreprocessError, match="resize must be"):
         base.with_options(resize="squash")
+    with pytest.raises(PreprocessError, match="resize must be an int"):
+        Preprocess(resize="256")
     with pytest.raises(PreprocessError, match="interpolation must be"):
         Preprocess(interpolation="box")
 

@@ -57,8 +57,10 @@ class Preprocess:
         h, w = self.size
         if min(h, w) < 1:
             raise PreprocessError(f"size must be positive (H, W), got {self.size}")
-        if self.resize != STRETCH and (isinstance(self.resize, bool) or int(self.resize) < 1):
-            raise PreprocessError(f"resize must be >= 1 or 'stretch', got {self.resize!r}")
+        if self.resize != STRETCH and (
+            not isinstance(self.resize, int) or isinstance(self.resize, bool) or self.resize < 1
+        ):
+            raise PreprocessError(f"resize must be an int >= 1 or 'stretch', got {self.resize!r}")
         if self.interpolation not in RESAMPLE:
             raise PreprocessError(
                 f"interpolation must be one of {', '.join(RESAMPLE)}, got {self.interpolation!r}"
@@ -87,7 +89,7 @@ class Preprocess:
         h, w = self.size
         if not self.crops:
             return (w, h), (0, 0, w, h)
-        s = max(int(self.resize) / min(width, height), h / height, w / width)
+        s = max(self.resize / min(width, height), h / height, w / width)
         nw, nh = max(w, round(width * s)), max(h, round(height * s))
         left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
         return (nw, nh), (left, top, left + w, top + h)
@@ -127,7 +129,7 @@ class Preprocess:
             new = parse_size(size)
             keep = self.resize
             if resize is None and self.crops:
-                keep = round(min(new) * int(self.resize) / min(self.size))
+                keep = round(min(new) * self.resize / min(self.size))
             out = replace(out, size=new, resize=keep)
         if resize is not None:
             out = replace(out, resize=parse_resize(resize))
