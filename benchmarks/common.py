@@ -141,8 +141,7 @@ class ArchCase(ResizedCase):
     ImageNet normalisation, random weights unless ``weights`` (a state dict) is given."""
 
     normalization = (IMAGENET_MEAN, IMAGENET_STD)
-    _stats = Case._stats  # the case's own normalisation, with this class's mean and std
-    normalize = Case.normalize
+    normalize = Case.normalize  # the case's own normalisation, with this class's mean and std
     denormalize = Case.denormalize
 
     def __init__(self, case, arch: str, size: int, weights: str | None = None) -> None:

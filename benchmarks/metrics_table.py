@@ -32,7 +32,7 @@ METHODS = {"GAG (p=.85)": ("gag", {}), "SG": ("sg", {}), "VG": ("vg", {})}
 
 
 def load_model(device: str) -> torch.nn.Module:
-    from absgrad.cases.models import lite0_model
+    from absgrad.models.builtin import lite0_model
 
     return lite0_model(device=device)
 

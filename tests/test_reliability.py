@@ -193,9 +193,10 @@ def test_cli_lets_a_bug_show_as_a_bug(monkeypatch, tmp_path):
 
 
 def test_every_user_error_type_is_an_absgrad_error():
-    from absgrad.cases import CheckpointError, UnreadableImageError
+    from absgrad.cases import UnreadableImageError
     from absgrad.cases.io import LabelTableError
     from absgrad.errors import MissingFileError
+    from absgrad.models import CheckpointError
     from absgrad.params import ParamError, UnknownParamError
     from absgrad.protocol.store import RunDirError
 
@@ -208,11 +209,11 @@ def test_every_user_error_type_is_an_absgrad_error():
 
 def test_sixteen_bit_png_through_explain(capsys, tmp_path):
     """Row 3 through the CLI: a 16-bit grey PNG reads as its grey level, not as white."""
-    from absgrad.explanation import _load_image
+    from absgrad.cases import get_case
 
     src = tmp_path / "g16.png"
     Image.fromarray(np.full((40, 40), 13107, dtype=np.uint16)).save(src)  # 0.2 of full scale
-    x = _load_image(src, (32, 32))
+    x = get_case("synthetic").load_image(src)  # what explain feeds the model
     assert abs(float(x.mean()) - 51 / 255) < 1e-6
 
 

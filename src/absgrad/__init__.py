@@ -24,6 +24,7 @@ __all__ = [
     "METHODS",
     "metrics",
     "cases",
+    "models",
     "__version__",
 ]
 
@@ -38,7 +39,7 @@ def __getattr__(name: str):
         from absgrad import explanation
 
         return getattr(explanation, name)
-    if name in ("metrics", "cases", "methods", "protocol"):
+    if name in ("metrics", "cases", "models", "methods", "protocol"):
         import importlib
 
         return importlib.import_module(f"absgrad.{name}")

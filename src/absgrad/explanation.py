@@ -98,10 +98,7 @@ def explain_file(
         model, weights, data, classes=classes, size=size, resize=resize, norm=norm, layer=layer
     )
     net = case.build_model(device)
-    if hasattr(case, "load_image"):
-        pixels = case.load_image(src)
-    else:  # the private fallback below, until every case has load_image
-        pixels = _load_image(src, case.image_size)
+    pixels = case.load_image(src)  # the pixels `run` scores for this file
     x = case.normalize(pixels[None]).to(device)
     with torch.inference_mode():
         probs = net(x).softmax(dim=1)[0]
@@ -189,21 +186,3 @@ def _case(model: str, weights: str | Path | None, data: str | Path | None, **own
         )
     kw = {k: v for k, v in own.items() if v is not None}
     return get_case("folder", data=None, weights=weights, model=model, **kw)
-
-
-def _load_image(path: Path, size: tuple[int, int]) -> Tensor:
-    """PRIVATE FALLBACK, to be removed: the pixels of a case without ``load_image`` (shorter
-    side to ``max(size)``, bilinear, center crop to ``size``). Once every case reads images
-    through its own ``load_image`` (one preprocessing path), :func:`explain_file` uses that only."""
-    import numpy as np
-    from PIL import Image
-
-    from absgrad.cases.io import read_rgb_image
-
-    im = read_rgb_image(path)
-    w, h = im.size
-    s = max(size) / min(w, h)
-    im = im.resize((max(size[1], round(w * s)), max(size[0], round(h * s))), Image.BILINEAR)
-    left, top = (im.size[0] - size[1]) // 2, (im.size[1] - size[0]) // 2
-    im = im.crop((left, top, left + size[1], top + size[0]))
-    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255.0

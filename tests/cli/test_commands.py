@@ -374,8 +374,8 @@ def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):
     import timm
     import torch
 
-    from absgrad.cases.model_spec import load_model
     from absgrad.methods import explain
+    from absgrad.models import load_model
 
     torch.manual_seed(0)
     torch.save(timm.create_model("test_resnet", num_classes=3).state_dict(), tmp_path / "w.pth")

@@ -189,11 +189,13 @@ def test_a_collection_updates_every_metric_with_one_call(tiny_model, batch):
 
 def test_normalization_comes_from_a_case_or_the_models_preprocessing(tiny_model, batch):
     from absgrad.cases import CASES, get_case
-    from absgrad.cases.model_spec import ModelDefaults
+    from absgrad.models import Preprocess
 
     case = get_case("synthetic", n=4)
     assert tm.resolve_normalization(case) == tm.resolve_normalization(SYMMETRIC)
-    defaults = ModelDefaults(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    defaults = Preprocess(
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    )  # model_defaults(...).preprocess
     timm_like = {"mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 0.9}
     results = []
     for source in (case, defaults, timm_like, SYMMETRIC):

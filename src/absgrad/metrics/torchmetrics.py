@@ -58,8 +58,9 @@ _MAX_ID = 2**53
 
 def resolve_normalization(source: object) -> Normalization:
     """``(mean, std)`` from a pair, an absgrad case (its ``normalization``), or anything with
-    ``mean`` and ``std`` (as attributes or keys): :func:`absgrad.cases.model_spec.model_defaults`,
-    timm's pretrained config or data config, torchvision's weights ``transforms()``."""
+    ``mean`` and ``std`` (as attributes or keys): a model's preprocessing
+    (``absgrad.models.model_defaults(spec).preprocess``), timm's pretrained config or data
+    config, torchvision's weights ``transforms()``."""
     if hasattr(source, "normalization"):
         source = source.normalization
     elif isinstance(source, Mapping) and "mean" in source and "std" in source:
@@ -72,7 +73,7 @@ def resolve_normalization(source: object) -> Normalization:
     except (TypeError, ValueError):
         raise AbsgradError(
             "normalization must be (mean, std), an absgrad case, or an object with mean and std "
-            f"(model_defaults(...), timm's pretrained config, torchvision's transforms()); got "
+            f"(model_defaults(...).preprocess, timm's pretrained config, torchvision's transforms()); got "
             f"{source!r}"
         ) from None
     try:

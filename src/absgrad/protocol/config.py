@@ -309,9 +309,9 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             d[own[0]],
         )  # fmt: skip
     if d["case"] == "folder":
-        from absgrad.cases.folder import DataLayoutError, norm_text, parse_norm, parse_resize
-        from absgrad.cases.folder import parse_size as _size
-        from absgrad.cases.model_spec import ModelSpecError, parse_model_spec, spec_fingerprint
+        from absgrad.models.preprocess import PreprocessError, norm_text, parse_norm, parse_resize
+        from absgrad.models.preprocess import parse_size as _size
+        from absgrad.models.spec import ModelSpecError, parse_model_spec, spec_fingerprint
 
         if not d.get("model"):
             raise _fail("model", "is required for case 'folder' (e.g. timm:resnet18)", None)
@@ -335,11 +335,11 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
                 out["resize"] = parse_resize(d["resize"])
             if d.get("norm") is not None:
                 out["norm"] = norm_text(parse_norm(d["norm"]))
-        except (DataLayoutError, ModelSpecError) as e:
+        except (PreprocessError, ModelSpecError) as e:
             raise ConfigError(f"config: {e}") from None
     w = d.get("weights")
     if w is not None and Path(w).expanduser().is_file():
-        from absgrad.cases.model_spec import file_fingerprint
+        from absgrad.models.spec import file_fingerprint
 
         sha = file_fingerprint(Path(w).expanduser())
         if d.get("weights_sha") not in (None, sha):

@@ -160,7 +160,7 @@ def load_case(config: RunConfig) -> Any:
             f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
         )
     if config.weights_sha is not None and config.weights is not None:
-        from absgrad.cases.model_spec import file_fingerprint
+        from absgrad.models.spec import file_fingerprint
 
         if file_fingerprint(config.weights) != config.weights_sha:
             raise ConfigError(
