@@ -141,12 +141,8 @@ class Sampler:
         vals = []
         for k, v in sorted(vars(self).items()):
             if isinstance(v, Tensor):
-                v = (
-                    "tensor",
-                    tuple(v.shape),
-                    float(v.double().sum()),
-                    float(v.double().abs().sum()),
-                )
+                w = v.detach().cpu().double()  # on the CPU: MPS has no float64
+                v = ("tensor", tuple(v.shape), float(w.sum()), float(w.abs().sum()))
             vals.append((k, v))
         return (self.name, tuple(vals))
 
