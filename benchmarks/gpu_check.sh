@@ -15,6 +15,8 @@
 #     and 32 photos with the GPU's settings (--batch-size 16 --eval-batch-size auto)
 #  5. the same 2 photos on the GPU and on the CPU: the largest score difference per metric
 #  6. 8 photos with --engine eager and with --precision bf16 (explicit): their score moves
+#  7. (bench half) guided_ig.py: Guided IG batched vs one image per call, after protocol.py;
+#     (last) protocol.py --no-deterministic: the loop vs the runner without the switches
 # The machine holds torch, torchvision, timm, scikit-image, onnxruntime, tqdm, pyyaml and
 # matplotlib; nothing here needs absgrad's other dependencies (efficientnet-lite0 weights).
 # Each step has a time limit and the script stops starting steps after BUDGET seconds.
@@ -133,6 +135,8 @@ cd "$ROOT/benchmarks" || exit 2
 [ "$ONLY" != cli ] && step 90 "protocol.py --images $N16 --engine $FAST (per-method loop vs runner)" \
     "absgrad |baseline |score difference|speedup" \
     "$PY" protocol.py "${BENCH[@]}" --images "$N16" --engine "$FAST"
+[ "$ONLY" != cli ] && step 60 "guided_ig.py --images $N16 (Guided IG batched vs one image per call)" \
+    "vs batched|speedup" "$PY" guided_ig.py "${BENCH[@]}" --images "$N16"
 cd "$ROOT" || exit 2
 [ "$ONLY" = bench ] && { echo "total $SECONDS s" | tee -a "$SUMMARY" >> "$LOG"; exit 0; }
 step 45 "CLI, $N8 photos, engine auto" "^CLI |log: " bash -c "cli_run auto8 $N8 $DEV"
@@ -141,10 +145,14 @@ step 75 "CLI, $N32 photos, engine auto" "^CLI |log: " bash -c "cli_run auto32 $N
 step 60 "CLI, $N32 photos, --batch-size 16 --eval-batch-size auto" "^CLI |log: " \
     bash -c "cli_run tuned32 $N32 $DEV --batch-size 16 --eval-batch-size auto"
 step 80 "the same 2 photos on $DEV and on the CPU (eager)" "^CLI | vs " \
-    bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager && compare dev2 cpu2"
+    bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager && compare dev2 cpu2 \
+        && \"\$PY\" benchmarks/score_diff.py \"\$WORK/dev2\" \"\$WORK/cpu2\" --limit 1e-4"
 step 40 "CLI, $N8 photos, engine eager" "^CLI " bash -c "cli_run eager8 $N8 $DEV --engine eager"
 step 40 "CLI, $N8 photos, bf16 (explicit), engine $FAST" "^CLI " \
     bash -c "cli_run bf16 $N8 $DEV --precision bf16 --engine $FAST"
 step 15 "scores: engine auto vs eager, bf16 vs fp32" " vs " \
     bash -c "compare auto8 eager8; compare bf16 eager8"
+# the per-method loop vs the runner without the deterministic switches (their cost and effect)
+step 90 "protocol.py --images $N16 --no-deterministic" "absgrad |baseline |score difference|speedup" \
+    bash -c "cd benchmarks && \"\$PY\" protocol.py ${BENCH[*]} --images $N16 --engine $FAST --no-deterministic"
 echo "total $SECONDS s" | tee -a "$SUMMARY" >> "$LOG"

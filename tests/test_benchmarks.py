@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from support.paper import PAPER_MAPS
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 #: the stages benchmarks/overhead.py prints (benchmarks/stages.py: STAGES)
 STAGES = (
@@ -30,26 +32,21 @@ STAGES = (
 TINY = ["--case", "synthetic", "--data", "", "--images", "2", "--repeats", "1", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-
-    def run(script: str, *extra: str) -> str:
-        # aot_eager: the compiled engine's path without generating code (fast); the real
-        # compiler is checked in tests/test_engine.py
-        env = {**os.environ, "ABSGRAD_CACHE": str(cache), "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
-        proc = subprocess.run(
-            [sys.executable, str(BENCH / script), *TINY, *extra],
-            cwd=BENCH,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
-
-    return run
+def bench(script: str, *extra: str) -> str:
+    """Run ``benchmarks/SCRIPT`` on the tiny settings; returns its output."""
+    # aot_eager: the compiled engine's path without generating code (fast); the real
+    # compiler is checked in tests/inference/test_engine.py
+    env = {**os.environ, "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *TINY, *extra],
+        cwd=BENCH,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def number(pattern: str, text: str) -> float:
@@ -93,7 +90,7 @@ def printed_cost_error(n_fb: float, n_f: float) -> float:
     return (n_fb + n_f) * 5e-5
 
 
-def test_protocol_benchmark_finds_equal_scores(bench):
+def test_protocol_benchmark_finds_equal_scores():
     out = bench("protocol.py")
     assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
     assert_ratio(
@@ -103,8 +100,10 @@ def test_protocol_benchmark_finds_equal_scores(bench):
     )
 
 
-def test_floor_benchmark_counts_the_protocol_passes(bench):
-    out = bench("floor.py", "--engine", "onnx")
+def test_floor_benchmark_counts_the_protocol_passes():
+    # --batch-size 2: the 2 images fill their unit (Guided IG's gradient calls carry batch_size
+    # images: in calls of 4 it would also count 20 padded passes per image)
+    out = bench("floor.py", "--engine", "onnx", "--batch-size", "2")
     # 989 perturbed images per image are asked for; the GB "both" map equals VG (23 images)
     assert "perturbed images per image: 989 asked, 966 run" in out, out
     assert "passes per image: 76 forward+backward, 968 forward" in out  # + clean and blurred
@@ -116,8 +115,9 @@ def test_floor_benchmark_counts_the_protocol_passes(bench):
     assert number(r"absgrad onnx / eager floor = (\S+)", out) > 0
 
 
-def test_overhead_benchmark_breaks_the_run_down(bench):
-    out = bench("overhead.py")
+def test_overhead_benchmark_breaks_the_run_down():
+    # --batch-size 2: the 2 images fill their unit (no padded Guided IG calls in the counts)
+    out = bench("overhead.py", "--batch-size", "2")
     # the engine counts the forward images: the same numbers as floor.py's model hook
     assert "passes: 152 forward+backward (76 per image), 1936 forward (968 per image" in out
     n_fb, fb, n_f, fw, floor = floor_terms(out)
@@ -134,11 +134,12 @@ def test_overhead_benchmark_breaks_the_run_down(bench):
     assert all(stages[s] > 0 for s in ("gradient passes", "forward passes", "store writes"))
     chunks = number(r"in (\d+) chunks\)", out)
     assert number(r"(?m)^forward passes +\S+ +\S+ +(\d+)", out) == chunks
-    # one store write per unit: 1 image batch x the 10 sampler groups of Tables 1-3
-    assert number(r"(?m)^store writes +\S+ +\S+ +(\d+)", out) == 10
+    # on the main thread, one hand-over to the writer thread per unit (1 image batch x the 10
+    # sampler groups of Tables 1-3) and the writer's close at the end
+    assert number(r"(?m)^store writes +\S+ +\S+ +(\d+)", out) == 10 + 1
 
 
-def test_engine_benchmark_finds_equal_scores(bench):
+def test_engine_benchmark_finds_equal_scores():
     out = bench("engine.py", "--precision", "bf16", "--engines", "onnx,compile")
     for kind in ("onnx", "compile"):
         assert number(rf"max \|score difference\| {kind} = (\S+)", out) < 1e-5
@@ -160,11 +161,11 @@ def quantus_python() -> str | None:
     return None
 
 
-def test_quantus_pixel_flipping_equals_our_deletion_curve(tmp_path):
+def test_quantus_pixel_flipping_equals_our_deletion_curve():
     exe = quantus_python()
     if exe is None:
         pytest.skip("Quantus is not installed (set ABSGRAD_QUANTUS_PYTHON to a Python that has it)")
-    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path)}
+    env = dict(os.environ)
     src = str(BENCH.parent / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
@@ -180,20 +181,20 @@ def test_quantus_pixel_flipping_equals_our_deletion_curve(tmp_path):
     assert number(r"ratio = quantus / absgrad per perturbed image = (\S+)", proc.stdout) > 0
 
 
-def test_captum_benchmark_maps_agree(bench):
+def test_captum_benchmark_maps_agree():
     out = bench("captum_compare.py", "--samples", "4", "--ig-steps", "4")
     rows = re.findall(r"^(SG|IG), .*\s(\S+e[-+]\d+)$", out, flags=re.M)
     assert [r[0] for r in rows] == ["SG", "IG"]
     assert all(float(r[1]) < 1e-5 for r in rows)
 
 
-def test_memory_benchmark_reports_three_sizes(bench):
+def test_memory_benchmark_reports_three_sizes():
     out = bench("memory.py")
     peaks = [float(v) for v in re.findall(r"N = +\d+: peak RSS (\d+) MiB", out)]
     assert len(peaks) == 3 and max(peaks) < 2 * min(peaks)
 
 
-def test_memory_format_benchmark_reports_score_moves(bench):
+def test_memory_format_benchmark_reports_score_moves():
     out = bench("memory_format.py")
     moves = re.findall(r"^(rcap|dauc|iauc) +(\S+) +(\S+) +(\S+)$", out, flags=re.M)
     assert [m[0] for m in moves] == ["rcap", "dauc", "iauc"]
@@ -210,13 +211,61 @@ def test_memory_format_benchmark_reports_score_moves(bench):
     )
 
 
-def test_scaling_benchmark_tables(bench):
-    out = bench("scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3")
-    assert "| 24 |" in out and "| 1,2,3 | 43 | 76 | 968 |" in out.replace("  ", " ")
+def test_scaling_benchmark_tables():
+    # --batch-size 2: the 2 images fill their unit (no padded Guided IG calls in the counts)
+    out = bench(
+        "scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3",
+        "--batch-size", "2",
+    )  # fmt: skip
+    # all three tables: every map of the paper, 76 forward+backward and 968 forward passes per image
+    row = f"| 1,2,3 | {PAPER_MAPS} | 76 | 968 |"
+    assert "| 24 |" in out and row in out.replace("  ", " ")
 
 
-def test_another_architecture_on_the_case_photos(bench):
+def test_another_architecture_on_the_case_photos():
     out = bench("floor.py", "--arch", "resnet18", "--size", "64", "--images", "1")
-    assert "passes per image: 76 forward+backward, " in out
+    # one image in a unit of 4: Guided IG's 20 gradient calls carry 4 images (3 padded)
+    assert "passes per image: 136 forward+backward, " in out
     assert "perturbed images per image: 989 asked" in out
     assert "runner chunks: 4 images per unit, 4 per gradient pass, 16 per forward pass" in out
+
+
+def test_guided_ig_benchmark_finds_the_same_paths():
+    out = bench("guided_ig.py", "--steps", "4")
+    for other in ("split", "alone"):
+        assert f"{other} vs batched: images with another number of rounds: 0;" in out
+        assert number(rf"{other} vs batched: .* largest map difference: (\S+);", out) < 1e-5
+    assert_ratio(
+        number(r"speedup = alone / batched = (\S+)", out),
+        number(r"(?m)^alone +(\S+) s", out),
+        number(r"(?m)^batched +(\S+) s", out),
+        step=0.005,
+    )
+
+
+def test_score_diff_compares_two_runs(tmp_path):
+    base = ["run", "--case", "synthetic", "--methods", "sg", "--metrics", "rcap", "--limit", "2"]
+    base += ["--quiet", "--no-report", "--n-samples", "3", "--device", "cpu"]
+    runs = {
+        "a": [],
+        "b": ["--batch-size", "1"],  # another cut of the same work: the same scores
+        "c": ["--seed", "1"],  # other noise: other scores
+    }
+    env = dict(os.environ)  # with the test's private ABSGRAD_CACHE
+    for name, extra in runs.items():
+        cmd = [sys.executable, "-m", "absgrad.cli", *base, *extra, "--out", str(tmp_path / name)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def diff(other: str) -> tuple[int, str]:
+        cmd = [sys.executable, str(BENCH / "score_diff.py"), str(tmp_path / "a")]
+        cmd += [str(tmp_path / other), "--limit", "1e-5"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout
+
+    code, out = diff("b")
+    assert code == 0 and "2 images, 1 maps" in out
+    assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
+    code, out = diff("c")
+    assert code == 1 and number(r"max \|score difference\| = (\S+)", out) > 1e-3
+    assert re.search(r"(?m)^rcap +max \S+ +\(sg ", out)

@@ -28,8 +28,7 @@ def test_run_progress_counts_images_across_sampler_groups(capsys):
     bar.close()
 
 
-def test_a_run_shows_the_selection_and_protocol_bars(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
+def test_a_run_shows_the_selection_and_protocol_bars(tmp_path, capsys):
     config = make_config(
         {
             "case": "synthetic",

@@ -21,22 +21,9 @@ from absgrad.cli import main
 from absgrad.errors import AbsgradError
 from absgrad.methods.samplers import BlurPathSampler, GuidedPathSampler, NoiseSampler
 from absgrad.protocol.config import ConfigError, load_config_file, make_config
+from support.cli_errors import user_error
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--limit", "2", "--quiet", "--no-report"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ABSGRAD_DEBUG", raising=False)
-
-
-def user_error(capsys, argv: list[str]) -> str:
-    """Run the CLI expecting exit 2 and a one-line message (no traceback); return it."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
 
 
 # -- row 4: NaN / Inf spread and noise -------------------------------------------------------------
@@ -196,7 +183,6 @@ def test_cli_lets_a_bug_show_as_a_bug(monkeypatch, tmp_path):
     def broken(args):
         raise ValueError("an internal inconsistency")
 
-    monkeypatch.setattr(cli, "cmd_list", broken)
     parser = cli.build_parser()
     args = parser.parse_args(["list", "methods"])
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
@@ -207,9 +193,10 @@ def test_cli_lets_a_bug_show_as_a_bug(monkeypatch, tmp_path):
 
 
 def test_every_user_error_type_is_an_absgrad_error():
-    from absgrad.cases import CheckpointError, UnreadableImageError
+    from absgrad.cases import UnreadableImageError
     from absgrad.cases.io import LabelTableError
     from absgrad.errors import MissingFileError
+    from absgrad.models import CheckpointError
     from absgrad.params import ParamError, UnknownParamError
     from absgrad.protocol.store import RunDirError
 
@@ -222,11 +209,11 @@ def test_every_user_error_type_is_an_absgrad_error():
 
 def test_sixteen_bit_png_through_explain(capsys, tmp_path):
     """Row 3 through the CLI: a 16-bit grey PNG reads as its grey level, not as white."""
-    from absgrad.cli import _load_image
+    from absgrad.cases import get_case
 
     src = tmp_path / "g16.png"
     Image.fromarray(np.full((40, 40), 13107, dtype=np.uint16)).save(src)  # 0.2 of full scale
-    x = _load_image(src, (32, 32))
+    x = get_case("synthetic").load_image(src)  # what explain feeds the model
     assert abs(float(x.mean()) - 51 / 255) < 1e-6
 
 

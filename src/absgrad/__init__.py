@@ -5,6 +5,8 @@ Quick use::
     import absgrad
     maps = absgrad.explain(model, images, target, "gag")   # (B, H, W) in [0, 1]
     scores = absgrad.metrics.rcap(model, images, target, maps)
+    e = absgrad.explain_file("photo.jpg", model="demo", method="gag")  # one image file
+    absgrad.save_explanation(e, "map.png")                            # overlay + map.npy
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ __all__ = [
     "explain_many",
     "attribute",
     "reverse",
+    "explain_file",
+    "save_explanation",
+    "Explanation",
     "METHODS",
     "metrics",
     "cases",
+    "models",
     "__version__",
 ]
 
@@ -29,7 +35,11 @@ def __getattr__(name: str):
         from absgrad import methods
 
         return getattr(methods, name)
-    if name in ("metrics", "cases", "methods", "protocol"):
+    if name in ("explain_file", "save_explanation", "Explanation"):
+        from absgrad import explanation
+
+        return getattr(explanation, name)
+    if name in ("metrics", "cases", "models", "methods", "protocol"):
         import importlib
 
         return importlib.import_module(f"absgrad.{name}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from absgrad import names
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, excerpt
 
 
 class ParamError(AbsgradError):
@@ -145,9 +145,9 @@ def check_param(
         return value
     if rule.kind == "choice" and isinstance(value, str):
         raise ParamError(
-            f"unknown {rule.label or name} {value!r}; choose one of {', '.join(rule.options())}"
+            f"unknown {rule.label or name} {excerpt(value)}; choose one of {', '.join(rule.options())}"
         )
-    shown = "a tensor with NaN or infinite values" if _is_tensor(value) else repr(value)
+    shown = "a tensor with NaN or infinite values" if _is_tensor(value) else excerpt(value)
     raise ParamError(f"{name} must be {rule.describe()}, got {shown} ({where} {name!r})")
 
 

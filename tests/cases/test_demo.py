@@ -7,9 +7,10 @@ import time
 import pytest
 import torch
 
-from absgrad.cases import get_case, lite0_model, score_case, select
+from absgrad.cases import get_case, score_case, select
 from absgrad.cases.demo import demo_spec, rasterize
-from absgrad.cases.models import CheckpointError, lite0_weights_path, read_checkpoint
+from absgrad.models.builtin import lite0_model, lite0_weights_path
+from absgrad.models.checkpoint import CheckpointError, read_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def lite0() -> torch.nn.Module:
 
 
 def test_lite0_takes_all_247_tensors_in_order(lite0: torch.nn.Module) -> None:
-    src = read_checkpoint(lite0_weights_path(), "Lite0")
+    src = read_state_dict(lite0_weights_path(), "Lite0")
     src = [v for k, v in src.items() if not k.endswith("num_batches_tracked")]
     dst = [v for k, v in lite0.state_dict().items() if not k.endswith("num_batches_tracked")]
     assert len(src) == len(dst) == 247

@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from absgrad.cases import get_case
-from absgrad.cases.folder import DataLayoutError, parse_norm, parse_size
+from absgrad.cases.folder import DataLayoutError
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -75,7 +75,7 @@ def test_model_defaults_are_used(folders, weights):
     case = _case(folders, weights, size=None)
     cfg = timm.get_pretrained_cfg("test_resnet")
     assert case.image_size == cfg.input_size[1:]
-    assert case.resize == int(cfg.input_size[1] / cfg.crop_pct)
+    assert case.preprocess.resize == int(cfg.input_size[1] / cfg.crop_pct)
     assert case.normalization == (tuple(cfg.mean), tuple(cfg.std))
     assert case.samples()[0].image.shape == (3, *cfg.input_size[1:])
 
@@ -166,19 +166,6 @@ def test_masks_binary_and_label(folders, weights, tmp_path):
     Image.fromarray(fg).save(tmp_path / "other" / "elk.png")
     with pytest.raises(DataLayoutError, match="no image has a mask"):
         _case(folders, weights, masks=tmp_path / "other").samples()
-
-
-def test_option_parsing():
-    assert parse_size("224") == (224, 224) and parse_size("224x192") == (224, 192)
-    assert parse_size([64, 48]) == (64, 48)
-    assert parse_norm("0.5") == ((0.5,) * 3, (0.5,) * 3)
-    assert parse_norm("0.1,0.2") == ((0.1,) * 3, (0.2,) * 3)
-    assert parse_norm([1, 2, 3, 4, 5, 6]) == ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))
-    for bad in ("1,2,3", "0.5,0", "imagenet21k"):
-        with pytest.raises(DataLayoutError, match="norm must be"):
-            parse_norm(bad)
-    with pytest.raises(DataLayoutError, match="size must be"):
-        parse_size("big")
 
 
 def test_missing_data_and_model(tmp_path, weights):

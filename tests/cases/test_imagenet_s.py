@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from torchvision.models import resnet18, resnet50
 
-from absgrad.cases import CheckpointError, get_case, select
+from absgrad.cases import get_case, select
 from absgrad.cases.imagenet_s import decode_mask, imagenet_wnids, wnid_to_index
+from absgrad.models import CheckpointError
 
 # two real ImageNet-S classes: tench (ImageNet-1k index 0) and goldfish (index 1)
 TENCH, GOLDFISH = "n01440764", "n01443537"

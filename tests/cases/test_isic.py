@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from absgrad.cases import CheckpointError, get_case
+from absgrad.cases import get_case
 from absgrad.cases.isic import DIAGNOSES, diagnosis_index
-from absgrad.cases.models import IsicNet
+from absgrad.models import CheckpointError, IsicNet
 
 SMALL = "tf_efficientnet_b0"  # same key layout as b4 under enet.*, 5x fewer parameters
 

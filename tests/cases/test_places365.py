@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 from torchvision.models import DenseNet, densenet161
 
-from absgrad.cases import CheckpointError, get_case
-from absgrad.cases.models import rename_densenet_keys
+from absgrad.cases import get_case
+from absgrad.models import CheckpointError, strip_prefixes
+from absgrad.models.builtin import rename_densenet_keys
 
 CATEGORY_LINES = ["/a/airfield 0", "/a/airplane_cabin 1", "/a/airport_terminal 2"] + [
     f"/z/category_{i} {i}" for i in range(3, 365)
@@ -53,7 +54,7 @@ def test_renaming_maps_every_real_densenet161_key() -> None:
     old = _old_style(new)
     assert "module.features.denseblock1.denselayer1.norm.1.weight" in old
     assert "module.features.denseblock4.denselayer24.conv.2.weight" in old
-    renamed = rename_densenet_keys(old)
+    renamed = strip_prefixes(old, set(new), rename_densenet_keys)  # as the builder reads it
     assert list(renamed) == list(new)
     assert renamed["classifier.weight"].shape == (365, 2208)
 

@@ -75,8 +75,7 @@ def test_config_takes_auto_and_names_bad_values():
         make_config({"case": "synthetic", "eval_batch_size": 0})
 
 
-def test_auto_run_uses_one_measured_size_and_matches_a_fixed_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
+def test_auto_run_uses_one_measured_size_and_matches_a_fixed_run(tmp_path):
     raw = {"case": "synthetic", "limit": 2, "maps": ["sg", "gag-85"], "metrics": ["rcap", "dauc"]}
     auto = run_protocol(
         make_config({**raw, "eval_batch_size": "auto"}), tmp_path / "auto", quiet=True

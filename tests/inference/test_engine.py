@@ -8,7 +8,6 @@ import copy
 
 import pytest
 import torch
-from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
 from absgrad.inference import engine as E
@@ -24,6 +23,7 @@ from absgrad.inference.engine import (
     resolve_engine,
     use_compile_cache,
 )
+from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 
 
 def tiny_model() -> nn.Module:

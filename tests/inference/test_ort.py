@@ -8,12 +8,12 @@ import warnings
 
 import pytest
 import torch
-from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 from torch import nn
 
 import absgrad.inference.ort as ort_mod
 from absgrad.inference.engine import Engine, EngineError
 from absgrad.inference.ort import OrtError, OrtForward
+from support.engines import assert_falls_back_once, assert_metrics_agree, eager_logits
 
 pytest.importorskip(
     "onnxruntime", reason="the onnx extra is not installed (pip install 'absgrad[onnx]')"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import scipy.ndimage
 import torch
-from support.metrics_oracle import curves_loop, trapezoid
 from torchvision.transforms.functional import gaussian_blur as tv_blur
 
 from absgrad.metrics import auc, blurred, deletion_insertion, target_probs
+from support.metrics_oracle import curves_loop, trapezoid
 
 
 @pytest.fixture

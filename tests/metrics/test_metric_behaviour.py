@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.metrics_oracle import reverse_map
 from torch import nn
 
 from absgrad.methods import reverse
 from absgrad.metrics import IMAGENET, METRICS, deletion_insertion, rcap
+from support.metrics_oracle import reverse_map
 
 SIZE = 24
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support.metrics_oracle import curves_loop, rcap_loop
 
 from absgrad.metrics import IMAGENET, blurred, deletion_insertion, rcap, target_probs
+from support.metrics_oracle import curves_loop, rcap_loop
 
 
 def test_constant_map(tiny_model, tiny_inputs):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.metrics_oracle import curves_loop, rcap_loop
 from torch import nn
 
 from absgrad.metrics import IMAGENET, deletion_insertion, rcap
+from support.metrics_oracle import curves_loop, rcap_loop
 
 torch.manual_seed(0)
 MODEL = nn.Sequential(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.metrics_oracle import rcap_loop
 from torch import nn
 
 from absgrad.metrics import IMAGENET, SYMMETRIC, rcap, rcap_percentiles
+from support.metrics_oracle import rcap_loop
 
 
 def _maps(batch: int, h: int, w: int, seed: int = 3) -> torch.Tensor:

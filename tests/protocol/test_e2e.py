@@ -1,4 +1,5 @@
-"""`absgrad run --case synthetic --limit 4` end to end: tables, values, files, report rebuild."""
+"""`absgrad run --case synthetic --limit 4` end to end: tables, values, maps, files (the report
+command on the same run: tests/report/test_build.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-from support.runs import cli
 
 from absgrad.protocol.catalogue import ABLATION_P, TABLE2, gag_label
 
@@ -63,9 +63,34 @@ def test_table_rows_cover_the_paper_layout_with_values_in_range(synthetic_run):
             assert math.isfinite(v) and v > 0, (sym, metric, v)
 
 
-def test_gag85_rcap_beats_gag0(synthetic_run):
-    t1 = read_csv(synthetic_run / "tables" / "table1.csv")
-    assert float(t1["gag-85"]["rcap"]) > float(t1["gag-0"]["rcap"])
+def test_table1_maps_are_gag_with_their_rows_p(synthetic_run):
+    """Each Table 1 row's stored maps are GAG at that row's p: ``absgrad.explain(..., "gag")``
+    with the run's settings and per-image seeds, computed here image by image, gives them to
+    float16 precision (a map of another p differs by about 0.9).
+
+    It replaces the assertion "GAG-85's RCAP beats GAG-0's", a paper result that on 4 synthetic
+    images is no property of the code: the run's own check of the claim "RCAP rises with p" says
+    inconclusive (n = 4 images). The claims are tested on constructed scores with a known
+    answer in tests/report/test_claims.py."""
+    import torch
+
+    from absgrad import explain
+    from absgrad.cases import get_case
+    from absgrad.methods.randomness import image_seed
+
+    meta = json.loads((synthetic_run / "run.json").read_text())
+    case = get_case("synthetic")
+    samples = [case.samples()[i] for i in meta["images"]["indices"]]
+    x = case.normalize(torch.stack([s.image for s in samples]))
+    y = torch.tensor([s.label for s in samples])
+    seeds = [image_seed(meta["seed"], image_id) for image_id in meta["images"]["ids"]]
+    model = case.build_model()
+    stored = np.load(synthetic_run / "maps" / "b00000-sg.npz")
+    for p in ABLATION_P:
+        label = gag_label(p)
+        params = {**meta["maps"][label]["params"], "percentile": p}
+        want = explain(model, x, y, "gag", seeds=seeds, **params).numpy()
+        np.testing.assert_allclose(stored[label], want, atol=5e-4, err_msg=label)
 
 
 def test_dataset_values_follow_from_stored_per_image_scores(synthetic_run):
@@ -95,26 +120,3 @@ def test_run_json_records_config_seeds_versions_and_timings(synthetic_run):
     assert (synthetic_run / "absgrad.log").read_text().count("computed unit") == 10
     maps = np.load(synthetic_run / "maps" / "b00000-sg.npz")
     assert maps["gag-85"].shape == (4, 32, 32) and maps["gag-85"].dtype == np.float16
-
-
-def test_report_command_rebuilds_the_same_tables(synthetic_run, selection_cache, tmp_path):
-    before = (synthetic_run / "tables" / "table2.csv").read_text()
-    (synthetic_run / "tables" / "table2.csv").unlink()
-    proc = cli(["report", str(synthetic_run)], selection_cache)
-    assert proc.returncode == 0, proc.stderr
-    assert (synthetic_run / "tables" / "table2.csv").read_text() == before
-    assert "report.html" in proc.stdout
-    # the printed tables carry intervals and the printed claims their tested status
-    assert " ± " in proc.stdout and proc.stdout.count("inconclusive (n = 4 images)") == 4
-
-
-def test_compare_paper_shows_the_papers_numbers(synthetic_run, selection_cache):
-    proc = cli(["report", str(synthetic_run), "--compare-paper", "imagenet-s"], selection_cache)
-    assert proc.returncode == 0, proc.stderr
-    t1 = read_csv(synthetic_run / "tables" / "table1.csv")
-    assert float(t1["gag-85"]["paper_rcap"]) == pytest.approx(0.437721)
-    assert float(t1["gag-85"]["paper_mae_sqrt"]) == pytest.approx(0.474767)
-    assert "paper_mae" not in t1["gag-85"]  # the paper's MAE is the sqrt one
-    assert "paper_pointing_game" not in t1["gag-85"]
-    # restore the plain report for the other tests
-    assert cli(["report", str(synthetic_run)], selection_cache).returncode == 0

@@ -15,14 +15,9 @@ from absgrad.protocol.runner import plan_run, run_protocol
 from absgrad.protocol.worker import run_unit
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-
-
 class TraceOnly:
     """A compile backend that traces the graph and runs it as traced (no C++ compile, fast);
-    the real compiler is checked in tests/test_engine.py."""
+    the real compiler is checked in tests/inference/test_engine.py."""
 
     def __init__(self) -> None:
         self.graphs = 0

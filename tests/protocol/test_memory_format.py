@@ -24,11 +24,6 @@ def test_option_is_validated_and_hashed_only_when_on():
         make_config({"case": "synthetic", "channels_last": "yes"})
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-
-
 def test_channels_last_model_gives_the_same_scores(tmp_path):
     raw = {
         "case": "synthetic",

@@ -4,7 +4,6 @@ tables, resumed, the same run from YAML, under the Ray executor, and what the co
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,10 @@ import timm
 import torch
 import yaml
 from PIL import Image
-from support.runs import cli, unit_scores
 
 from absgrad.protocol.config import ConfigError, make_config
+from support.cli_errors import assert_user_error
+from support.runs import cli, cli_env, copy_run, unit_scores
 
 SETTINGS = ["--size", "32", "--no-select", "--limit", "2", "--n-samples", "2", "--batch-size", "2"]
 SETTINGS += ["--layer", "layer3"]  # Grad-CAM: layer4 is 1 x 1 at 32 px
@@ -56,10 +56,10 @@ def _own_args(own: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def own_run(own, tmp_path_factory) -> Path:
+def own_run(own) -> Path:
+    """The run of ``own``; shared by this module's tests, which write only into copies of it."""
     out = own / "run"
-    cache = tmp_path_factory.mktemp("cache")
-    proc = cli(["run", *_own_args(own), *ARGS, "--out", str(out)], cache)
+    proc = cli(["run", *_own_args(own), *ARGS, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -80,15 +80,16 @@ def test_run_to_the_three_tables(own_run):
 
 
 def test_rerun_resumes_and_computes_nothing(own_run, own, tmp_path):
-    proc = cli(["run", *_own_args(own), *ARGS, "--out", str(own_run), "--no-report"], tmp_path)
+    run = copy_run(own_run, tmp_path)
+    proc = cli(["run", *_own_args(own), *ARGS, "--out", str(run), "--no-report"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    meta = json.loads((own_run / "run.json").read_text())
+    meta = json.loads((run / "run.json").read_text())
     assert len(meta["sessions"]) == 2
     assert meta["sessions"][-1]["computed_units"] == 0
     assert meta["sessions"][-1]["skipped_units"] == meta["n_units"]
     # another preprocessing is another run: refused in the same folder
-    proc = cli(["run", *_own_args(own), *ARGS, "--norm", "0.5", "--out", str(own_run)], tmp_path)
-    assert proc.returncode == 2 and "norm" in proc.stderr
+    proc = cli(["run", *_own_args(own), *ARGS, "--norm", "0.5", "--out", str(run)])
+    assert_user_error(proc.returncode, proc.stderr, "norm")
 
 
 def test_yaml_config_is_the_same_run(own, own_run, tmp_path):
@@ -108,9 +109,10 @@ def test_yaml_config_is_the_same_run(own, own_run, tmp_path):
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(cfg))
     meta = json.loads((own_run / "run.json").read_text())
     assert make_config(cfg).config_hash() == meta["config_hash"]
-    proc = cli(["run", "--config", str(tmp_path / "own.yaml"), "--out", str(own_run)], tmp_path)
+    run = copy_run(own_run, tmp_path)
+    proc = cli(["run", "--config", str(tmp_path / "own.yaml"), "--out", str(run)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((own_run / "run.json").read_text())["sessions"][-1]["computed_units"] == 0
+    assert json.loads((run / "run.json").read_text())["sessions"][-1]["computed_units"] == 0
 
 
 def test_config_hash_covers_model_weights_data_and_preprocessing(own, tmp_path):
@@ -155,7 +157,7 @@ def test_python_factory_file_in_a_config_runs_in_a_fresh_process(own, tmp_path):
     args = ["run", "--data", str(own / "data"), "--weights", str(tmp_path / "w.pth")]
     args += [*SETTINGS, "--model", "net.py:build", "--out", str(tmp_path / "o"), "--no-report"]
     args += ["--tables", "1", "--methods", "gag-85", "--metrics", "rcap"]
-    proc = cli(args, tmp_path, cwd=tmp_path)
+    proc = cli(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((tmp_path / "o" / "run.json").read_text())
     assert meta["config"]["model"] == f"{tmp_path / 'net.py'}:build"
@@ -173,7 +175,7 @@ def test_ray_workers_rebuild_the_case_and_model(own, own_run, tmp_path):
     out = tmp_path / "ray"
     cmd = [sys.executable, "-m", "absgrad.cli", "run", *_own_args(own), *ARGS]
     cmd += ["--executor", "ray", "--workers", "1", "--no-report", "--out", str(out)]
-    env = {**os.environ, "ABSGRAD_CACHE": str(tmp_path), "RAY_DISABLE_USAGE_STATS": "1"}
+    env = {**cli_env(), "RAY_DISABLE_USAGE_STATS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # every score; to 1e-6, not bit for bit: a Ray worker runs torch on its own thread count,

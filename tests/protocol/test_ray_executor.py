@@ -21,6 +21,7 @@ import pytest
 from absgrad.protocol.executors import get_executor
 from absgrad.protocol.plan import Unit, UnitResult
 from absgrad.protocol.ray_executor import RayExecutor
+from support.cli_errors import assert_user_error, user_error
 
 try:
     import ray
@@ -250,17 +251,14 @@ def test_missing_ray_names_the_extra(tmp_path: Path) -> None:
         f"'--out', {str(out)!r}]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "absgrad: error: --executor ray needs Ray" in proc.stderr
-    assert "pip install 'absgrad[ray]'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    line = assert_user_error(proc.returncode, proc.stderr, "pip install 'absgrad[ray]'")
+    assert line.startswith("absgrad: error: --executor ray needs Ray")
     assert not out.exists()  # refused before anything was written
 
 
-def test_ray_options_without_ray_executor_are_refused(tmp_path: Path) -> None:
-    from absgrad.cli import main
-
-    assert main(["run", "--case", "synthetic", "--workers", "2", "--out", str(tmp_path / "r")]) == 2
+def test_ray_options_without_ray_executor_are_refused(tmp_path: Path, capsys) -> None:
+    argv = ["run", "--case", "synthetic", "--workers", "2", "--out", str(tmp_path / "r")]
+    user_error(capsys, argv, "--workers")
     assert not (tmp_path / "r").exists()
 
 
@@ -276,16 +274,7 @@ def synth_config():
 
 
 @pytest.fixture(scope="module")
-def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private selection cache for this module's runs (in-process and subprocess)."""
-    cache = tmp_path_factory.mktemp("absgrad-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ABSGRAD_CACHE", str(cache))
-        yield cache
-
-
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory, synth_cache: Path) -> Path:
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic run with the local executor: what every Ray run must reproduce."""
     import torch
 
@@ -323,12 +312,12 @@ def assert_same_results(run: Path, reference: Path) -> None:
 
 @needs_ray
 def test_cli_ray_run_with_two_local_workers_matches_local_executor(
-    local_run: Path, synth_cache: Path, tmp_path: Path
+    local_run: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ray"
     cmd = [sys.executable, "-m", "absgrad.cli", "run", "--case", "synthetic", *SYNTH_ARGS]
     cmd += ["--executor", "ray", "--workers", "2", "--quiet", "--no-report", "--out", str(out)]
-    env = {**os.environ, "ABSGRAD_CACHE": str(synth_cache), "RAY_DISABLE_USAGE_STATS": "1"}
+    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_results(out, local_run)
@@ -380,8 +369,13 @@ def test_interrupted_driver_resumes_from_the_store(
 ) -> None:
     from absgrad.protocol.runner import run_protocol
 
+    seen: list[str] = []
+
     def interrupt(ex: RayExecutor, result: UnitResult) -> None:
-        if len(list((out / "units").glob("*.json"))) == 3:
+        # counted here, not as files: units are written by the session's writer thread, and
+        # Ctrl-C stores every unit handed to it before the run ends
+        seen.append(result.unit.id)
+        if len(seen) == 3:
             raise KeyboardInterrupt  # Ctrl-C in the driver
 
     out = tmp_path / "ray"
@@ -415,3 +409,44 @@ def _assert_same_maps(a: Path, b: Path) -> None:
             assert za.files == zb.files
             for k in za.files:
                 np.testing.assert_array_equal(za[k], zb[k])
+
+
+def _with_switches(worker: Callable[[Unit], UnitResult], unit: Unit) -> UnitResult:
+    """Runs the unit, then notes this worker process's deterministic switches and pid."""
+    from absgrad.utils.determinism import is_deterministic
+
+    result = worker(unit)
+    result.timing["switches_on"] = float(is_deterministic())
+    result.timing["pid"] = float(os.getpid())
+    return result
+
+
+class SwitchProbe(RayExecutor):
+    """A Ray executor whose workers report their switches with each result."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.seen: list[dict[str, float]] = []
+
+    def run(self, units, worker, on_result) -> None:  # type: ignore[override]
+        def stored(result: UnitResult) -> None:
+            self.seen.append(dict(result.timing))
+            on_result(result)
+
+        super().run(units, partial(_with_switches, worker), stored)
+
+
+@needs_ray
+def test_ray_workers_run_with_the_deterministic_switches(ray_local: None, tmp_path: Path) -> None:
+    from absgrad.protocol.config import load_config_file, make_config
+    from absgrad.protocol.runner import run_protocol
+    from absgrad.utils.determinism import current
+
+    config = make_config(load_config_file("synthetic"), {**SYNTH, "maps": ["vg"]})
+    assert config.deterministic  # the default
+    before = current()
+    ex = SwitchProbe(workers=2)
+    run_protocol(config, tmp_path / "ray", executor=ex, quiet=True)
+    assert current() == before  # the driver's own switches are back
+    assert ex.seen and os.getpid() not in {int(t["pid"]) for t in ex.seen}
+    assert all(t["switches_on"] == 1.0 for t in ex.seen)  # set in every worker process

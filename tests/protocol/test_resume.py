@@ -11,15 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.runs import E2E_ARGS, cli, cli_env, unit_scores
 
 pytestmark = pytest.mark.slow
 
 
-def _start(out: Path, cache: Path) -> subprocess.Popen:
+def _start(out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "absgrad.cli", *E2E_ARGS, "--no-report", "--out", str(out)],
-        env=cli_env(cache),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -47,29 +48,27 @@ def _stored(out: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
 
 
-def test_interrupted_and_killed_run_resumes_to_identical_results(
-    tmp_path, selection_cache, synthetic_run
-):
+def test_interrupted_and_killed_run_resumes_to_identical_results(tmp_path, synthetic_run):
     out = tmp_path / "run"
     # 1. Ctrl-C after 2 units: exit 130, run.json says interrupted
-    code = _stop_after(_start(out, selection_cache), out, 2, signal.SIGINT)
+    code = _stop_after(_start(out), out, 2, signal.SIGINT)
     assert code == 130
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted" and 2 <= meta["done_units"] < 10
     # a partial run can be reported already
-    proc = cli(["report", str(out)], selection_cache)
+    proc = cli(["report", str(out)])
     assert proc.returncode == 0 and "partial" in proc.stderr
     assert "Partial run" in (out / "report.html").read_text()
     # 2. resume, then SIGKILL (no clean-up at all) after 2 more units
     first = _stored(out)
-    code = _stop_after(_start(out, selection_cache), out, len(first) + 2, signal.SIGKILL)
+    code = _stop_after(_start(out), out, len(first) + 2, signal.SIGKILL)
     assert code == -signal.SIGKILL
     for p in (out / "units").glob("*.json"):  # every stored file is whole
         json.loads(p.read_text())
     done_before = _stored(out)
     assert len(done_before) < 10
     # 3. resume to the end
-    proc = cli([*E2E_ARGS, "--out", str(out)], selection_cache)
+    proc = cli([*E2E_ARGS, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = _stored(out)
     assert len(after) == 10

@@ -14,18 +14,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.runs import cli, cli_env
 
 from absgrad.cli import main
 from absgrad.protocol.store import RunStore
+from support.cli_errors import user_error
+from support.runs import cli, cli_env
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--quiet", "--no-report"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ABSGRAD_DEBUG", raising=False)
 
 
 def _photo_folder(root: Path, labels: dict[str, int]) -> Path:
@@ -86,11 +81,9 @@ def test_resume_after_a_label_edit_is_refused_naming_the_image(tmp_path, capsys)
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "complete" and set(meta["data"]["images"]) == {"a", "b", "c"}
     before = {p.name: p.read_bytes() for p in (out / "units").iterdir()}
-    capsys.readouterr()
     _write_labels(root, {"a.png": 1, "b.png": 9, "c.png": 3})
-    assert main([*argv, "--tables", "1", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "changed since it started" in err and "image b: label 2 -> 9" in err
+    changed = ("changed since it started", "image b: label 2 -> 9")
+    user_error(capsys, [*argv, "--tables", "1", "--out", str(out)], *changed)
     assert {p.name: p.read_bytes() for p in (out / "units").iterdir()} == before
     # a new run picks the edit up
     assert main([*argv, "--tables", "1", "--out", str(tmp_path / "new")]) == 0
@@ -125,8 +118,7 @@ def test_damaged_unit_is_recomputed_with_a_warning_naming_the_file(small_run, da
         victim.write_text(json.dumps(rec))
     assert RunStore(small_run).damaged_units().keys() == {victim.stem}
     # the report refuses, naming the file
-    assert main(["report", str(small_run)]) == 2
-    assert str(bad) in capsys.readouterr().err
+    user_error(capsys, ["report", str(small_run)], str(bad))
     # the same command recomputes that unit alone, with a warning naming the file
     with pytest.warns(UserWarning, match=str(bad).replace("\\", "\\\\")):
         assert main(["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2",
@@ -155,21 +147,19 @@ def test_a_second_run_into_a_locked_folder_is_refused(small_run, capsys):
     store = RunStore(small_run)
     with store.lock():
         assert store.lock_holder() is not None
-        code = main(["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2",
-                     "--tables", "1", *TINY, "--out", str(small_run)])  # fmt: skip
-        assert code == 2
-        err = capsys.readouterr().err
-        assert "another absgrad run (pid" in err and str(small_run) in err
+        argv = ["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2",
+                "--tables", "1", *TINY, "--out", str(small_run)]  # fmt: skip
+        user_error(capsys, argv, "another absgrad run (pid", str(small_run))
         assert json.loads((small_run / "run.json").read_text())["status"] == "complete"
     assert store.lock_holder() is None
 
 
-def _start(out: Path, cache: Path) -> subprocess.Popen:
+def _start(out: Path) -> subprocess.Popen:
     args = ["run", "--case", "synthetic", "--limit", "8", "--batch-size", "1", "--tables", "1",
             "--methods", "sg", "--n-samples", "30", "--metrics", "rcap", "--quiet", "--no-report"]  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "absgrad.cli", *args, "--out", str(out)],
-        env=cli_env(cache),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -187,8 +177,8 @@ def _wait_units(proc: subprocess.Popen, out: Path, n: int) -> None:
 
 @pytest.mark.slow
 def test_kill_9_leaves_a_status_that_reads_interrupted_and_sigint_stops_promptly(tmp_path):
-    out, cache = tmp_path / "run", tmp_path / "cache"
-    proc = _start(out, cache)
+    out = tmp_path / "run"
+    proc = _start(out)
     _wait_units(proc, out, 2)
     assert RunStore(out).lock_holder() is not None  # the live run holds the folder
     proc.send_signal(signal.SIGKILL)
@@ -197,7 +187,7 @@ def test_kill_9_leaves_a_status_that_reads_interrupted_and_sigint_stops_promptly
     meta = RunStore(out).read_meta()  # ... but read as what it is
     assert meta["status"] == "interrupted" and "killed" in meta["status_note"]
     # resume, then Ctrl-C: the process ends promptly and keeps every stored unit
-    proc = _start(out, cache)
+    proc = _start(out)
     n_before = len(list((out / "units").glob("*.json")))
     _wait_units(proc, out, n_before + 1)
     t0 = time.monotonic()
@@ -215,7 +205,7 @@ def test_kill_9_leaves_a_status_that_reads_interrupted_and_sigint_stops_promptly
     # the third session finishes the run without recomputing what was stored
     proc = cli(["run", "--case", "synthetic", "--limit", "8", "--batch-size", "1", "--tables",
                 "1", "--methods", "sg", "--n-samples", "30", "--metrics", "rcap", "--quiet",
-                "--no-report", "--out", str(out)], cache)  # fmt: skip
+                "--no-report", "--out", str(out)])  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = {p.name: p.read_bytes() for p in (out / "units").glob("*.json")}
     assert {k: after[k] for k in stored} == stored

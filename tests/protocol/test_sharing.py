@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
 from absgrad.protocol import build_context, make_config, run_protocol
 from absgrad.protocol.catalogue import ABLATION_P, gag_label
+from support.paper import PAPER_MAPS
 
 NOISE_MAPS = ["sg", "vargrad", "sg-pos", "sg-neg", "sg-g", *(gag_label(p) for p in ABLATION_P)]
 
@@ -45,11 +45,6 @@ def _run(tmp_path, maps, *, n_samples=4, limit=4, **extra):
     return counter, ctx, meta
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-
-
 def test_noise_sampler_runs_once_per_batch_for_all_noise_maps(tmp_path):
     one, _, meta_one = _run(tmp_path / "one", ["sg"])
     many, _, meta_many = _run(tmp_path / "many", NOISE_MAPS)
@@ -61,10 +56,10 @@ def test_noise_sampler_runs_once_per_batch_for_all_noise_maps(tmp_path):
 
 def test_whole_protocol_costs_one_run_per_sampler(tmp_path):
     counter, ctx, meta = _run(tmp_path, None, n_samples=3, ig_trials=2, ig_steps=1, limit=8)
-    assert len(ctx.specs) == 43 and len(meta["groups"]) == 10
+    assert len(ctx.specs) == PAPER_MAPS and len(meta["groups"]) == 10  # every map of the paper
     assert meta["n_units"] == 2 * 10  # 8 images in 2 batches of 4, 10 sampler groups
     # per image: noise 3 + IG 2x1 + Guided IG 3 + BlurIG 3 + VG 1 + 4 GB hooks + Grad-CAM 1
     assert counter.backward_images == (3 + 2 + 3 + 3 + 1 + 4 + 1) * 8
-    # each batch's clean and blurred predictions are computed once, for all 43 maps
+    # each batch's clean and blurred predictions are computed once, for all the maps
     assert ctx.stats["clean_passes"] == 2
     assert ctx.stats["batches_loaded"] == 2

@@ -1,4 +1,4 @@
-"""Shared checks of the forward engines' tests (tests/test_engine.py, tests/test_ort.py)."""
+"""Shared checks of the forward engines' tests (tests/inference/test_engine.py, test_ort.py)."""
 
 from __future__ import annotations
 

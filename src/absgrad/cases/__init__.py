@@ -41,8 +41,6 @@ from absgrad.cases.folder import FolderCase
 from absgrad.cases.imagenet_s import ImageNetSCase
 from absgrad.cases.imagenet_sample import ImageNetSampleCase
 from absgrad.cases.isic import IsicCase
-from absgrad.cases.model_spec import load_model, parse_model_spec
-from absgrad.cases.models import CheckpointError, lite0_model
 from absgrad.cases.places365 import Places365Case
 from absgrad.cases.select import default_cache_dir, score_case, select, true_class_probs
 from absgrad.cases.synthetic import SyntheticCase, synthetic_model, train_synthetic_model
@@ -76,7 +74,6 @@ __all__ = [
     "CASES",
     "Case",
     "CaseDataset",
-    "CheckpointError",
     "FolderCase",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -85,9 +82,6 @@ __all__ = [
     "UnreadableImageError",
     "default_cache_dir",
     "get_case",
-    "lite0_model",
-    "load_model",
-    "parse_model_spec",
     "score_case",
     "select",
     "synthetic_model",

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
-from absgrad.errors import MissingFileError
-from absgrad.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
+from absgrad.models.preprocess import Preprocess, denormalize, normalize
+from absgrad.utils.normalization import IMAGENET_MEAN as IMAGENET_MEAN
+from absgrad.utils.normalization import IMAGENET_STD as IMAGENET_STD
 from absgrad.utils.normalization import SYMMETRIC as SYMMETRIC
 
 # The paper's (remain, mis) of the reversed maps per base method.
@@ -149,25 +149,6 @@ def read_raw(path: Path) -> Image.Image:
         raise UnreadableImageError(f"mask: {e}") from e
 
 
-def pil_to_tensor(im: Image.Image) -> Tensor:
-    """RGB PIL image -> ``(3, H, W)`` float32 in [0, 1]."""
-    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def resize_center_crop(im: Image.Image, resize: int, crop: int, resample: int) -> Image.Image:
-    """Resize the shorter side to ``resize`` (keeping the aspect), then center-crop ``crop``."""
-    w, h = im.size
-    if w <= h:
-        nw, nh = resize, max(1, round(h * resize / w))
-    else:
-        nw, nh = max(1, round(w * resize / h)), resize
-    im = im.resize((nw, nh), resample)
-    left = int(round((nw - crop) / 2.0))
-    top = int(round((nh - crop) / 2.0))
-    return im.crop((left, top, left + crop, top + crop))
-
-
 def _file_stat(path: Path) -> list[Any]:
     """``[size, mtime_ns]`` of a file, or ``[str(path)]`` for a non-file (built-in data)."""
     try:
@@ -177,28 +158,28 @@ def _file_stat(path: Path) -> list[Any]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def require_dir(path: Path | str | None, what: str, expected: str, source: str) -> Path:
-    """Return ``path`` as a directory or raise ``FileNotFoundError`` saying what belongs there."""
-    if path is None:
-        raise MissingFileError(
-            f"no {what} given: pass data=PATH. Expected: {expected}. Source: {source}"
-        )
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
-    return p
+class _FromPreprocess:
+    """A read-only attribute of a case taken from its ``preprocess`` (on the class and on instances)."""
 
+    def __init__(self, get: Callable[[Preprocess], Any], doc: str) -> None:
+        self._get, self.__doc__ = get, doc
 
-def require_file(path: Path | str, what: str, expected: str, source: str) -> Path:
-    """Return ``path`` as a file or raise ``FileNotFoundError`` saying what it is and where from."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise MissingFileError(f"{what} not found at {p}. Expected: {expected}. Source: {source}")
-    return p
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        return self._get((obj if obj is not None else owner).preprocess)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"{self._name} follows the case's preprocess; set preprocess instead")
 
 
 class Case:
     """Base class of every case; subclasses set the class attributes and implement the loaders.
+
+    ``preprocess`` (:class:`~absgrad.models.preprocess.Preprocess`) declares how a photo becomes
+    the model's pixels: input size, crop or stretch, interpolation, mean/std; ``image_size`` and
+    ``normalization`` are read from it.
 
     ``normalize`` maps ``(B, 3, H, W)`` pixels in [0, 1] to model inputs, ``denormalize`` back.
     ``threshold`` is the selection rule's default true-class probability (paper: 0.9).
@@ -206,8 +187,9 @@ class Case:
 
     name: ClassVar[str] = ""
     num_classes: int = 0
-    image_size: tuple[int, int] = (224, 224)
-    normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
+    preprocess: Preprocess = Preprocess()
+    image_size = _FromPreprocess(lambda p: p.size, "(H, W) of the model input")
+    normalization = _FromPreprocess(lambda p: p.normalization, "(mean, std) of the model input")
     gradcam_layer: str = ""
     has_masks: bool = False
     reversal: dict[str, tuple[float, float]] = PAPER_REVERSAL
@@ -263,27 +245,23 @@ class Case:
             self._samples = self._build_dataset()
         return self._samples
 
+    def load_image(self, path: str | Path) -> Tensor:
+        """One image file -> ``(3, H, W)`` pixels in [0, 1] at the model's input size, exactly as
+        ``samples()`` gives that file: decoded as RGB, then the case's ``preprocess``."""
+        return self.preprocess.pixels(read_rgb(Path(path)))
+
     def refresh(self) -> None:
         """Forget the dataset read so far: the next ``samples()`` reads the label files again."""
         self._samples = None
 
     # -- preprocessing ---------------------------------------------------------------------
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mean, std = self.normalization
-        shape = (1, len(mean), 1, 1) if x.dim() == 4 else (len(mean), 1, 1)
-        m = torch.tensor(mean, dtype=x.dtype, device=x.device).reshape(shape)
-        s = torch.tensor(std, dtype=x.dtype, device=x.device).reshape(shape)
-        return m, s
-
     def normalize(self, pixels: Tensor) -> Tensor:
         """``(B, 3, H, W)`` (or ``(3, H, W)``) pixels in [0, 1] -> normalised model inputs."""
-        m, s = self._stats(pixels)
-        return (pixels - m) / s
+        return normalize(pixels, *self.normalization)
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Normalised model inputs -> pixels in [0, 1] (the inverse of ``normalize``)."""
-        m, s = self._stats(x)
-        return x * s + m
+        return denormalize(x, *self.normalization)
 
     def __repr__(self) -> str:
         return (

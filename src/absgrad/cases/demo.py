@@ -21,8 +21,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
-from absgrad.cases.models import lite0_model
 from absgrad.errors import AbsgradError
+from absgrad.models.builtin import lite0_model
+from absgrad.models.preprocess import Preprocess
 
 MASKS_ASSET = "demo_masks.json"
 
@@ -68,18 +69,19 @@ def rasterize(shapes: list[dict[str, Any]], height: int, width: int) -> np.ndarr
     return mask
 
 
-def render_demo(entry: dict[str, Any], size: tuple[int, int] = (224, 224)) -> tuple[Tensor, Tensor]:
-    """One demo entry -> (image ``(3, H, W)`` in [0, 1], mask ``(H, W)`` bool) at ``size``."""
+def render_demo(entry: dict[str, Any], preprocess: Preprocess) -> tuple[Tensor, Tensor]:
+    """One demo entry -> (image ``(3, H, W)`` in [0, 1], mask ``(H, W)`` bool) by ``preprocess``.
+
+    The mask, drawn at photo resolution, is resized bilinearly and thresholded at one half, so
+    its edge follows the drawn outline rather than the nearest photo pixel.
+    """
     photo = load_photo(entry["photo"])
     h, w = photo.shape[:2]
     mask = rasterize(entry["shapes"], h, w)
     left, top, right, bottom = entry.get("box") or (0, 0, w, h)
     photo, mask = photo[top:bottom, left:right], mask[top:bottom, left:right]
-    out_hw = (size[1], size[0])
-    img = Image.fromarray(photo).resize(out_hw, Image.BILINEAR)
-    m = Image.fromarray(mask.astype(np.uint8) * 255).resize(out_hw, Image.BILINEAR)
-    image = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0
-    return image, torch.from_numpy(np.asarray(m) >= 128)
+    m = preprocess.resize_image(Image.fromarray(mask.astype(np.uint8) * 255), "bilinear")
+    return preprocess.pixels(Image.fromarray(photo)), torch.from_numpy(np.asarray(m) >= 128)
 
 
 class DemoCase(Case):
@@ -91,8 +93,8 @@ class DemoCase(Case):
 
     name = "demo"
     num_classes = 1000
-    image_size = (224, 224)
-    normalization = SYMMETRIC
+    # the crops of the photos are stretched to 224 x 224
+    preprocess = Preprocess(size=(224, 224), resize="stretch", mean=SYMMETRIC[0], std=SYMMETRIC[1])
     gradcam_layer = "blocks.6"
     has_masks = True
     threshold = 0.5
@@ -114,7 +116,7 @@ class DemoCase(Case):
         ]
 
         def load(r: Record) -> Sample:
-            image, mask = render_demo(r.extra, self.image_size)
+            image, mask = render_demo(r.extra, self.preprocess)
             return Sample(r.id, image, r.label, mask)
 
         return CaseDataset(records, load, check_headers=False)

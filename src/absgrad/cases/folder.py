@@ -23,10 +23,10 @@ or ``MASKS/<stem>.png``), resized and cropped like the photo (nearest neighbour)
 two values (binary) is foreground where non-zero; a label mask (more values) is foreground
 where neither 0 (background) nor 255 (void). Photos without a mask are skipped with a warning.
 
-Preprocessing: ``size`` (crop, ``H`` or ``(H, W)``), ``resize`` (the shorter side before the
-center crop, or ``"stretch"``: resize straight to ``size``), ``norm`` (``"imagenet"``,
-``"0.5"``, ``"none"`` or ``"MEAN,STD"`` with 2 or 6 numbers). Defaults come from the model
-(:func:`~absgrad.cases.model_spec.model_defaults`).
+Preprocessing (a :class:`~absgrad.models.preprocess.Preprocess`): ``size`` (crop, ``H`` or
+``(H, W)``), ``resize`` (the shorter side before the center crop, or ``"stretch"``: resize
+straight to ``size``), ``norm`` (``"imagenet"``, ``"0.5"``, ``"none"`` or ``"MEAN,STD"`` with 2
+or 6 numbers). Defaults come from the model (:func:`~absgrad.models.defaults.model_defaults`).
 """
 
 from __future__ import annotations
@@ -45,24 +45,19 @@ from PIL import Image
 from torch import Tensor, nn
 
 from absgrad.cases.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Case,
     CaseDataset,
     Record,
     Sample,
     UnreadableImageError,
-    pil_to_tensor,
 )
 from absgrad.cases.io import open_image, read_rgb_image
-from absgrad.cases.model_spec import (
-    ModelSpec,
-    load_model,
-    model_defaults,
-    output_classes,
-    parse_model_spec,
-)
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.build import load_model
+from absgrad.models.defaults import model_defaults
+from absgrad.models.logits import output_classes
+from absgrad.models.preprocess import RESAMPLE, norm_text
+from absgrad.models.spec import ModelSpec, file_fingerprint, parse_model_spec
 
 log = logging.getLogger("absgrad.cases")
 
@@ -71,77 +66,10 @@ MASK_EXTS = (".png", ".bmp", ".gif", ".tif", ".tiff")
 CLASS_FILES = ("classes.txt", "classes.json", "classes.csv", "labels.csv")
 FILE_COLUMNS = ("file", "path", "filename", "image", "img")
 LABEL_COLUMNS = ("label", "class_index", "target", "class", "index", "y")
-RESAMPLE = {
-    "nearest": Image.NEAREST,
-    "bilinear": Image.BILINEAR,
-    "bicubic": Image.BICUBIC,
-    "lanczos": Image.LANCZOS,
-}
 
 
 class DataLayoutError(AbsgradError):
     """The data folder, label table, class table or masks do not fit; the message says how."""
-
-
-# -- option parsing -------------------------------------------------------------------------------
-def parse_size(value: Any) -> tuple[int, int]:
-    """``224``, ``"224"``, ``"224x192"``, ``[224, 192]`` -> ``(H, W)``."""
-    if isinstance(value, str):
-        parts = value.lower().replace(",", "x").split("x")
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        parts = [value]
-    try:
-        hw = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        hw = []
-    if len(hw) == 1:
-        hw = hw * 2
-    if len(hw) != 2 or min(hw) < 8:
-        raise DataLayoutError(f"size must be N or HxW with sides >= 8 pixels, got {value!r}")
-    return hw[0], hw[1]
-
-
-def parse_resize(value: Any) -> int | str:
-    """An integer (the shorter side before the center crop) or ``"stretch"``."""
-    if isinstance(value, str) and value.strip().lower() == "stretch":
-        return "stretch"
-    try:
-        r = int(value)
-    except (TypeError, ValueError):
-        r = 0
-    if r < 8 or isinstance(value, bool):
-        raise DataLayoutError(
-            f"resize must be the shorter side in pixels (>= 8) or 'stretch', got {value!r}"
-        )
-    return r
-
-
-def parse_norm(value: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``imagenet`` | ``0.5`` | ``none`` | ``MEAN,STD`` (2 or 6 numbers) -> (mean, std)."""
-    if isinstance(value, str) and value.strip().lower() in ("imagenet", "0.5", "none"):
-        key = value.strip().lower()
-        if key == "imagenet":
-            return IMAGENET_MEAN, IMAGENET_STD
-        return ((0.5,) * 3, (0.5,) * 3) if key == "0.5" else ((0.0,) * 3, (1.0,) * 3)
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        nums = [float(v) for v in items]
-    except (TypeError, ValueError):
-        nums = []
-    if len(nums) == 2:
-        nums = [nums[0]] * 3 + [nums[1]] * 3
-    if len(nums) != 6 or min(nums[3:]) <= 0:
-        raise DataLayoutError(
-            "norm must be imagenet, 0.5, none or MEAN,STD (2 numbers, or 3 means then 3 "
-            f"positive stds), got {value!r}"
-        )
-    return tuple(nums[:3]), tuple(nums[3:])
-
-
-def norm_text(norm: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
-    return ",".join(f"{v:g}" for v in (*norm[0], *norm[1]))
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -281,22 +209,6 @@ def mask_foreground(im: Image.Image) -> np.ndarray:
     return (a != 0) & (a != 255)
 
 
-def resize_crop(
-    im: Image.Image, size: tuple[int, int], resize: int | str, resample: int
-) -> Image.Image:
-    """Shorter side to ``resize`` (growing if needed to cover ``size``), then center-crop
-    ``size = (H, W)``; ``resize == "stretch"``: straight to ``size``."""
-    h, w = size
-    if resize == "stretch":
-        return im.resize((w, h), resample)
-    iw, ih = im.size
-    s = max(int(resize) / min(iw, ih), h / ih, w / iw)
-    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
-    im = im.resize((nw, nh), resample)
-    left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
-    return im.crop((left, top, left + w, top + h))
-
-
 # -- the case -------------------------------------------------------------------------------------
 class FolderCase(Case):
     """Images from a folder or label table, a classifier from a model spec, optional masks.
@@ -329,12 +241,7 @@ class FolderCase(Case):
             )
         self.spec = parse_model_spec(model)
         d = model_defaults(self.spec)
-        self.image_size = parse_size(size) if size is not None else d.size
-        self.resize = parse_resize(resize) if resize is not None else d.resize
-        if size is not None and resize is None:  # keep the model's crop ratio at the new size
-            self.resize = round(min(self.image_size) * d.resize / min(d.size))
-        self.normalization = parse_norm(norm) if norm is not None else (d.mean, d.std)
-        self.interpolation = RESAMPLE.get(d.interpolation, Image.BILINEAR)
+        self.preprocess = d.preprocess.with_options(size=size, resize=resize, norm=norm)
         self.defaults_source = d.source
         self.gradcam_layer = layer or ""
         if threshold is not None:
@@ -557,24 +464,17 @@ class FolderCase(Case):
                 str(self._classes_arg),
                 str(self._layout.get("table")) if self._layout else None,
                 list(self.image_size),
-                self.resize,
+                self.preprocess.resize,
                 norm_text(self.normalization),
-                int(self.interpolation),
+                int(RESAMPLE[self.preprocess.interpolation]),
             ]
         )
 
     def weights_id(self) -> str:
-        from absgrad.cases.model_spec import file_fingerprint
-
         w = file_fingerprint(self.weights) if self.weights is not None else "random"
         return f"{self.spec}|{w}"
 
     # -- data --------------------------------------------------------------------------------
-    def load_image(self, path: Path) -> Tensor:
-        """One image file -> ``(3, H, W)`` pixels in [0, 1], preprocessed as the case's samples."""
-        im = resize_crop(read_rgb_image(path), self.image_size, self.resize, self.interpolation)
-        return pil_to_tensor(im)
-
     def _load_mask(self, r: Record, photo_size: tuple[int, int]) -> Tensor:
         assert r.mask_path is not None
         im = open_image(r.mask_path)
@@ -583,18 +483,15 @@ class FolderCase(Case):
                 f"mask {r.mask_path} is {im.size[0]}x{im.size[1]} but its image {r.path} is "
                 f"{photo_size[0]}x{photo_size[1]}"
             )
-        fg = Image.fromarray(mask_foreground(im).astype(np.uint8) * 255)
-        fg = resize_crop(fg, self.image_size, self.resize, Image.NEAREST)
-        return torch.from_numpy(np.asarray(fg) > 127)
+        return self.preprocess.mask(mask_foreground(im))
 
     def _build_dataset(self) -> CaseDataset:
         records = self._records()
 
         def load(r: Record) -> Sample:
             photo = read_rgb_image(r.path)
-            im = resize_crop(photo, self.image_size, self.resize, self.interpolation)
             mask = self._load_mask(r, photo.size) if r.mask_path is not None else None
-            return Sample(r.id, pil_to_tensor(im), r.label, mask)
+            return Sample(r.id, self.preprocess.pixels(photo), r.label, mask)
 
         return CaseDataset(records, load)
 
@@ -603,7 +500,7 @@ class FolderCase(Case):
         return {
             "model": str(self.spec),
             "image_size": list(self.image_size),
-            "resize": self.resize,
+            "resize": self.preprocess.resize,
             "normalization": norm_text(self.normalization),
             "defaults_from": self.defaults_source,
             "layout": self._layout["kind"] if self._layout else None,

@@ -19,23 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import nn
 
 from absgrad.cases.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Case,
     CaseDataset,
     Record,
     Sample,
     UnreadableImageError,
-    pil_to_tensor,
     read_raw,
     read_rgb,
-    require_dir,
 )
-from absgrad.cases.models import RESNET50_FILE, resnet50_imagenet, torch_hub_checkpoint
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.builtin import RESNET50_FILE, resnet50_imagenet, torch_hub_checkpoint
+from absgrad.models.preprocess import Preprocess
+from absgrad.utils.files import require_dir
 
 IGNORE_ID = 1000
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
@@ -85,8 +83,7 @@ class ImageNetSCase(Case):
 
     name = "imagenet-s"
     num_classes = 1000
-    image_size = (256, 256)
-    normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    preprocess = Preprocess(size=(256, 256), resize="stretch")  # ImageNet mean/std
     gradcam_layer = "layer4"
     has_masks = True
 
@@ -125,7 +122,6 @@ class ImageNetSCase(Case):
                 if p.suffix.lower() in IMAGE_EXTS:
                     mask = self.mask_dir / wnid / (p.stem + ".png")
                     records.append(Record(p.stem, p, label, mask))
-        size = (self.image_size[1], self.image_size[0])
 
         def load(r: Record) -> Sample:
             im = read_rgb(r.path)
@@ -136,8 +132,7 @@ class ImageNetSCase(Case):
                     f"mask {r.mask_path} is {ids.shape[1]}x{ids.shape[0]} but its image is "
                     f"{im.width}x{im.height}"
                 )
-            fg = Image.fromarray(foreground(ids).astype(np.uint8) * 255)
-            mask: Tensor = torch.from_numpy(np.asarray(fg.resize(size, Image.NEAREST)) > 0)
-            return Sample(r.id, pil_to_tensor(im.resize(size, Image.BILINEAR)), r.label, mask)
+            mask = self.preprocess.mask(foreground(ids))
+            return Sample(r.id, self.preprocess.pixels(im), r.label, mask)
 
         return CaseDataset(records, load)

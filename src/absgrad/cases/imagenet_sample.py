@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
 from absgrad.cases.base import (
@@ -19,14 +18,11 @@ from absgrad.cases.base import (
     CaseDataset,
     Record,
     Sample,
-    pil_to_tensor,
-    read_rgb,
-    require_dir,
-    require_file,
-    resize_center_crop,
 )
 from absgrad.cases.io import LabelTable, read_label_table
-from absgrad.cases.models import lite0_model
+from absgrad.models.builtin import lite0_model
+from absgrad.models.preprocess import Preprocess
+from absgrad.utils.files import require_dir, require_file
 
 LABELS_FILE = "labels.csv"
 COLUMNS = ("file", "wnid", "class_index", "name")
@@ -42,8 +38,7 @@ class ImageNetSampleCase(Case):
 
     name = "imagenet-sample"
     num_classes = 1000
-    image_size = (224, 224)
-    normalization = SYMMETRIC
+    preprocess = Preprocess(size=(224, 224), resize=256, mean=SYMMETRIC[0], std=SYMMETRIC[1])
     gradcam_layer = "blocks.6"
     has_masks = False
 
@@ -76,7 +71,6 @@ class ImageNetSampleCase(Case):
         ]
 
         def load(r: Record) -> Sample:
-            im = resize_center_crop(read_rgb(r.path), 256, self.image_size[0], Image.BILINEAR)
-            return Sample(r.id, pil_to_tensor(im), r.label, None)
+            return Sample(r.id, self.load_image(r.path), r.label, None)
 
         return CaseDataset(records, load)

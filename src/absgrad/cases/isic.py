@@ -12,7 +12,7 @@ melanocytic proliferation" -> unknown; 2018/2019 codes (NV, MEL, ..., HAM10000's
 map to themselves. Images are resized to 448 x 448, ImageNet mean/std.
 
 The model is a user checkpoint: a ``tf_efficientnet_b4`` backbone under ``enet.`` and a linear
-9-class head ``myfc`` (see ``absgrad.cases.models.isic_model``).
+9-class head ``myfc`` (see ``absgrad.models.builtin.isic_model``).
 """
 
 from __future__ import annotations
@@ -20,24 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
 from absgrad.cases.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Case,
     CaseDataset,
     Record,
     Sample,
-    pil_to_tensor,
-    read_rgb,
-    require_dir,
-    require_file,
 )
 from absgrad.cases.io import LabelTableError, read_label_table
-from absgrad.cases.models import isic_model
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.builtin import isic_model
+from absgrad.models.preprocess import Preprocess
+from absgrad.utils.files import require_dir, require_file
 
 DIAGNOSES = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "unknown")
 _ALIASES = {
@@ -88,8 +83,7 @@ class IsicCase(Case):
 
     name = "isic"
     num_classes = len(DIAGNOSES)
-    image_size = (448, 448)
-    normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    preprocess = Preprocess(size=(448, 448), resize="stretch")  # ImageNet mean/std
     gradcam_layer = "enet.blocks.6"
     has_masks = False
     reversal = {
@@ -179,11 +173,8 @@ class IsicCase(Case):
             if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                 path = path.with_name(name + ".jpg")
             records.append(Record(Path(name).stem, path, label))
-        size = (self.image_size[1], self.image_size[0])
 
         def load(r: Record) -> Sample:
-            return Sample(
-                r.id, pil_to_tensor(read_rgb(r.path).resize(size, Image.BILINEAR)), r.label
-            )
+            return Sample(r.id, self.load_image(r.path), r.label)
 
         return CaseDataset(records, load)

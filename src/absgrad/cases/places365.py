@@ -8,7 +8,7 @@ Layout of ``data``::
 
 (the two text files may also sit in ``filelist_places365-standard/``). Preprocessing: resize
 the shorter side to 256, center-crop 224, ImageNet mean/std. The model is the CSAIL DenseNet-161
-checkpoint ``densenet161_places365.pth.tar`` (keys renamed on load, see ``models``).
+checkpoint ``densenet161_places365.pth.tar`` (keys renamed on load, see ``absgrad.models.builtin``).
 """
 
 from __future__ import annotations
@@ -17,24 +17,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
 from absgrad.cases.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Case,
     CaseDataset,
     Record,
     Sample,
-    pil_to_tensor,
-    read_rgb,
-    require_dir,
-    resize_center_crop,
 )
 from absgrad.cases.io import LabelTableError
-from absgrad.cases.models import PLACES_FILE, PLACES_URL, densenet161_places365
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.builtin import PLACES_FILE, PLACES_URL, densenet161_places365
+from absgrad.models.preprocess import Preprocess
+from absgrad.utils.files import require_dir
 
 SOURCE = "the Places365-Standard release (http://places2.csail.mit.edu/download.html)"
 EXPECTED = "val_256/*.jpg, places365_val.txt and categories_places365.txt"
@@ -96,8 +91,7 @@ class Places365Case(Case):
 
     name = "places365"
     num_classes = 365
-    image_size = (224, 224)
-    normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    preprocess = Preprocess(size=(224, 224), resize=256)  # ImageNet mean/std
     gradcam_layer = "features.denseblock4"
     has_masks = False
 
@@ -136,7 +130,6 @@ class Places365Case(Case):
         ]
 
         def load(r: Record) -> Sample:
-            im = resize_center_crop(read_rgb(r.path), 256, self.image_size[0], Image.BILINEAR)
-            return Sample(r.id, pil_to_tensor(im), r.label)
+            return Sample(r.id, self.load_image(r.path), r.label)
 
         return CaseDataset(records, load)

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from absgrad.cases.base import SYMMETRIC, Case, CaseDataset, Record, Sample
-from absgrad.cases.models import load_exact, read_checkpoint, unwrap_state_dict
 from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.models.checkpoint import load_weights
+from absgrad.models.preprocess import Preprocess
 
 SIZE = 32
 SHAPE_SIDES = (12, 17)  # side of the shape in pixels: low inclusive, high exclusive
@@ -166,8 +167,7 @@ def synthetic_model(
             "absgrad.cases.synthetic.train_synthetic_model() and torch.save(model.state_dict(), path)"
         )
     model = SynthNet()
-    sd = unwrap_state_dict(read_checkpoint(path, "synthetic"), path, "synthetic")
-    return load_exact(model, sd, path, "synthetic").to(device).eval()
+    return load_weights(model, path, "synthetic").to(device).eval()
 
 
 class SyntheticCase(Case):
@@ -178,8 +178,8 @@ class SyntheticCase(Case):
 
     name = "synthetic"
     num_classes = len(CLASSES)
-    image_size = (SIZE, SIZE)
-    normalization = SYMMETRIC
+    # the images are generated at 32 x 32; a photo (explain) is resized and centre-cropped
+    preprocess = Preprocess(size=(SIZE, SIZE), resize=SIZE, mean=SYMMETRIC[0], std=SYMMETRIC[1])
     gradcam_layer = "block3"
     has_masks = True
 

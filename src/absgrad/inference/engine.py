@@ -276,7 +276,10 @@ class Engine:
                     "use engine onnx, compile or eager"
                 )
         if kind == "compile":
+            from absgrad.utils.determinism import sync_inductor
+
             use_compile_cache()
+            sync_inductor()  # the run's deterministic mode, which the eager path sets alone
             self._compiled = torch.compile(
                 model, backend=self.backend, mode=self.mode, dynamic=False
             )

@@ -50,6 +50,78 @@ def _activations(model: nn.Module) -> list[tuple[nn.Module, float | None | str]]
     return found
 
 
+#: Activation functions a model may call in ``forward`` (``F.relu(x)``, ``x.relu()``), which
+#: guided backprop cannot reach: only activation *modules* are rewritten.
+def _activation_functions() -> frozenset[object]:
+    import torch.nn.functional as F
+
+    return frozenset(
+        {
+            F.relu, F.relu_, F.relu6, F.hardtanh, F.hardtanh_, F.gelu, F.silu, F.mish,
+            F.hardswish, F.elu, F.elu_, F.celu, F.selu, F.leaky_relu, F.leaky_relu_,
+            F.softplus, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_,
+        }
+    )  # fmt: skip
+
+
+def unreachable_activations(model: nn.Module, x: Tensor) -> list[str]:
+    """The activation functions ``model``'s forward pass on ``x`` calls outside every activation
+    module (``F.relu(x)`` in a ``forward``): guided backprop leaves them plain, so a map would be
+    partly a plain gradient. Returns their names in call order (empty: every activation is a
+    module guided backprop rewrites)."""
+    from torch.overrides import TorchFunctionMode
+
+    funcs = _activation_functions()
+    depth = [0]
+    found: list[str] = []
+
+    class _Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            if depth[0] == 0 and func in funcs:
+                found.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    def enter(*_: object) -> None:
+        depth[0] += 1
+
+    def leave(*_: object) -> None:
+        depth[0] -= 1
+
+    handles = []
+    for m, _ in _activations(model):
+        handles.append(m.register_forward_pre_hook(enter))
+        handles.append(m.register_forward_hook(leave))
+    try:
+        with torch.no_grad(), _Watch():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+def guided_backprop_support(model: nn.Module, x: Tensor) -> tuple[str | None, str | None]:
+    """``(problem, caveat)`` of guided backprop on ``model`` (``x``: one example input
+    ``(1, C, H, W)``). ``problem``: why it cannot run at all (no activation module to guide).
+    ``caveat``: activation functions called outside modules that it leaves plain, as the
+    module-based implementations of the field do (Captum, pytorch-grad-cam; torchvision's
+    DenseNet ends with ``F.relu``), so its maps are guided everywhere else."""
+    if not _activations(model):
+        return (
+            "the model has no activation modules (nn.ReLU, nn.GELU, nn.SiLU, ...) to guide: "
+            "its activations are functions called in forward (F.relu), which cannot be reached",
+            None,
+        )
+    missed = unreachable_activations(model, x)
+    if not missed:
+        return None, None
+    kinds = ", ".join(sorted(set(missed)))
+    return None, (
+        f"guided backprop leaves {len(missed)} activation function(s) of the model's forward "
+        f"({kinds}, called outside activation modules) with their plain gradient"
+    )
+
+
 @contextlib.contextmanager
 def guided_relus(model: nn.Module, rule: str = "positive") -> Iterator[int]:
     """Within the block, every ``nn.ReLU``/``nn.ReLU6`` of ``model`` back-propagates

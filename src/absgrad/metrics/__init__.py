@@ -3,6 +3,11 @@ pointing game and the model-randomisation sanity check, as functions and as Quan
 objects. Each metric is declared once in :data:`METRICS` (direction, mask, perturbation).
 
 Maps are ``(B, H, W)``; ``inputs`` are normalised model inputs ``(B, C, H, W)``.
+
+The same metrics as ``torchmetrics.Metric`` objects (validation loops, DDP) live in the submodule
+:mod:`absgrad.metrics.torchmetrics` (``pip install 'absgrad[torchmetrics]'``); they are not
+exported here, where ``RCAP``, ``DAUC``, ... name the Quantus-style objects, and importing this
+package never needs torchmetrics.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from absgrad import names
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, excerpt
 from absgrad.params import PARAMS, Rule
 from absgrad.protocol.catalogue import PAPER_SAMPLING, REVERSED_BASES
 
@@ -48,7 +48,8 @@ class RunConfig:
     select: bool = True
     threshold: float | None = None  # None: the case's threshold (paper: 0.9)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA, else MPS, else the CPU (resolved once, by the runner)
+    deterministic: bool = True  # deterministic GPU kernels, no TF32 (see docs/performance.md)
     batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     # images per gradient pass, or "auto": batch_size on a CPU, measured on a CUDA device
     grad_batch_size: int | str = "auto"
@@ -69,6 +70,7 @@ class RunConfig:
     reversal: Mapping[str, tuple[float, float]] | None = None  # None: the case's settings
     gradcam_layer: str | None = None  # None: the case's layer, else the default-layer rule
     extra_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    skip_unsupported: bool = False  # leave out maps the model cannot give (warning), not fail
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -102,12 +104,21 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOT_HASHED = ("device", "eval_batch_size", "grad_batch_size", "save_maps", "engine")
+NOT_HASHED = (
+    "device",
+    "eval_batch_size",
+    "grad_batch_size",
+    "save_maps",
+    "engine",
+    "deterministic",
+)
 #: Bumped whenever a method's formula or its randomness changes the maps: 2 = the second |.| of
 #: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
 #: reversal and per-image random generators; 3 = the variance guide of IG and BlurIG with ``abs``
-#: over the path's samples, before the second ``|.|`` (SPEC §2.3).
-MAPS_VERSION = 3
+#: over the path's samples, before the second ``|.|`` (SPEC §2.3); 4 = the shuffles of reversed
+#: maps over each side's pixels in image order (no longer in value order, which rounding can
+#: reorder), and Guided IG's images stepping together (batched gradients, float64 L1 sums).
+MAPS_VERSION = 4
 #: The folder case's options (your own data and model), passed on to ``get_case("folder")``.
 FOLDER_OPTIONS = ("model", "masks", "classes", "labels", "size", "resize", "norm")
 OWN_MODEL_FIELDS = (*FOLDER_OPTIONS, "weights_sha", "model_sha")
@@ -131,7 +142,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _fail(name: str, msg: str, value: Any) -> ConfigError:
-    return ConfigError(f"config field '{name}': {msg}, got {value!r}")
+    return ConfigError(f"config field '{name}': {msg}, got {excerpt(value)}")
 
 
 def _shown(name: str) -> str:
@@ -189,19 +200,27 @@ def _eval_batch(name: str, v: Any) -> int | str:
 
 def _device(name: str, v: Any) -> str:
     kind, _, index = v.partition(":") if isinstance(v, str) else ("", "", "")
+    if v == "auto":
+        return v
     if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
-        raise _fail(name, "must be cpu, cuda, cuda:N or mps", v)
+        raise _fail(name, "must be auto, cpu, cuda, cuda:N or mps", v)
     return v
 
 
 def check_device(name: str, v: Any) -> str:
-    """``v`` when it names a device this machine has (cpu, cuda, cuda:N, mps), else an error.
+    """The device ``v`` names on this machine: ``auto`` becomes the best one here (CUDA, else
+    MPS, else the CPU: :func:`absgrad.utils.devices.best_device`); a named device must exist
+    here (cpu, cuda, cuda:N, mps), else an error.
 
     A config may name a device the machine writing it lacks; the run checks it where it runs.
     """
     import torch
 
+    from absgrad.utils.devices import best_device
+
     _device(name, v)
+    if v == "auto":
+        return best_device()
     kind, _, index = v.partition(":")
     if kind == "cuda" and not torch.cuda.is_available():
         raise _fail(name, "asks for a GPU but PyTorch sees no CUDA device here (use cpu)", v)
@@ -246,12 +265,14 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _unit(optional=True),
     "seed": _int(0),
     "device": _device,
+    "deterministic": _ruled(Rule("bool")),
     "engine": _ruled(Rule("choice", choices=names.ENGINES)),
     "precision": _ruled(Rule("choice", choices=names.PRECISIONS)),
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
     "grad_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),
+    "skip_unsupported": _ruled(Rule("bool")),
     "save_maps": _save_maps,
     "n_samples": _int(2),  # the variance-based maps need two samples
     "spread": _ruled(PARAMS["spread"]),
@@ -298,9 +319,9 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             d[own[0]],
         )  # fmt: skip
     if d["case"] == "folder":
-        from absgrad.cases.folder import DataLayoutError, norm_text, parse_norm, parse_resize
-        from absgrad.cases.folder import parse_size as _size
-        from absgrad.cases.model_spec import ModelSpecError, parse_model_spec, spec_fingerprint
+        from absgrad.models.preprocess import PreprocessError, norm_text, parse_norm, parse_resize
+        from absgrad.models.preprocess import parse_size as _size
+        from absgrad.models.spec import ModelSpecError, parse_model_spec, spec_fingerprint
 
         if not d.get("model"):
             raise _fail("model", "is required for case 'folder' (e.g. timm:resnet18)", None)
@@ -324,11 +345,11 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
                 out["resize"] = parse_resize(d["resize"])
             if d.get("norm") is not None:
                 out["norm"] = norm_text(parse_norm(d["norm"]))
-        except (DataLayoutError, ModelSpecError) as e:
+        except (PreprocessError, ModelSpecError) as e:
             raise ConfigError(f"config: {e}") from None
     w = d.get("weights")
     if w is not None and Path(w).expanduser().is_file():
-        from absgrad.cases.model_spec import file_fingerprint
+        from absgrad.models.spec import file_fingerprint
 
         sha = file_fingerprint(Path(w).expanduser())
         if d.get("weights_sha") not in (None, sha):
@@ -422,8 +443,19 @@ def shipped_configs() -> dict[str, str]:
     return {p.name[:-5]: p.read_text() for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
+#: The most values a config may expand to once its aliases (``*name``) are resolved: real
+#: configs hold a few hundred; an alias bomb (nested anchors) expands exponentially.
+MAX_YAML_VALUES = 10_000
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (instead of the last winning)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (instead of the last
+    winning) and a document whose aliases expand to more than :data:`MAX_YAML_VALUES` values."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _expanded_size(node, {}, set())
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -440,11 +472,50 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (linear time: each node
+    is sized once); raises ``yaml.YAMLError`` past :data:`MAX_YAML_VALUES` or on a recursive
+    alias."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise yaml.composer.ComposerError(
+            None, None, "a recursive alias (an anchor used inside itself)", node.start_mark
+        )
+    open_.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, memo, open_) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(
+            _expanded_size(k, memo, open_) + _expanded_size(v, memo, open_) for k, v in node.value
+        )
+    open_.discard(key)
+    if size > MAX_YAML_VALUES:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            f"its aliases expand to more than {MAX_YAML_VALUES} values (nested anchors?); "
+            "write the values out",
+            node.start_mark,
+        )
+    memo[key] = size
+    return size
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: a file path, or the name of a shipped config (``imagenet-s``)."""
     p = Path(path)
     if p.exists() and not p.is_dir():
-        text = p.read_text()
+        try:
+            text = p.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"config file {str(path)!r} is not a text file (UTF-8 YAML expected)"
+            ) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
     else:
         shipped = shipped_configs()
         if str(path) not in shipped:

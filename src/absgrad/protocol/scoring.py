@@ -62,7 +62,7 @@ class EvalSettings:
 
 
 def _floats(t: Tensor) -> list:
-    return t.detach().double().cpu().tolist()
+    return t.detach().cpu().double().tolist()  # MPS has no float64
 
 
 def score_maps(
@@ -187,13 +187,22 @@ def _json(t: Tensor) -> list:
 
 
 def _mask_scores(maps: Tensor, wanted: Sequence[MetricDef], masks: Tensor | None) -> dict:
+    """The mask metrics per image; ``None`` for an image whose mask is empty (no ground truth:
+    it is left out of these metrics, see :func:`empty_masks`)."""
     out = {}
     for d in wanted:
         if d.needs_mask:
             if masks is None:
                 raise AbsgradError(f"metric {d.key!r} needs masks and this batch has none")
-            out[d.key] = _floats(d.per_image(d.function(maps, masks.to(maps.device))).float())
+            values = _floats(d.per_image(d.function(maps, masks.to(maps.device))).float())
+            empty = empty_masks(masks)
+            out[d.key] = [None if e else v for v, e in zip(values, empty, strict=True)]
     return out
+
+
+def empty_masks(masks: Tensor) -> list[bool]:
+    """Which masks ``(B, H, W)`` hold no foreground pixel (an image without ground truth)."""
+    return (masks.flatten(1) != 0).sum(dim=1).eq(0).cpu().tolist()
 
 
 def clean_and_blurred_probs(

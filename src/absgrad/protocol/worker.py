@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from absgrad.protocol.scoring import (
     check_metrics,
     clean_and_blurred_probs,
     default_metrics,
+    empty_masks,
     score_many,
 )
+from absgrad.utils.determinism import set_deterministic
 
 log = logging.getLogger("absgrad.protocol")
 
@@ -100,6 +103,14 @@ class WorkerContext:
         masks = None
         if self.case.has_masks and all(s.mask is not None for s in items):
             masks = torch.stack([s.mask.bool() for s in items]).to(self.device)
+            empty = [s.id for s, e in zip(items, empty_masks(masks), strict=True) if e]
+            if empty:
+                message = (
+                    f"{len(empty)} image(s) have an empty ground-truth mask ({', '.join(empty)}):"
+                    " they are left out of the mask metrics"
+                )
+                warnings.warn(message, UserWarning, stacklevel=2)
+                log.warning("%s", message)
         from absgrad.metrics.dedupe import ProbCache
 
         data = BatchData(
@@ -129,7 +140,11 @@ class WorkerContext:
 
 
 def resolve_device(name: str) -> torch.device:
-    dev = torch.device(name)
+    """The torch device of a config's ``device`` (``auto``: the best one here); a device this
+    machine lacks is a :class:`ConfigError`."""
+    from absgrad.utils.devices import best_device
+
+    dev = torch.device(best_device() if name == "auto" else name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"config field 'device': {name!r} asked but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -146,7 +161,7 @@ def load_case(config: RunConfig) -> Any:
             f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
         )
     if config.weights_sha is not None and config.weights is not None:
-        from absgrad.cases.model_spec import file_fingerprint
+        from absgrad.models.spec import file_fingerprint
 
         if file_fingerprint(config.weights) != config.weights_sha:
             raise ConfigError(
@@ -159,6 +174,58 @@ def load_case(config: RunConfig) -> Any:
     return get_case(config.case, data=config.data, weights=config.weights)
 
 
+def supported_specs(
+    specs: dict[str, MapSpec], model: nn.Module, case: Any, layer: str | None, *, skip: bool
+) -> dict[str, MapSpec]:
+    """The maps ``model`` can give, checked before any work: guided backprop needs activation
+    modules to guide, Grad-CAM a layer (the given one, or one the default rule finds). A map
+    that cannot run is an error naming it and why, or with ``skip`` (``--skip-unsupported``) is
+    left out with a warning, together with the maps reversed from it."""
+    from absgrad.methods.guided_backprop import guided_backprop_support
+    from absgrad.methods.layers import LayerError
+
+    example = case.normalize(torch.zeros(1, 3, *case.image_size)).to(_device_of(model))
+    problems: dict[str, str] = {}
+    if any(s.method == "gb" for s in specs.values()):
+        problem, caveat = guided_backprop_support(model, example)
+        if caveat is not None:
+            warnings.warn(caveat, UserWarning, stacklevel=3)
+            log.warning("guided backprop: %s", caveat)
+        for lb, s in specs.items():
+            if s.method == "gb" and problem is not None:
+                problems[lb] = f"guided backprop: {problem}"
+    if layer is not None:
+        find_layer(model, layer)  # a wrong --layer name is the user's error: it fails here
+    elif any(s.method == "gradcam" for s in specs.values()):
+        try:
+            find_layer(model, None)  # the default rule finds no layer: the model cannot give it
+        except LayerError as e:
+            problems.update(
+                {lb: f"Grad-CAM: {e}" for lb, s in specs.items() if s.method == "gradcam"}
+            )
+    if not problems:
+        return specs
+    dropped = set(problems) | {lb for lb, s in specs.items() if s.reverse_of in problems}
+    first, why = next(iter(problems.items()))
+    if not skip:
+        others = (
+            f" (and {len(dropped) - 1} more map(s) of the same kind)" if len(dropped) > 1 else ""
+        )
+        raise ConfigError(
+            f"map {first!r}{others} cannot run on this model: {why}. Leave such maps out with "
+            "--skip-unsupported (YAML: skip_unsupported: true) or choose maps with --methods"
+        )
+    message = f"leaving out {len(dropped)} map(s) the model cannot give ({', '.join(sorted(dropped))}): {why}"
+    warnings.warn(message, UserWarning, stacklevel=3)
+    log.warning("%s", message)
+    return {lb: s for lb, s in specs.items() if lb not in dropped}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def build_context(
     config: RunConfig,
     *,
@@ -168,8 +235,10 @@ def build_context(
     """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count).
 
     Also tunes this process's allocator for large tensors (:func:`absgrad.inference.allocator.
-    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out)."""
+    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out) and, with ``config.deterministic``,
+    sets this process's deterministic switches (:mod:`absgrad.utils.determinism`)."""
     tune_allocator()
+    set_deterministic(config.deterministic)  # before the model: cuBLAS reads its setting once
     case = case if case is not None else load_case(config)
     device = resolve_device(config.device)
     metrics = check_metrics(
@@ -178,8 +247,6 @@ def build_context(
     layer = config.gradcam_layer or case.gradcam_layer or None  # None: the default-layer rule
     specs = resolve_specs(config, case.reversal, layer)
     model = case.build_model(device)
-    if layer is not None:
-        find_layer(model, layer)  # a wrong name fails here, before any work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # eval mode and frozen parameters once per run: the engines and explain_many then only
@@ -196,6 +263,8 @@ def build_context(
             )
         config = dataclasses.replace(config, grad_batch_size=grad)
         specs = resolve_specs(config, case.reversal, layer)
+    # every requested map checked against the model before any work (once, on the final specs)
+    specs = supported_specs(specs, model, case, layer, skip=config.skip_unsupported)
     eval_batch_size = config.eval_batch_size
     if eval_batch_size == "auto":
         shape = tuple(case.samples()[0].image.shape)
@@ -247,6 +316,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     from absgrad.methods.randomness import image_seed
 
     t0 = time.perf_counter()
+    set_deterministic(config.deterministic)  # in every worker process, whichever executor
     ctx = context if context is not None else get_context(config)
     data = ctx.batch(unit)
     clean, blurred = ctx.probs(data)
@@ -290,8 +360,8 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     return UnitResult(
         unit=unit,
         scores=scores,
-        clean_prob=clean.double().cpu().tolist(),
-        blurred_prob=blurred.double().cpu().tolist(),
+        clean_prob=clean.cpu().double().tolist(),
+        blurred_prob=blurred.cpu().double().tolist(),
         timing={"load": t1 - t0, "explain": t2 - t1, "metrics": t3 - t2, "total": t3 - t0},
         maps={lb: m.detach().cpu().numpy().astype(np.float16) for lb, m in maps.items()}
         if unit.save_maps

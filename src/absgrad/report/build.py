@@ -68,6 +68,16 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _ground_truth_fact(res: Results) -> list[tuple[str, str]]:
+    """How many images the mask metrics leave out for want of ground truth (an empty mask)."""
+    mask_metrics = [k for k in res.metrics if METRICS[k].needs_mask]
+    n = max((res.n_missing(k) for k in mask_metrics), default=0)
+    if not n:
+        return []
+    titles = ", ".join(METRICS[k].title for k in mask_metrics)
+    return [("ground truth", f"{n} image(s) with an empty mask left out of {titles}")]
+
+
 def _facts(res: Results) -> list[tuple[str, str]]:
     m = res.meta
     cfg = m["config"]
@@ -97,6 +107,7 @@ def _facts(res: Results) -> list[tuple[str, str]]:
             f"AUC steps {cfg['auc_steps']}",
         ),
         ("seed", str(cfg["seed"])),
+        *_ground_truth_fact(res),
         (
             "units",
             f"{res.done_units} of {m['n_units']} stored"

@@ -23,7 +23,7 @@ from absgrad.names import METRICS
 from absgrad.protocol.catalogue import ABLATION_P, TABLE2, gag_label
 from absgrad.protocol.plan import unit_id
 from absgrad.protocol.store import RunStore
-from absgrad.report.overlay import CLIP, CMAP, overlay
+from absgrad.report.overlay import colour_bar, overlay
 from absgrad.report.results import Results
 from absgrad.report.stats import Interval, bootstrap_ci
 
@@ -119,15 +119,6 @@ def line_styles(labels: Iterable[str], maps: Mapping[str, Any]) -> dict[str, dic
     return out
 
 
-def ordinal(x: float) -> str:
-    """``1`` -> ``1st``, ``99`` -> ``99th``, ``2.5`` -> ``2.5th``."""
-    if float(x).is_integer():
-        n = int(x)
-        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-        return f"{n}{suffix}"
-    return f"{x:g}th"
-
-
 def _tex(title: str) -> str:
     return title.replace("^R", "$^R$")
 
@@ -207,13 +198,8 @@ def map_grid(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.subplots_adjust(wspace=0.04, hspace=0.04, right=0.93)
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     cax = fig.add_axes((0.94, 0.15, 0.008 * 14 / max(n_c, 1) + 0.004, 0.7))
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=CMAP), cax=cax)
-    bar.set_ticks([0, 1], labels=[f"{ordinal(CLIP[0])} pct", f"{ordinal(CLIP[1])} pct"])
-    bar.ax.tick_params(labelsize=6)
+    colour_bar(fig, cax=cax).ax.tick_params(labelsize=6)
     return _save(fig, path), len(picked)
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from absgrad.names import METRICS
 from absgrad.protocol.catalogue import TABLE2
 from absgrad.protocol.store import RunStore, atomic_write_bytes
-from absgrad.report.figures import ordinal, stored_maps
-from absgrad.report.overlay import ALPHA, CLIP, CMAP, overlay
+from absgrad.report.figures import stored_maps
+from absgrad.report.overlay import ALPHA, CLIP, CMAP, ordinal, overlay
 from absgrad.report.results import Results
 
 PAGE_SIZE = 20
@@ -197,8 +197,12 @@ def _score_line(res: Results, label: str, row: int | None) -> tuple[str, str]:
     vals = [(METRICS[m].title, float(d[m][row])) for m in order if m in d and m in METRICS]
     if not vals:
         return "", ""
-    short = f"{vals[0][0]} {vals[0][1]:.3f}"
-    return short, "; ".join(f"{k} {v:.4f}" for k, v in vals)
+
+    def shown(v: float, decimals: int) -> str:  # NaN: no ground truth for a mask metric
+        return "n/a (empty mask)" if np.isnan(v) else f"{v:.{decimals}f}"
+
+    short = f"{vals[0][0]} {shown(vals[0][1], 3)}"
+    return short, "; ".join(f"{k} {shown(v, 4)}" for k, v in vals)
 
 
 def _class_text(meta: Mapping[str, Any], facts: Mapping[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Saliency maps drawn over their photo: percentile clipping, a perceptual colormap, blending.
 
-The same rendering serves the report's map figure and its per-image gallery, so a map looks
-the same everywhere: values are clipped to the map's own ``lo``-``hi`` percentiles (default
+The same rendering serves the report's map figure, its per-image gallery and ``absgrad explain``
+(:func:`overlay_figure`), so a map looks the same everywhere: values are clipped to the map's own ``lo``-``hi`` percentiles (default
 1st-99th), stretched to [0, 1], coloured with a perceptually uniform colormap (default
 ``inferno``) and alpha-blended over the de-normalised photo.
 """
@@ -9,8 +9,13 @@ the same everywhere: values are clipped to the map's own ``lo``-``hi`` percentil
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.colorbar import Colorbar
+    from matplotlib.figure import Figure
 
 #: Defaults of every overlay the report draws.
 CMAP = "inferno"
@@ -79,3 +84,44 @@ def overlay(
     heat = colorize(norm, cmap).astype(np.float32)
     out = (1.0 - alpha) * photo.astype(np.float32) + alpha * heat
     return np.clip(out.round(), 0, 255).astype(np.uint8)
+
+
+def ordinal(x: float) -> str:
+    """``1`` -> ``1st``, ``99`` -> ``99th``, ``2.5`` -> ``2.5th``."""
+    if float(x).is_integer():
+        n = int(x)
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"{n}{suffix}"
+    return f"{x:g}th"
+
+
+def colour_bar(
+    fig: Figure, *, cmap: str = CMAP, clip: tuple[float, float] = CLIP, **where: Any
+) -> Colorbar:
+    """The overlays' colour bar on ``fig``: ``cmap`` from the ``clip`` percentiles' low to high.
+
+    ``where`` places it (``fig.colorbar``'s ``ax=``/``cax=``/``fraction=``...).
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), **where)
+    bar.set_ticks([0, 1], labels=[f"{ordinal(clip[0])} pct", f"{ordinal(clip[1])} pct"])
+    return bar
+
+
+def overlay_figure(photo: np.ndarray, smap: np.ndarray, title: str) -> Figure:
+    """The photo ``(H, W, 3)`` uint8 and ``smap`` ``(h, w)`` drawn over it, side by side,
+    with the colour bar; the overlay panel is titled ``title``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.6, 4))
+    a, b = fig.subplots(1, 2)
+    a.imshow(photo)
+    a.set_title("image")
+    b.imshow(overlay(photo, smap))
+    b.set_title(title)
+    for ax in (a, b):
+        ax.axis("off")
+    colour_bar(fig, ax=b, fraction=0.046)
+    return fig

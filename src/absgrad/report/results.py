@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from absgrad.names import METRICS
 from absgrad.protocol.store import RunStore, atomic_write_bytes
 
 
@@ -47,8 +48,10 @@ class Results:
     def n_images(self, label: str) -> int:
         return len(self.image_ids.get(label, []))
 
-    def scores(self, label: str, metric: str) -> np.ndarray | None:
-        """Per-image scores ``(n,)`` of ``metric`` for map ``label``, in ``image_ids[label]`` order.
+    def scores(self, label: str, metric: str, *, keep_missing: bool = False) -> np.ndarray | None:
+        """Per-image scores ``(n,)`` of ``metric`` for map ``label``, in ``image_ids[label]`` order
+        (images without a score, e.g. no ground truth for a mask metric, left out unless
+        ``keep_missing``: then NaN in their place; :meth:`scored` gives the ids that go with them).
 
         DAUC/IAUC are the areas of each image's deletion/insertion curve; the area is linear, so
         their mean is the area of the mean curve (the paper's dataset-level number).
@@ -63,7 +66,25 @@ class Results:
             from absgrad.metrics.grid import trapezoid_area
 
             return trapezoid_area(np.asarray(curve))
-        return np.asarray(d[metric], dtype=np.float64)
+        v = np.asarray(d[metric], dtype=np.float64)
+        return v if keep_missing else v[~_missing(metric, v)]
+
+    def scored(self, label: str, metric: str) -> tuple[list[str], np.ndarray] | None:
+        """``(image ids, scores)`` of the images that have a score of ``metric`` for ``label``:
+        an image without ground truth (an empty mask) has none for the mask metrics."""
+        v = self.scores(label, metric, keep_missing=True)
+        if v is None:
+            return None
+        keep = ~_missing(metric, v)
+        return [i for i, k in zip(self.image_ids[label], keep, strict=True) if k], v[keep]
+
+    def n_missing(self, metric: str) -> int:
+        """How many images have no score of ``metric`` (no ground truth), in the first map."""
+        for label in self.labels:
+            v = self.scores(label, metric, keep_missing=True)
+            if v is not None:
+                return int(_missing(metric, v).sum())
+        return 0
 
     def value(self, label: str, metric: str) -> float | None:
         """The dataset-level value of ``metric`` for map ``label`` (None if not computed)."""
@@ -77,10 +98,10 @@ class Results:
         """
         cols = []
         for lb in labels:
-            v = self.scores(lb, metric)
-            if v is None:
+            got = self.scored(lb, metric)
+            if got is None:
                 return None
-            cols.append(dict(zip(self.image_ids[lb], v.tolist(), strict=True)))
+            cols.append(dict(zip(*got, strict=True)))
         ids = [i for i in self.image_ids[labels[0]] if all(i in c for c in cols)] if cols else []
         if not ids:
             return None
@@ -104,6 +125,15 @@ class Results:
 
         cfg = self.meta["config"]
         return list(rcap_percentiles(cfg["rcap_lower_bound"], cfg["rcap_interval"]))
+
+
+def _missing(metric: str, values: np.ndarray) -> np.ndarray:
+    """Which scores are missing: a mask metric has none (stored as null) for an image without
+    ground truth. Other metrics are never missing; a NaN there stays, for the checks to flag."""
+    info = METRICS.get(metric)
+    if info is None or not info.needs_mask:
+        return np.zeros(values.shape, dtype=bool)
+    return np.isnan(values)
 
 
 def load_results(out: str | Path) -> Results:
@@ -138,10 +168,10 @@ def score_rows(res: Results) -> list[tuple[str, int | None, str, str, float]]:
     rows = []
     for label in res.labels:
         for metric in res.metrics:
-            v = res.scores(label, metric)
-            if v is None:
+            got = res.scored(label, metric)
+            if got is None:
                 continue
-            for image_id, x in zip(res.image_ids[label], v.tolist(), strict=True):
+            for image_id, x in zip(*got, strict=True):
                 rows.append((image_id, res.targets.get(image_id), label, metric, float(x)))
     return rows
 

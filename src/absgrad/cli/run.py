@@ -1,0 +1,75 @@
+"""``absgrad run`` and ``absgrad demo``: a protocol run, then its report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from absgrad.cli.errors import UserError
+from absgrad.cli.flags import config_overrides
+
+#: ``--executor ray``'s flags -> the executor's keyword arguments
+RAY_OPTIONS = {
+    "address": "--address",
+    "workers": "--workers",
+    "gpus_per_worker": "--gpus-per-worker",
+}
+
+
+def executor_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Options of ``--executor ray`` (which this registers); other executors take none."""
+    flags = dict(RAY_OPTIONS)
+    opts = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
+    if getattr(args, "worker_writes", False):
+        opts["write_dir"] = out
+        flags["write_dir"] = "--worker-writes"
+    if getattr(args, "executor", "local") == "ray":
+        import absgrad.protocol.ray_executor  # noqa: F401  (registers --executor ray)
+    elif opts:
+        raise UserError(f"{', '.join(flags[k] for k in opts)} only apply with --executor ray")
+    return opts
+
+
+def run_and_report(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int:
+    """Run the config ``raw`` overridden by ``args.command``'s flags; report unless told not to."""
+    from absgrad.protocol.config import make_config
+    from absgrad.protocol.executors import get_executor
+    from absgrad.protocol.runner import run_protocol
+    from absgrad.report.build import build_report, resolve_compare
+
+    config = make_config(raw, config_overrides(args, args.command))
+    if args.compare_paper is not None:
+        resolve_compare(config.case, args.compare_paper)  # fail early on a bad name
+    out = Path(args.out or default_out.format(case=config.case))
+    executor = get_executor(getattr(args, "executor", "local"), **executor_options(args, out))
+    t0 = time.perf_counter()
+    meta = run_protocol(config, out, resume=args.resume, executor=executor, quiet=args.quiet)
+    wall = time.perf_counter() - t0
+    if not args.no_report:
+        report = build_report(out, compare=args.compare_paper)
+        if not args.quiet:
+            print((out / "tables" / "tables.md").read_text())
+            print((out / "claims.md").read_text())
+        print(f"report: {report.html.resolve()}")
+    print(
+        f"run {meta['status']}: {meta['done_units']} of {meta['n_units']} units "
+        f"in {out} ({wall:.1f} s)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from absgrad.protocol.config import load_config_file
+
+    if args.config is None and args.case is None and args.model is None:
+        raise UserError("give --case NAME, --config FILE, or --data DIR --model SPEC")
+    raw = load_config_file(args.config) if args.config else {}
+    return run_and_report(args, raw, "absgrad-{case}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from absgrad.protocol.config import load_config_file
+
+    return run_and_report(args, load_config_file("demo"), "absgrad-demo")
