@@ -38,6 +38,13 @@ def resolve_specs(
     if config.grad_batch_size != "auto":  # the gradient chunk, when set or measured
         sampling = dataclasses.replace(sampling, batch_size=config.grad_batch_size)
     allspecs = paper_maps(sampling, reversal)
+    if sampling.batch_size > config.batch_size:
+        # Guided IG's calls carry one image per image of the unit, padded to the call size:
+        # a gradient chunk above the unit's batch would only add padded images to every call
+        for lb, spec in allspecs.items():
+            if spec.method == "guidedig":
+                params = {**spec.params, "batch_size": config.batch_size}
+                allspecs[lb] = dataclasses.replace(spec, params=params)
     for label, m in config.extra_maps.items():
         if label in allspecs:
             raise ConfigError(f"config field 'extra_maps.{label}': label is already a protocol map")
