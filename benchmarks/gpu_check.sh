@@ -144,7 +144,8 @@ step 75 "CLI, $N32 photos, engine auto" "^CLI |log: " bash -c "cli_run auto32 $N
 # the CLI's defaults are 4 images per unit and 16 per forward pass; the GPU's best settings:
 step 60 "CLI, $N32 photos, --batch-size 16 --eval-batch-size auto" "^CLI |log: " \
     bash -c "cli_run tuned32 $N32 $DEV --batch-size 16 --eval-batch-size auto"
-step 80 "the same 2 photos on $DEV and on the CPU (eager)" "^CLI | vs " \
+step 80 "the same 2 photos on $DEV and on the CPU (eager)" \
+    "^CLI | vs |^(rcap|dauc|iauc) +max |max \|score difference\|" \
     bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager && compare dev2 cpu2 \
         && \"\$PY\" benchmarks/score_diff.py \"\$WORK/dev2\" \"\$WORK/cpu2\" --limit 1e-4"
 step 40 "CLI, $N8 photos, engine eager" "^CLI " bash -c "cli_run eager8 $N8 $DEV --engine eager"
