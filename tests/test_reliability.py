@@ -238,5 +238,7 @@ def test_isic_and_places365_refuse_an_image_listed_twice(tmp_path):
         "".join(f"/c/cat{i} {i}\n" for i in range(365))
     )
     (places / "places365_val.txt").write_text("a.jpg 0\nb.jpg 1\na.jpg 0\n")
-    with pytest.raises(AbsgradError, match=r"line 3: a\.jpg is listed again \(first at line 1\)"):
+    with pytest.raises(
+        AbsgradError, match=r"line 3: file 'a\.jpg' is listed again \(first at line 1\)"
+    ):
         get_case("places365", data=places).samples()

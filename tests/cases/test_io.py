@@ -174,6 +174,10 @@ def test_imagenet_sample_case_reads_bom_and_16bit(tmp_path):
             "file,wnid,class_index,name\na.png,n,1,x\nb.png,n,2,y\na.png,n,1,x\n",
             "row 4.*listed again",
         ),
+        (  # one file under two names (issue 23, item 2)
+            "file,wnid,class_index,name\na.png,n,1,x\n./a.png,n,2,y\n",
+            r"row 3: file '\./a\.png' names the same file as 'a\.png' \(first at row 2\)",
+        ),
         ("file,wnid,class_index,name\na.png,n,1,x\nb.png,n\n", "row 3: 2 field"),
         ("file,wnid,class_index,name\na.png,n,,x\n", "row 2: class_index '' is not an integer"),
     ],
