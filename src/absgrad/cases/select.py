@@ -19,6 +19,7 @@ from torch import nn
 
 from absgrad.cases.base import Case, Sample, UnreadableImageError
 from absgrad.errors import AbsgradError
+from absgrad.metrics.forward import chunk_probs
 
 CACHE_ENV = "ABSGRAD_CACHE"
 _CACHE_VERSION = 3
@@ -116,7 +117,7 @@ def score_case(
             x = case.normalize(torch.stack([s.image for s in batch]).to(device))
             labels = torch.tensor([s.label for s in batch], device=device)
             with torch.inference_mode():
-                prob = model(x).softmax(dim=1)
+                prob = chunk_probs(model, x)  # NaN logits are an error, not "not selected"
             p = prob.gather(1, labels[:, None])[:, 0].cpu()
             pred = prob.argmax(dim=1).cpu()
             scores.update(

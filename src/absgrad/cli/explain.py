@@ -25,9 +25,11 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from absgrad.explanation import explain_file, overlay_path, save_explanation
+    from absgrad.utils.files import check_writable
 
     try:
-        overlay_path(args.out, args.image, args.method)  # a bad --out fails before any work
+        png = overlay_path(args.out, args.image, args.method)  # a bad --out fails before any work
+        check_writable(png.parent, "the map into")
         result = explain_file(
             args.image,
             model=args.model,

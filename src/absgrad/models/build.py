@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import warnings
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from absgrad.errors import AbsgradError
 from absgrad.models.checkpoint import CheckpointError, load_exact, read_state_dict, strip_prefixes
 from absgrad.models.defaults import DEFAULT_SIZE
 from absgrad.models.logits import logits_model, output_classes
@@ -65,6 +67,32 @@ def _import_factory(spec: ModelSpec) -> Callable[..., Any]:
     return factory
 
 
+def _call_factory(spec: ModelSpec, factory: Callable[..., Any], kw: dict[str, Any]) -> Any:
+    """``factory(**kw)``; a factory that needs other arguments, or raises, is a
+    :class:`ModelSpecError` saying so (its traceback with ``ABSGRAD_DEBUG=1``)."""
+    try:
+        inspect.signature(factory).bind(**kw)
+    except TypeError as e:
+        raise ModelSpecError(
+            f"model spec {spec}: the factory cannot be called with "
+            f"{', '.join(f'{k}={v!r}' for k, v in kw.items()) or 'no arguments'} ({e}); give "
+            "its arguments defaults, or name a function that takes none"
+        ) from None
+    except ValueError:  # no signature (a builtin): just call it
+        pass
+    try:
+        return factory(**kw)
+    except AbsgradError:
+        raise
+    except Exception as e:
+        raise ModelSpecError(f"model spec {spec}: the factory raised {_raised(e)}") from e
+
+
+def _raised(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text if len(text) <= 300 else text[:297] + '...'}"
+
+
 def build_architecture(spec: str | ModelSpec, num_classes: int | None = None) -> nn.Module:
     """The spec's model with random weights (nothing downloads); ``num_classes`` None: default."""
     spec = parse_model_spec(spec)
@@ -90,8 +118,16 @@ def build_architecture(spec: str | ModelSpec, num_classes: int | None = None) ->
             )
         model = tvm.get_model(spec.name, weights=None, **kw)
     else:
-        factory = _import_factory(spec)
-        model = factory(**kw) if kw else factory()
+        try:
+            factory = _import_factory(spec)
+        except AbsgradError:
+            raise
+        except Exception as e:  # the user's module failed to import
+            module = spec.name.rpartition(":")[0]
+            raise ModelSpecError(
+                f"model spec {spec}: importing {module} raised {_raised(e)}"
+            ) from e
+        model = _call_factory(spec, factory, kw)
         if not isinstance(model, nn.Module):
             raise ModelSpecError(
                 f"model spec {spec}: the factory returned {type(model).__name__}, not an nn.Module"

@@ -35,6 +35,14 @@ RESAMPLE = {
 }
 
 
+#: The largest input side (``size``) absgrad accepts: a 4096 x 4096 input is 200 MB as float32;
+#: the sizes of image classifiers lie far below it (224 to 1024), while a typo such as 100000
+#: would ask for 120 GB per image before anything else happens.
+MAX_SIDE = 4096
+#: The largest ``resize`` (the shorter side before the crop): twice ``MAX_SIDE``.
+MAX_RESIZE = 2 * MAX_SIDE
+
+
 class PreprocessError(AbsgradError):
     """A preprocessing option (size, resize, norm, interpolation) is invalid; the message says how."""
 
@@ -57,10 +65,16 @@ class Preprocess:
         h, w = self.size
         if min(h, w) < 1:
             raise PreprocessError(f"size must be positive (H, W), got {self.size}")
+        if max(h, w) > MAX_SIDE:
+            raise PreprocessError(_too_large("size", self.size, self.size, MAX_SIDE))
         if self.resize != STRETCH and (
             not isinstance(self.resize, int) or isinstance(self.resize, bool) or self.resize < 1
         ):
             raise PreprocessError(f"resize must be an int >= 1 or 'stretch', got {self.resize!r}")
+        if self.resize != STRETCH and self.resize > MAX_RESIZE:
+            raise PreprocessError(
+                _too_large("resize", self.resize, (self.resize, self.resize), MAX_RESIZE)
+            )
         if self.interpolation not in RESAMPLE:
             raise PreprocessError(
                 f"interpolation must be one of {', '.join(RESAMPLE)}, got {self.interpolation!r}"
@@ -139,6 +153,12 @@ class Preprocess:
         return out
 
 
+def _too_large(name: str, value: Any, sides: tuple[int, int], limit: int) -> str:
+    gb = 3 * sides[0] * sides[1] * 4 / 1e9
+    cost = f" (one {sides[0]}x{sides[1]} image would take {gb:.3g} GB)" if gb >= 1 else ""
+    return f"{name} {value!r} is larger than {limit} pixels a side, the most absgrad accepts{cost}"
+
+
 def pil_to_tensor(im: Image.Image) -> Tensor:
     """RGB Pillow image -> ``(3, H, W)`` float32 in [0, 1]."""
     arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -181,6 +201,8 @@ def parse_size(value: Any) -> tuple[int, int]:
         hw = hw * 2
     if len(hw) != 2 or min(hw) < 8:
         raise PreprocessError(f"size must be N or HxW with sides >= 8 pixels, got {value!r}")
+    if max(hw) > MAX_SIDE:
+        raise PreprocessError(_too_large("size", value, (hw[0], hw[1]), MAX_SIDE))
     return hw[0], hw[1]
 
 
@@ -196,6 +218,8 @@ def parse_resize(value: Any) -> int | str:
         raise PreprocessError(
             f"resize must be the shorter side in pixels (>= 8) or 'stretch', got {value!r}"
         )
+    if r > MAX_RESIZE:
+        raise PreprocessError(_too_large("resize", value, (r, r), MAX_RESIZE))
     return r
 
 
@@ -227,6 +251,8 @@ def norm_text(norm: tuple[Sequence[float], Sequence[float]]) -> str:
 
 
 __all__ = [
+    "MAX_RESIZE",
+    "MAX_SIDE",
     "RESAMPLE",
     "STRETCH",
     "Preprocess",

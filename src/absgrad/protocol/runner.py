@@ -27,6 +27,7 @@ from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, UnitResult, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore
 from absgrad.protocol.worker import WorkerContext, get_context, run_unit, set_context
+from absgrad.utils.files import check_writable, output_errors
 
 log = logging.getLogger("absgrad.protocol")
 LOG_FILE = "absgrad.log"
@@ -41,11 +42,19 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file. A line that cannot be written (a full disk) is lost without the
+    traceback logging prints by default: the run's own next write reports the disk."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 @contextlib.contextmanager
 def run_logging(out: Path, quiet: bool) -> Iterator[None]:
     """Log to ``out/absgrad.log`` (always) and to the console (unless ``quiet``)."""
     out.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(out / LOG_FILE)]
+    handlers: list[logging.Handler] = [_LogFile(out / LOG_FILE)]
     handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     if not quiet:
         console = _TqdmHandler()
@@ -495,7 +504,29 @@ def run_protocol(
     context of this process (e.g. a wrapped model); it only affects in-process executors.
     A second run into the same folder while one is running is refused (the folder's lock).
     """
+    if not str(out).strip():  # Path("") would be the current folder
+        raise RunDirError("the run folder's name is empty: name the folder to write the run into")
     out = Path(out)
+    # the one place an OSError of writing into the run folder becomes a one-line error
+    with output_errors(out, "the run folder", full_hint=FULL_DISK_HINT):
+        check_writable(out, "the run folder")  # before loading anything
+        return _run_protocol(config, out, resume, executor, quiet, context)
+
+
+#: What to do after a full disk stopped a run.
+FULL_DISK_HINT = (
+    "; free some space and run the same command again: the units stored so far are kept"
+)
+
+
+def _run_protocol(
+    config: RunConfig,
+    out: Path,
+    resume: bool | None,
+    executor: Executor | None,
+    quiet: bool,
+    context: WorkerContext | None,
+) -> dict[str, Any]:
     store = RunStore(out)
     store.check(config, resume)  # refuse early, before loading anything
     executor = executor or LocalExecutor()

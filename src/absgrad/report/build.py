@@ -25,6 +25,7 @@ from absgrad.report.gallery import Gallery, write_gallery
 from absgrad.report.render import to_csv, to_html, to_latex, to_markdown
 from absgrad.report.results import Results, load_results, write_scores
 from absgrad.report.tables import Table, build_tables, paper_case_name, paper_numbers
+from absgrad.utils.files import output_errors
 
 FIGURE_TITLES = {
     "maps": "Saliency maps over their photo (images x Table 2's methods)",
@@ -287,8 +288,19 @@ def build_report(
     tables: tuple[int, ...] | None = None,
     results: Results | None = None,
 ) -> Report:
-    """Write tables/, figures/, claims.md and report.html into the run folder ``out``."""
+    """Write tables/, figures/, claims.md and report.html into the run folder ``out``; a
+    folder that cannot be written (no permission, a full disk) is an ``OutputError``."""
     out = Path(out)
+    with output_errors(out, "the report into"):
+        return _build_report(out, compare, tables, results)
+
+
+def _build_report(
+    out: Path,
+    compare: str | bool | None,
+    tables: tuple[int, ...] | None,
+    results: Results | None,
+) -> Report:
     res = results or load_results(out)
     computed = tuple(res.meta["config"].get("tables", (1, 2, 3)))
     numbers = tables or computed
