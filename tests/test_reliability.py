@@ -8,6 +8,7 @@ interruption are tested in tests/protocol/test_run_safety.py; label files in tes
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -387,3 +388,31 @@ def test_explain_out_into_an_unwritable_place_is_refused_before_the_work(
     argv[argv.index("--out") + 1] = str(out)
     monkeypatch.setattr(absgrad.explanation, "explain_file", None)  # no work may start
     user_error(capsys, argv, f"cannot write the map into {out.parent}", why)
+
+
+# -- issue 23, item 11: one rule for unreadable images, for name case, an empty --out ------------
+@pytest.mark.parametrize("selection", [["--no-select"], ["--threshold", "0"]])
+def test_an_unreadable_image_is_skipped_alike_with_or_without_selection(
+    own, tmp_path, capsys, selection
+):
+    """An empty file and a truncated JPEG are both skipped with a warning naming them, and
+    counted (run.json ``images.unreadable``, the report's facts), whether images are selected
+    or not. Before the fix a truncated JPEG stopped a ``--no-select`` run while an empty file
+    was skipped."""
+    data = tmp_path / "data"
+    (data / "a" / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(data / "b" / "cut.jpg", quality=95)
+    whole = (data / "b" / "cut.jpg").read_bytes()
+    (data / "b" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    argv = [*own, "--model", f"{tmp_path / 'models.py'}:Net", "--out", str(tmp_path / "r")]
+    argv.remove("--no-select")
+    argv.remove("--no-report")
+    with pytest.warns(UserWarning, match="skipping unreadable file") as caught:
+        assert main([*argv, *selection]) == 0
+    warned = " ".join(str(w.message) for w in caught)
+    assert "empty.jpg" in warned and "cut.jpg" in warned
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert meta["images"]["ids"] == ["a/x", "b/x"]
+    assert sorted(Path(f).name for f in meta["images"]["unreadable"]) == ["cut.jpg", "empty.jpg"]
+    report = (tmp_path / "r" / "report.html").read_text()
+    assert "2 unreadable image file(s) skipped" in report

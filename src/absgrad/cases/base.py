@@ -128,9 +128,14 @@ class CaseDataset(Sequence[Sample]):
             except UnreadableImageError as e:
                 self._skip(self.records[i].path, str(e))
 
-    def note_unreadable(self, index: int, error: Exception) -> None:
+    def note_unreadable(self, index: int, error: Exception | str) -> None:
         """Record (and warn about) an item that failed to load; used by batch readers."""
         self._skip(self.records[index].path, str(error))
+
+    @property
+    def unreadable(self) -> list[str]:
+        """The files skipped so far, each once, in the order they were found."""
+        return list(dict.fromkeys(path for path, _ in self.skipped))
 
 
 def _check_unique(records: Sequence[Record], *, files: bool) -> None:

@@ -108,8 +108,11 @@ def select_images(
     config: RunConfig, ctx: WorkerContext, progress: bool = False
 ) -> tuple[list[int], list[str], int]:
     """The run's images: the case's samples passing the selection rule, cut to ``limit``
-    (``progress``: a progress bar for the selection pass)."""
+    (``progress``: a progress bar for the selection pass). An image file that cannot be read
+    is skipped with a warning, with or without selection (``samples().unreadable`` lists them).
+    """
     from absgrad.cases import select
+    from absgrad.cases.select import readable
 
     samples = ctx.case.samples()
     total = len(samples)
@@ -122,8 +125,8 @@ def select_images(
             device=ctx.device,
             progress=progress,
         )
-    else:
-        indices = list(range(total))
+    else:  # every image is decoded once, so that one that cannot be is skipped here too
+        indices = readable(ctx.case, config.limit)
     if config.limit is not None:
         indices = indices[: config.limit]
     if not indices:
@@ -163,8 +166,10 @@ def plan_run(
             meta["images"]["ids"],
             meta["images"]["candidates"],
         )
+        unreadable = meta["images"].get("unreadable", [])
     else:
         indices, ids, total = select_images(config, ctx, progress)
+        unreadable = ctx.case.samples().unreadable
     groups = group_specs(ctx.specs)
     units = make_plan(config, groups, indices, ids)
     new_meta = {
@@ -172,7 +177,12 @@ def plan_run(
         "config_hashed": config.hash_dict(),
         "config_hash": config.config_hash(),
         "case": _case_facts(ctx),
-        "images": {"indices": indices, "ids": ids, "candidates": total},
+        "images": {
+            "indices": indices,
+            "ids": ids,
+            "candidates": total,
+            "unreadable": unreadable,
+        },
         "maps": {lb: s.as_dict() for lb, s in ctx.specs.items()},
         "groups": [
             {"name": g.name, "labels": list(g.labels), "derived": list(g.derived)} for g in groups
@@ -310,6 +320,11 @@ class RunSession:
             meta["images"]["candidates"],
             "selection as stored" if old else ("selected" if config.select else "no selection"),
         )
+        if meta["images"]["unreadable"]:
+            log.warning(
+                "%d image file(s) cannot be read and are skipped (run.json: images.unreadable)",
+                len(meta["images"]["unreadable"]),
+            )
         if self.auto_chunk:
             log.info("eval_batch_size auto: measured %d", self.ctx.eval.batch_size)
         removed = store.clean_temporaries()

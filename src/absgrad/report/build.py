@@ -79,6 +79,14 @@ def _ground_truth_fact(res: Results) -> list[tuple[str, str]]:
     return [("ground truth", f"{n} image(s) with an empty mask left out of {titles}")]
 
 
+def _unreadable(files: list[str]) -> str:
+    """The note on image files the run skipped because they cannot be read."""
+    if not files:
+        return ""
+    shown = ", ".join(Path(f).name for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    return f"; {len(files)} unreadable image file(s) skipped: {shown}"
+
+
 def _facts(res: Results) -> list[tuple[str, str]]:
     m = res.meta
     cfg = m["config"]
@@ -93,7 +101,8 @@ def _facts(res: Results) -> list[tuple[str, str]]:
         (
             "images",
             f"{len(m['images']['ids'])} of {m['images']['candidates']} "
-            f"(selection: {'on' if cfg['select'] else 'off'}, limit {cfg['limit']})",
+            f"(selection: {'on' if cfg['select'] else 'off'}, limit {cfg['limit']})"
+            + _unreadable(m["images"].get("unreadable", [])),
         ),
         (
             "maps / metrics",
