@@ -416,3 +416,27 @@ def test_an_unreadable_image_is_skipped_alike_with_or_without_selection(
     assert sorted(Path(f).name for f in meta["images"]["unreadable"]) == ["cut.jpg", "empty.jpg"]
     report = (tmp_path / "r" / "report.html").read_text()
     assert "2 unreadable image file(s) skipped" in report
+
+
+def test_method_metric_and_map_names_are_case_insensitive(tmp_path):
+    """``explain --method GAG`` was accepted while ``run --methods VG`` was refused: names of
+    methods, maps and metrics are case-insensitive everywhere, kept in lower case (one run for
+    ``VG`` and ``vg``)."""
+    from absgrad.cases.base import PAPER_REVERSAL
+    from absgrad.metrics import get_metric
+    from absgrad.protocol.plan import resolve_specs
+
+    upper = make_config({"case": "synthetic", "maps": ["VG", "Gag-85"], "metrics": ["RCAP"]})
+    lower = make_config({"case": "synthetic", "maps": ["vg", "gag-85"], "metrics": ["rcap"]})
+    assert upper.config_hash() == lower.config_hash()
+    specs = list(resolve_specs(upper, PAPER_REVERSAL, None))
+    assert specs == list(resolve_specs(lower, PAPER_REVERSAL, None))
+    assert {"vg", "gag-85"} <= set(specs)
+    assert get_metric("DAUC").key == "dauc"
+    extra = {"MyGag": {"method": "GAG", "params": {"n_samples": 4}}}
+    config = make_config({"case": "synthetic", "extra_maps": extra, "maps": ["mygag"]})
+    assert config.extra_maps == {"mygag": {"method": "gag", "params": {"n_samples": 4}}}
+    assert list(resolve_specs(config, PAPER_REVERSAL, None)) == ["mygag"]
+    twice = {"a": {"method": "vg"}, "A": {"method": "sg"}}
+    with pytest.raises(ConfigError, match="extra_maps.A.*differs from another only in case"):
+        make_config({"case": "synthetic", "extra_maps": twice})
