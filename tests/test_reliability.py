@@ -440,3 +440,18 @@ def test_method_metric_and_map_names_are_case_insensitive(tmp_path):
     twice = {"a": {"method": "vg"}, "A": {"method": "sg"}}
     with pytest.raises(ConfigError, match="extra_maps.A.*differs from another only in case"):
         make_config({"case": "synthetic", "extra_maps": twice})
+
+
+@pytest.mark.parametrize("command", ["run", "explain", "compare"])
+def test_an_empty_out_is_refused(capsys, tmp_path, synthetic_run, command):
+    """``--out ''`` wrote into a default folder (run) or the current folder: it is refused."""
+    argv = {
+        "run": ["run", "--case", "synthetic", *TINY],
+        "explain": _explain(tmp_path),
+        "compare": ["compare", str(synthetic_run), str(synthetic_run)],
+    }[command]
+    if "--out" in argv:
+        argv[argv.index("--out") + 1] = ""
+    else:
+        argv += ["--out", ""]
+    user_error(capsys, argv, "--out is empty")
