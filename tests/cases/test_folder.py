@@ -282,6 +282,22 @@ def test_labels_neither_indices_nor_names_are_refused_by_row(tmp_path, weights, 
     assert [r.label for r in case.samples().records] == [2, 0]
 
 
+# -- issue 23, item 11: the out-of-range label message names its source ----------------------------
+def test_an_index_folder_out_of_range_is_named(tmp_path, weights):
+    """Class folders named by index (``0``, ``1``, ``7``) for a 3-class model: the error names
+    the class folder, the image and the valid range, and counts the images with such labels.
+    Before the fix it said only "labels outside 0..2 (class indices from the folder names)"."""
+    for name in ("0", "1", "7"):
+        for i in range(2):
+            _photo(tmp_path / "d" / name / f"p{i}.png", i)
+    folder = tmp_path / "d" / "7"
+    with pytest.raises(DataLayoutError) as e:
+        _case(tmp_path / "d", weights).samples()
+    assert str(e.value).startswith(f"class folder {folder}: class index 7 of 7/p0 ")
+    assert "not one of the model's 3 classes (0..2" in str(e.value)
+    assert str(e.value).endswith("; 2 images have such labels")
+
+
 # -- issue 23, item 5: images in subfolders of a class folder ---------------------------------------
 def test_nested_images_are_found_as_image_folder_finds_them(folders, weights, tmp_path):
     """``DIR/cls/sub/x.png`` belongs to class ``cls`` (torchvision's ``ImageFolder`` reads it);
