@@ -80,6 +80,20 @@ def test_8bit_modes_match_pillow_rgb(tmp_path, mode):
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
 
 
+def test_exif_orientation_is_ignored_as_torchvision_does(tmp_path):
+    """A JPEG tagged "rotate 90" is read as stored, pixel for pixel as torchvision's
+    ``ImageFolder`` loader reads it (docs/own-model.md says so): not turned upright."""
+    from torchvision.datasets.folder import pil_loader
+
+    im = Image.fromarray(RNG.integers(0, 256, (20, 60, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    im.save(tmp_path / "tagged.jpg", exif=exif, quality=95)
+    ours = read_rgb_image(tmp_path / "tagged.jpg")
+    assert ours.size == (60, 20)
+    assert np.array_equal(np.asarray(ours), np.asarray(pil_loader(tmp_path / "tagged.jpg")))
+
+
 def test_float_image_in_range_accepted_out_of_range_refused(tmp_path):
     ok = RNG.random((3, 4), dtype=np.float32)
     Image.fromarray(ok, "F").save(tmp_path / "ok.tiff")
