@@ -172,7 +172,8 @@ def plan_run(
         unreadable = meta["images"].get("unreadable", [])
     else:
         indices, ids, total = select_images(config, ctx, progress)
-        unreadable = ctx.case.samples().unreadable
+        # a case's own sequence of samples (not a CaseDataset) may keep no such list
+        unreadable = list(getattr(ctx.case.samples(), "unreadable", []))
     groups = group_specs(ctx.specs)
     units = make_plan(config, groups, indices, ids)
     new_meta = {
