@@ -3,26 +3,33 @@
 =============================  ===================================================================
 spec                           model
 =============================  ===================================================================
-``torchvision:NAME``           ``torchvision.models.get_model(NAME, weights=None)``
-``timm:NAME``                  ``timm.create_model(NAME, pretrained=False)``
+``torchvision:NAME``           ``torchvision.models.get_model(NAME, weights=...)``
+``timm:NAME``                  ``timm.create_model(NAME, pretrained=...)``
+``hf:ORG/NAME[@REVISION]``     ``transformers.AutoModelForImageClassification`` of a Hub repo
+``hf:/path/to/folder``         the same, from a folder written by ``save_pretrained``
 ``package.module:callable``    ``callable()``, any importable factory returning an ``nn.Module``
 ``path/to/file.py:callable``   the same, from a Python file
 =============================  ===================================================================
 
-Parsing and fingerprinting import no torch (the config check uses them); building is
-:mod:`absgrad.models.build`.
+Which weights a spec gets (a file, the library's published ``pretrained`` weights, ``random``)
+is :mod:`absgrad.models.pretrained`. Parsing and fingerprinting import no torch (the config
+check uses them); building is :mod:`absgrad.models.build`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from absgrad.errors import AbsgradError
 
-KINDS = ("torchvision", "timm")
+#: The libraries whose model names a spec may give (``timm:resnet18``).
+KINDS = ("torchvision", "timm", "hf")
+#: A Hugging Face Hub repo id with an optional revision: ``ORG/NAME`` or ``NAME``, ``@REV``.
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+(?:@[\w./-]+)?$")
 
 
 class ModelSpecError(AbsgradError):
@@ -31,8 +38,9 @@ class ModelSpecError(AbsgradError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed spec: ``kind`` is ``torchvision``, ``timm`` or ``callable``; ``name`` the model
-    name or ``module:attribute`` (a ``.py`` path made absolute)."""
+    """A parsed spec: ``kind`` is ``torchvision``, ``timm``, ``hf`` or ``callable``; ``name``
+    the model name, the Hub repo (``ORG/NAME[@REV]``) or local folder (absolute) of ``hf``, or
+    ``module:attribute`` (a ``.py`` path made absolute)."""
 
     kind: str
     name: str
@@ -44,6 +52,17 @@ class ModelSpec:
     def is_file(self) -> bool:
         return self.kind == "callable" and self.name.rsplit(":", 1)[0].endswith(".py")
 
+    @property
+    def is_local(self) -> bool:
+        """An ``hf:`` spec naming a folder on this machine (not a Hub repo)."""
+        return self.kind == "hf" and Path(self.name).is_absolute()
+
+    @property
+    def hub_repo(self) -> tuple[str, str | None]:
+        """``(repo id, revision or None)`` of an ``hf:ORG/NAME[@REV]`` spec."""
+        repo, _, rev = self.name.partition("@")
+        return repo, rev or None
+
 
 def parse_model_spec(text: str | ModelSpec) -> ModelSpec:
     """Parse ``torchvision:NAME``, ``timm:NAME``, ``module.path:callable`` or ``file.py:callable``.
@@ -54,9 +73,11 @@ def parse_model_spec(text: str | ModelSpec) -> ModelSpec:
         return text
     if not isinstance(text, str) or ":" not in text:
         raise ModelSpecError(
-            f"model spec {text!r} is not one of torchvision:NAME, timm:NAME, "
-            "package.module:factory or path/to/file.py:factory"
+            f"model spec {text!r} is not one of torchvision:NAME, timm:NAME, hf:ORG/NAME, "
+            "hf:/path/to/folder, package.module:factory or path/to/file.py:factory"
         )
+    if text.strip().startswith("hf:"):
+        return _parse_hf(text, text.strip()[3:].strip())
     head, _, tail = text.strip().rpartition(":")
     if not head or not tail:
         raise ModelSpecError(f"model spec {text!r}: empty part before or after ':'")
@@ -73,6 +94,30 @@ def parse_model_spec(text: str | ModelSpec) -> ModelSpec:
             "package.module:factory (a dotted module path, a colon, a function name)"
         )
     return ModelSpec("callable", f"{head}:{tail}")
+
+
+def _parse_hf(text: str, rest: str) -> ModelSpec:
+    """``hf:ORG/NAME[@REV]`` (a Hub repo) or ``hf:PATH`` (a local folder: absolute, ``./``,
+    ``../``, ``~``, or an existing folder, as ``from_pretrained`` decides)."""
+    if not rest:
+        raise ModelSpecError(f"model spec {text!r}: give hf:ORG/NAME or hf:/path/to/folder")
+    path = Path(rest).expanduser()
+    local = rest.startswith(("/", "./", "../", "~", ".\\")) or path.is_dir()
+    if local:
+        if not path.is_dir():
+            raise ModelSpecError(f"model spec {text!r}: folder {path} not found")
+        if not (path / "config.json").is_file():
+            raise ModelSpecError(
+                f"model spec {text!r}: {path} holds no config.json (a folder written by "
+                "save_pretrained of a transformers image classifier)"
+            )
+        return ModelSpec("hf", str(path.resolve()))
+    if not _HUB_ID.match(rest):
+        raise ModelSpecError(
+            f"model spec {text!r}: expected hf:ORG/NAME (a Hugging Face Hub repo, optionally "
+            "@REVISION) or hf:/path/to/folder"
+        )
+    return ModelSpec("hf", rest)
 
 
 def spec_fingerprint(spec: ModelSpec) -> str | None:

@@ -26,7 +26,13 @@ from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, UnitResult, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore
-from absgrad.protocol.worker import WorkerContext, get_context, run_unit, set_context
+from absgrad.protocol.worker import (
+    WorkerContext,
+    get_context,
+    resolve_weights,
+    run_unit,
+    set_context,
+)
 
 log = logging.getLogger("absgrad.protocol")
 LOG_FILE = "absgrad.log"
@@ -497,6 +503,8 @@ def run_protocol(
     """
     out = Path(out)
     store = RunStore(out)
+    # published weights fetched and identified (part of the hash) before anything is written
+    config = resolve_weights(config)
     store.check(config, resume)  # refuse early, before loading anything
     executor = executor or LocalExecutor()
     started, t0 = _now(), time.perf_counter()
