@@ -109,7 +109,7 @@ def explain_file(
         params.setdefault("layer", layer)
     gen = torch.Generator().manual_seed(seed)
     smap = explain(net, x, target, method, generator=gen, **params)[0].cpu()
-    names = getattr(case, "classes", None)
+    names = case.class_names()
     return Explanation(
         image=src,
         method=method,

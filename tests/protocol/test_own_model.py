@@ -1,5 +1,6 @@
 """Your data and model through the protocol: `absgrad run --data DIR --model SPEC` to the three
-tables, resumed, the same run from YAML, under the Ray executor, and what the config hash covers."""
+tables, resumed, the same run from YAML, under the Ray executor, what the config hash covers
+and class names from the user's vocabulary."""
 
 from __future__ import annotations
 
@@ -162,6 +163,32 @@ def test_python_factory_file_in_a_config_runs_in_a_fresh_process(own, tmp_path):
     meta = json.loads((tmp_path / "o" / "run.json").read_text())
     assert meta["config"]["model"] == f"{tmp_path / 'net.py'}:build"
     assert meta["config"]["model_sha"] is not None
+
+
+#: One map and one metric: what the runs below check needs no more.
+ONE_MAP = [*SETTINGS, "--tables", "1", "--methods", "gag-85", "--metrics", "rcap"]
+
+
+def test_gallery_shows_the_users_class_names(own_run):
+    """Class folders ant/bee/cow: their names, not a number alone or another vocabulary."""
+    page = (own_run / "gallery" / "page-001.html").read_text()
+    assert "class 0 (ant)" in page
+    meta = json.loads((own_run / "run.json").read_text())
+    assert meta["case"]["class_names"] == {"0": "ant"}  # the run's images are two ants
+
+
+def test_a_1000_output_model_on_the_users_classes_shows_the_users_names(own, tmp_path):
+    """An ImageNet-size head on the user's own class folders: "class 0 (ant)", never ImageNet's
+    "class 0 (tench)" (the labels are the user's classes, not ImageNet indices)."""
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "k1000.pth")
+    out = tmp_path / "run"
+    args = ["run", "--data", str(own / "data"), "--weights", str(tmp_path / "k1000.pth")]
+    args += ["--model", "timm:test_resnet", *ONE_MAP, "--quiet", "--out", str(out)]
+    proc = cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (out / "gallery" / "page-001.html").read_text()
+    assert "class 0 (ant)" in page and "tench" not in page
 
 
 try:

@@ -69,6 +69,7 @@ from absgrad.models.pretrained import (
     PRETRAINED,
     RANDOM,
     fetch,
+    model_class_names,
     weights_choice,
 )
 from absgrad.models.spec import ModelSpec, file_fingerprint, parse_model_spec
@@ -357,7 +358,8 @@ class FolderCase(Case):
                 index = {f: int(f) for f in folders}
                 source = "the folder names (integers)"
             elif self._wnid_folders(folders):
-                index = {n: i for i, n in enumerate(imagenet_classes())}
+                names = imagenet_classes()
+                index = {n: i for i, n in enumerate(names)}
                 source = "the ImageNet-1k wnids of the folder names"
             else:
                 index = {f: i for i, f in enumerate(folders)}
@@ -387,6 +389,7 @@ class FolderCase(Case):
                 items.append((Path(f).with_suffix("").as_posix(), path, y))
         if not items:
             raise DataLayoutError(f"no images found in {self.data} (extensions {IMAGE_EXTS})")
+        self._vocabulary = (names, source)
         self._check_classes(names, source, items, k)
         masks = self._mask_index() if self.masks is not None else None
         records, no_mask = [], []
@@ -455,6 +458,26 @@ class FolderCase(Case):
         """``range(K)``: the class indices of the loaded model (loads it on first use)."""
         self._load()
         return range(self.num_classes)
+
+    def class_names(self) -> list[str] | None:
+        """Readable names of the label indices (see the module docstring)."""
+        return self.class_vocabulary()[0]
+
+    def class_vocabulary(self) -> tuple[list[str] | None, str]:
+        """The class names of :meth:`class_names` and where they come from."""
+        if self._layout is not None:
+            self.samples()
+            assert self._vocabulary is not None
+            names, source = self._vocabulary
+        else:
+            names, source = self._class_table()
+        if names is not None and len(names) == 1000 and names == imagenet_classes():
+            from absgrad.cases.imagenet_s import imagenet_names
+
+            return list(imagenet_names()), "ImageNet-1k (the labels are ImageNet-1k indices)"
+        if names is not None:
+            return names, source
+        return model_class_names(self.spec, self.weights_choice)  # the model's own indices
 
     def _load(self) -> nn.Module:
         if self._model is None:
@@ -542,6 +565,7 @@ class FolderCase(Case):
             "defaults_from": self.defaults_source,
             "layout": self._layout["kind"] if self._layout else None,
             "weights": self.weights_description(),
+            "class_names_from": self.class_vocabulary()[1] or None,
         }
 
 

@@ -133,7 +133,18 @@ def select_images(
     return indices, [ids[i] for i in indices], total
 
 
-def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
+def class_names(case: Any, indices: list[int]) -> dict[str, str]:
+    """``{label: name}`` of the labels of the images ``indices``, where the case names its
+    classes (the user's names, or the model's where the labels are its output indices)."""
+    names = case.class_names() if hasattr(case, "class_names") else None
+    if not names:
+        return {}
+    records = getattr(case.samples(), "records", None)
+    labels = sorted({records[i].label for i in indices}) if records else range(len(names))
+    return {str(y): str(names[y]) for y in labels if 0 <= y < len(names)}
+
+
+def _case_facts(ctx: WorkerContext, indices: list[int]) -> dict[str, Any]:
     c = ctx.case
     return {
         "name": c.name,
@@ -147,6 +158,7 @@ def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
         "data": str(c.data) if getattr(c, "data", None) else None,
         "weights": str(c.weights) if getattr(c, "weights", None) else None,
         **({"folder": c.describe()} if hasattr(c, "describe") else {}),
+        "class_names": class_names(c, indices),
     }
 
 
@@ -168,7 +180,7 @@ def plan_run(
         "config": config.to_dict(),
         "config_hashed": config.hash_dict(),
         "config_hash": config.config_hash(),
-        "case": _case_facts(ctx),
+        "case": _case_facts(ctx, indices),
         "images": {"indices": indices, "ids": ids, "candidates": total},
         "maps": {lb: s.as_dict() for lb, s in ctx.specs.items()},
         "groups": [
