@@ -9,6 +9,7 @@ module                 what it holds
 ``pretrained``         weights by name: ``pretrained`` (fetched once into the library's cache,
                        an offline error naming it), ``random``, a file; the model's class names
 ``build``              ``build_architecture`` and ``load_model``: a spec with its weights
+``fingerprint``        ``model_fingerprint``: a built model's parameters and buffers
 ``checkpoint``         ``read_state_dict``: every weights file -> a state dict (the only reader),
                        prefix stripping, ``load_exact``, ``CheckpointError``
 ``logits``             ``to_logits``, ``logits_model``: any output -> ``(B, K)`` logits
@@ -46,6 +47,7 @@ _EXPORTS = {
     "PretrainedError": "absgrad.models.pretrained",
     "fetch": "absgrad.models.pretrained",
     "model_class_names": "absgrad.models.pretrained",
+    "model_fingerprint": "absgrad.models.fingerprint",
     "CheckpointError": "absgrad.models.checkpoint",
     "load_exact": "absgrad.models.checkpoint",
     "read_state_dict": "absgrad.models.checkpoint",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover
         strip_prefixes,
     )
     from absgrad.models.defaults import ModelDefaults, model_defaults
+    from absgrad.models.fingerprint import model_fingerprint
     from absgrad.models.logits import logits_model, output_classes, to_logits
     from absgrad.models.preprocess import Preprocess, PreprocessError
     from absgrad.models.pretrained import PretrainedError, fetch, model_class_names
@@ -123,6 +126,7 @@ __all__ = [
     "logits_model",
     "model_class_names",
     "model_defaults",
+    "model_fingerprint",
     "output_classes",
     "parse_model_spec",
     "read_state_dict",

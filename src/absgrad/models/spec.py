@@ -19,7 +19,12 @@ check uses them); building is :mod:`absgrad.models.build`.
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
+import importlib.util
+import os
 import re
+import sys
+import sysconfig
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +35,9 @@ from absgrad.errors import AbsgradError
 KINDS = ("torchvision", "timm", "hf")
 #: A Hugging Face Hub repo id with an optional revision: ``ORG/NAME`` or ``NAME``, ``@REV``.
 _HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+(?:@[\w./-]+)?$")
+#: The most source files of a factory's package hashed into the run's identity (beyond that,
+#: only the factory's own module; the parameters' fingerprint still guards the model).
+MAX_SOURCE_FILES = 500
 
 
 class ModelSpecError(AbsgradError):
@@ -121,10 +129,95 @@ def _parse_hf(text: str, rest: str) -> ModelSpec:
 
 
 def spec_fingerprint(spec: ModelSpec) -> str | None:
-    """A hash of the ``.py`` file a spec builds from (its code is part of the model), else None."""
-    if not spec.is_file:
+    """A hash of the code a spec builds from (its code is part of the model), else None.
+
+    ``file.py:factory``: the file. ``package.module:factory``: the module's source file and,
+    for a module of a package outside ``site-packages``, every ``.py`` file of its top-level
+    package (up to :data:`MAX_SOURCE_FILES`); an installed package counts by its version.
+    Found without importing the module (only a parent package's ``__init__`` may run when the
+    file system search does not find it). None when the source cannot be found.
+    """
+    if spec.kind != "callable":
         return None
-    return file_fingerprint(Path(spec.name.rsplit(":", 1)[0]))
+    if spec.is_file:
+        return file_fingerprint(Path(spec.name.rsplit(":", 1)[0]))
+    files, installed = module_sources(spec.name.rsplit(":", 1)[0])
+    if not files:
+        return None
+    h = hashlib.sha256(installed.encode())
+    root = _common_root(files)
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()}={file_fingerprint(f)};".encode())
+    return h.hexdigest()[:16]
+
+
+def _common_root(files: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(f.parent) for f in files]))
+
+
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec of module ``name`` found on ``sys.path`` (then the working folder, where
+    building looks too) without executing any module, else through the import system."""
+    parts = name.split(".")
+    search: list[str] | None = [*sys.path, os.getcwd()]
+    found = None
+    for i in range(len(parts)):
+        try:
+            found = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            break
+        search = list(found.submodule_search_locations or [])
+    if found is None:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # a parent package failed to import: building says why
+            return None
+    return found
+
+
+def module_sources(name: str) -> tuple[list[Path], str]:
+    """The source files that decide module ``name`` (see :func:`spec_fingerprint`) and, for a
+    module installed in ``site-packages``, its distribution and version (else ``""``)."""
+    found = _find_spec(name)
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        return [], ""
+    origin = Path(found.origin).resolve()
+    top = _find_spec(name.split(".")[0])
+    installed = _installed_version(name.split(".")[0], origin)
+    if installed or top is None or not top.submodule_search_locations:
+        return [origin], installed
+    files = sorted(
+        p.resolve()
+        for loc in top.submodule_search_locations
+        for p in Path(loc).rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    if len(files) > MAX_SOURCE_FILES:
+        return [origin], installed
+    return files, installed
+
+
+def _installed_version(top: str, origin: Path) -> str:
+    """``"dist==version"`` when ``origin`` lies in an installed environment, else ``""``."""
+    roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+    if not any(origin.is_relative_to(Path(r).resolve()) for r in roots if r):
+        return ""
+    from importlib import metadata
+
+    try:  # the distribution usually has the import name (torchvision, timm)
+        return f"{top}=={metadata.version(top)}"
+    except metadata.PackageNotFoundError:
+        pass
+    dists = metadata.packages_distributions().get(top) or []  # reads every dist: ~1 s
+    versions = []
+    for d in sorted(set(dists)):
+        try:
+            versions.append(f"{d}=={metadata.version(d)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ",".join(versions) or f"{top} (installed)"
 
 
 @lru_cache(maxsize=32)
@@ -148,6 +241,7 @@ __all__ = [
     "ModelSpec",
     "ModelSpecError",
     "file_fingerprint",
+    "module_sources",
     "parse_model_spec",
     "spec_fingerprint",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from absgrad.errors import AbsgradError
+from absgrad.models.fingerprint import fingerprint_changes, model_fingerprint
 from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
@@ -276,9 +277,12 @@ class RunSession:
             stack.enter_context(self.store.lock())
             old = self.store.check(self.config, self.resume)  # again, now that we hold the lock
             fingerprint = self.ctx.case.data_fingerprint()
+            model = model_fingerprint(self.ctx.model)
             if old is not None:
                 self._check_data(old, fingerprint)
+                self._check_model(old, model)
             self.units, self.meta = plan_run(self.config, self.ctx, old, progress=not self.quiet)
+            self.meta["model"] = model
             ids = self.meta["images"]["ids"]
             self.meta["data"] = {
                 "digest": fingerprint["digest"],
@@ -309,6 +313,26 @@ class RunSession:
             f"the data of the run in {self.store.root} changed since it started: {shown}. "
             "Its stored units were scored on the old data; nothing was overwritten. Start a new "
             "run (another --out) to use the new data, or restore the old files to resume."
+        )
+
+    def _check_model(self, old: dict[str, Any], model: dict[str, Any]) -> None:
+        """Refuse to resume with a model whose parameters or buffers differ from the stored
+        units' (a factory edited, or loading other weights itself)."""
+        stored = old.get("model")
+        if not stored:
+            return  # a run from before model fingerprints
+        changed = fingerprint_changes(stored, model)
+        if not changed:
+            return
+        shown = ", ".join(changed[:6]) + (
+            f", ... ({len(changed)} in all)" if len(changed) > 6 else ""
+        )
+        raise RunDirError(
+            f"the model of the run in {self.store.root} changed since it started: its "
+            f"parameters differ in {shown} (fingerprint {stored.get('digest')} -> "
+            f"{model.get('digest')}; {self.config.model or self.config.case}). Its stored units "
+            "were scored with the old model; nothing was overwritten. Start a new run (another "
+            "--out) for the new model, or restore the old one to resume."
         )
 
     def _start(self, old: dict[str, Any] | None) -> None:
