@@ -483,7 +483,15 @@ FLAGS: tuple[Flag, ...] = (
         action="store_true",
         help="compare runs of different models (case, model or weights); refused otherwise",
     ),
-    _f("what", on=("list",), choices=("cases", "methods", "maps", "metrics", "configs")),
+    _f("what", on=("list",), choices=("cases", "methods", "maps", "metrics", "configs", "models")),
+    _f(
+        "pattern",
+        on=("list",),
+        nargs="?",
+        metavar="PATTERN",
+        help="with 'models': only the names matching PATTERN (wildcards as *resnet*, else a "
+        "part of the name)",
+    ),
 )
 
 

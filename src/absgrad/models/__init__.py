@@ -10,6 +10,7 @@ module                 what it holds
                        an offline error naming it), ``random``, a file; the model's class names
 ``build``              ``build_architecture`` and ``load_model``: a spec with its weights
 ``fingerprint``        ``model_fingerprint``: a built model's parameters and buffers
+``catalog``            the names with published weights (``absgrad list models``); torch-free
 ``checkpoint``         ``read_state_dict``: every weights file -> a state dict (the only reader),
                        prefix stripping, ``load_exact``, ``CheckpointError``
 ``logits``             ``to_logits``, ``logits_model``: any output -> ``(B, K)`` logits
