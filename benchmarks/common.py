@@ -28,7 +28,12 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="weights file of the case's model")
     p.add_argument("--images", type=int, default=4, help="number of images")
     p.add_argument("--repeats", type=int, default=3, help="repeats; the best time is kept")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=_device,
+        help="auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps",
+    )
     p.add_argument(
         "--arch",
         choices=sorted(ARCHS),
@@ -37,6 +42,13 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         "model (random weights unless --weights; timing does not depend on them)",
     )
     p.add_argument("--size", type=int, default=None, help="resize the photos to SIZE px")
+
+
+def _device(name: str) -> str:
+    """The device ``--device`` names here (``auto``: the best one), printed by ``machine``."""
+    from absgrad.protocol.config import check_device
+
+    return check_device("--device", name)
 
 
 def bench_case(args: argparse.Namespace):

@@ -24,6 +24,7 @@ from torchvision import transforms
 
 import absgrad
 from absgrad.metrics import SYMMETRIC, blurred, deletion_insertion, rcap, target_probs
+from absgrad.protocol.config import check_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "imagenet-sample"
@@ -58,10 +59,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SAMPLE)
     ap.add_argument("--case", choices=["imagenet-sample", "demo"], default="imagenet-sample")
     ap.add_argument("--batch", type=int, default=4, help="images per explain/metric batch")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
+    args.device = check_device("--device", args.device)  # auto: the best device here
     torch.manual_seed(args.seed)
     model = load_model(args.device)
     chosen: list[tuple[str, torch.Tensor, int, torch.Tensor | None]] = []

@@ -15,6 +15,7 @@ from absgrad.protocol.config import make_config
 from absgrad.protocol.runner import run_protocol
 from absgrad.protocol.store import RunStore
 from absgrad.protocol.worker import build_context
+from absgrad.utils.determinism import kept, set_deterministic
 
 
 def sync() -> None:
@@ -64,6 +65,12 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
         help="floor.py: also time the runner with this engine against the eager floor",
     )
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="engine precision")
+    p.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the run option 'deterministic' (default on), for the runner and the baseline alike",
+    )
 
 
 def protocol_args(description: str | None, extra=None) -> tuple[argparse.Namespace, object]:
@@ -95,6 +102,7 @@ def protocol_config(args: argparse.Namespace, **extra):
             "save_maps": False,
             "select": False,  # the first K images: selection would time the selection pass too
             "engine": "eager",  # the plain PyTorch runner unless a script asks for another
+            "deterministic": args.deterministic,
             **extra,
         }
     )
@@ -133,14 +141,20 @@ def run_baseline(config, ctx):
 
     Returns (seconds, scores by (image ids, label)).
     """
+    from absgrad.protocol.runner import select_images
+
+    indices, ids, _ = select_images(config, ctx)
+    with kept():  # the runner's switches (the 'deterministic' option), restored afterwards
+        set_deterministic(config.deterministic)
+        return _baseline_loop(config, ctx, indices, ids)
+
+
+def _baseline_loop(config, ctx, indices, ids):
     from absgrad.methods import explain, reverse
     from absgrad.methods.randomness import image_seed
     from absgrad.protocol.scoring import score_maps
 
     samples = ctx.case.samples()
-    from absgrad.protocol.runner import select_images
-
-    indices, ids, _ = select_images(config, ctx)
     scores = {}
     t = time.perf_counter()
     for start in range(0, len(indices), config.batch_size):

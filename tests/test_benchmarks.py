@@ -64,7 +64,9 @@ def test_protocol_benchmark_finds_equal_scores():
 
 
 def test_floor_benchmark_counts_the_protocol_passes():
-    out = bench("floor.py", "--engine", "onnx")
+    # --batch-size 2: the 2 images fill their unit (Guided IG's gradient calls carry batch_size
+    # images: in calls of 4 it would also count 20 padded passes per image)
+    out = bench("floor.py", "--engine", "onnx", "--batch-size", "2")
     # 989 perturbed images per image are asked for; the GB "both" map equals VG (23 images)
     assert "perturbed images per image: 989 asked, 966 run" in out, out
     assert "passes per image: 76 forward+backward, 968 forward" in out  # + clean and blurred
@@ -151,7 +153,11 @@ def test_memory_format_benchmark_reports_score_moves():
 
 
 def test_scaling_benchmark_tables():
-    out = bench("scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3")
+    # --batch-size 2: the 2 images fill their unit (no padded Guided IG calls in the counts)
+    out = bench(
+        "scaling.py", "--sizes", "24,32", "--samples", "4,8", "--table-sets", "1", "1,2,3",
+        "--batch-size", "2",
+    )  # fmt: skip
     # all three tables: every map of the paper, 76 forward+backward and 968 forward passes per image
     row = f"| 1,2,3 | {PAPER_MAPS} | 76 | 968 |"
     assert "| 24 |" in out and row in out.replace("  ", " ")
@@ -159,6 +165,48 @@ def test_scaling_benchmark_tables():
 
 def test_another_architecture_on_the_case_photos():
     out = bench("floor.py", "--arch", "resnet18", "--size", "64", "--images", "1")
-    assert "passes per image: 76 forward+backward, " in out
+    # one image in a unit of 4: Guided IG's 20 gradient calls carry 4 images (3 padded)
+    assert "passes per image: 136 forward+backward, " in out
     assert "perturbed images per image: 989 asked" in out
     assert "runner chunks: 4 images per unit and gradient chunk, 16 per forward pass" in out
+
+
+def test_guided_ig_benchmark_finds_the_same_paths():
+    out = bench("guided_ig.py", "--steps", "4")
+    for other in ("split", "alone"):
+        assert f"{other} vs batched: images with another number of rounds: 0;" in out
+        assert number(rf"{other} vs batched: .* largest map difference: (\S+);", out) < 1e-5
+    assert_ratio(
+        number(r"speedup = alone / batched = (\S+)", out),
+        number(r"(?m)^alone +(\S+) s", out),
+        number(r"(?m)^batched +(\S+) s", out),
+        step=0.005,
+    )
+
+
+def test_score_diff_compares_two_runs(tmp_path):
+    base = ["run", "--case", "synthetic", "--methods", "sg", "--metrics", "rcap", "--limit", "2"]
+    base += ["--quiet", "--no-report", "--n-samples", "3", "--device", "cpu"]
+    runs = {
+        "a": [],
+        "b": ["--batch-size", "1"],  # another cut of the same work: the same scores
+        "c": ["--seed", "1"],  # other noise: other scores
+    }
+    env = dict(os.environ)  # with the test's private ABSGRAD_CACHE
+    for name, extra in runs.items():
+        cmd = [sys.executable, "-m", "absgrad.cli", *base, *extra, "--out", str(tmp_path / name)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def diff(other: str) -> tuple[int, str]:
+        cmd = [sys.executable, str(BENCH / "score_diff.py"), str(tmp_path / "a")]
+        cmd += [str(tmp_path / other), "--limit", "1e-5"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout
+
+    code, out = diff("b")
+    assert code == 0 and "2 images, 1 maps" in out
+    assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
+    code, out = diff("c")
+    assert code == 1 and number(r"max \|score difference\| = (\S+)", out) > 1e-3
+    assert re.search(r"(?m)^rcap +max \S+ +\(sg ", out)

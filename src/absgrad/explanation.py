@@ -66,7 +66,7 @@ def explain_file(
     layer: str | None = None,
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     classes: str | None = None,
     size: str | int | None = None,
     resize: str | int | None = None,
@@ -94,7 +94,7 @@ def explain_file(
         raise ArgumentError(
             f"{{layer}} applies to {{method}} gradcam, not to {method!r}", "layer", "method"
         )
-    check_device("device", device)
+    device = check_device("device", device)  # auto: CUDA, else MPS, else the CPU
     case = _case(
         model, weights, data, classes=classes, size=size, resize=resize, norm=norm, layer=layer
     )

@@ -209,7 +209,8 @@ def test_explain_writes_overlay_and_npy(capsys, tmp_path):
     assert out.is_file() and Image.open(out).size[0] > 100
     smap = np.load(out.with_suffix(".npy"))
     assert smap.shape == (32, 32) and smap.min() == 0.0 and smap.max() == 1.0
-    assert "class" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "class" in printed.out and "device: " in printed.err  # --device auto, resolved
 
 
 def test_explain_errors(capsys, tmp_path):
@@ -334,6 +335,39 @@ def test_channels_last_flag_reaches_the_config_and_cannot_resume_a_plain_run(cap
     )
     assert "changed: channels_last: None -> True" in msg
     assert snapshot(tiny_run) == before
+
+
+def test_device_auto_and_deterministic_flags(capsys, tmp_path):
+    import torch
+
+    best = "cuda" if torch.cuda.is_available() else "cpu"  # MPS: not on a test machine
+    out = tmp_path / "run"
+    argv = ["run", "--case", "synthetic", *TINY[:-2], "--no-report", "--out", str(out)]
+    assert main(argv) == 0  # without --quiet
+    assert f"its model on {best}" in capsys.readouterr().err  # printed at start...
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["config"]["device"] == best and meta["config"]["deterministic"] is True
+    # ...and "auto" resolved once: run.json holds the device the workers got
+    assert meta["sessions"][-1]["deterministic"] is True
+    # --no-deterministic and --device cpu change how it runs, not the run: it resumes
+    assert main([*argv, "--no-deterministic", "--device", "cpu", "--resume"]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert (
+        meta["sessions"][-1]["deterministic"] is False and meta["sessions"][-1]["device"] == "cpu"
+    )
+    assert "--deterministic, --no-deterministic" in _help("run")
+    assert "default auto" in _help("run") and "default auto" in _help("explain")
+
+
+def _help(cmd: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "absgrad.cli", cmd, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.split())
 
 
 def test_explain_with_a_model_spec_and_weights(capsys, tmp_path):

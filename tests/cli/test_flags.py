@@ -92,7 +92,7 @@ def test_demo_takes_only_the_output_and_device_flags_of_run():
     assert demo < run
     assert not demo & {"--case", "--config", "--data", "--model", "--methods"}
     assert config_of("demo --limit 2 --device cpu", {"case": "demo"}) == make_config(
-        {"case": "demo", "limit": 2}
+        {"case": "demo", "limit": 2, "device": "cpu"}
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 import absgrad
 from absgrad.methods import CLASSES, METHODS, explain_many, sampler_groups
+from absgrad.methods.randomness import image_generators
 
 
 class Counting(torch.nn.Module):
@@ -148,6 +151,60 @@ def test_reverse_with_per_image_seeds_does_not_depend_on_the_batch():
         assert torch.equal(alone[0], whole[i])
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     assert torch.equal(absgrad.reverse(maps, remain=0.07, mis=0.10, generator=gens), whole)
+
+
+def _reverse_by_rule(f: torch.Tensor, remain: float, mis: float, gen: torch.Generator):
+    """The reversal written out: rank by value, equal values by pixel index (earlier higher);
+    each side's pixels in image order, shuffled by two draws of the image's generator."""
+    v = f.flatten().tolist()
+    n = len(v)
+    keep, m = math.floor(n * remain) + 1, math.floor(n * mis)
+    ranked = sorted(range(n), key=lambda j: (-v[j], j))
+    high, low = sorted(ranked[keep : keep + m]), sorted(ranked[n - m :])
+    out = list(v)
+    p_high, p_low = (
+        torch.randperm(m, generator=gen).tolist(),
+        torch.randperm(m, generator=gen).tolist(),
+    )
+    for j, src in zip(high, p_high, strict=True):
+        out[j] = v[low[src]]
+    for j, src in zip(low, p_low, strict=True):
+        out[j] = v[high[src]]
+    return torch.tensor(out).view_as(f)
+
+
+def test_reverse_ties_follow_one_rule_whatever_the_batch():
+    # many exact ties (values on a grid of 8 levels): the same result alone or in a batch of
+    # 16, and the one written out by the rule (equal values rank by pixel index)
+    maps = (torch.rand(16, 9, 11, generator=torch.Generator().manual_seed(2)) * 8).floor() / 8
+    seeds = list(range(100, 116))
+    whole = absgrad.reverse(maps, remain=0.07, mis=0.10, seeds=seeds)
+    for i in range(16):
+        alone = absgrad.reverse(maps[i : i + 1], remain=0.07, mis=0.10, seeds=seeds[i : i + 1])
+        assert torch.equal(alone[0], whole[i])
+        gen = image_generators(1, seeds=seeds[i : i + 1])[0]
+        assert torch.equal(whole[i], _reverse_by_rule(maps[i], 0.07, 0.10, gen))
+
+
+def test_reverse_does_not_depend_on_the_order_inside_a_side():
+    # values reordered inside the swapped sides (as float rounding of nearly equal values can)
+    # but not across their edges: every pixel gets its value from the same pixel as before
+    f = torch.linspace(0, 1, 400).view(1, 20, 20)
+    f = f[:, torch.randperm(20, generator=torch.Generator().manual_seed(3))]
+    g = f.clone()
+    keep, m = math.floor(400 * 0.07) + 1, math.floor(400 * 0.10)
+    order = f.flatten().argsort(descending=True)
+    for side in (order[keep : keep + m], order[400 - m :]):
+        g.view(-1)[side] = f.view(-1)[side].flip(0)  # the side's values in reverse order
+    rf = absgrad.reverse(f, remain=0.07, mis=0.10, seeds=[5])
+    rg = absgrad.reverse(g, remain=0.07, mis=0.10, seeds=[5])
+    source = {float(v): j for j, v in enumerate(f.flatten().tolist())}
+    moved = {j for j in range(400) if rf.view(-1)[j] != f.view(-1)[j]}
+    assert len(moved) == 2 * m
+    for j in moved:  # the value pixel j received in g's reversal came from the same pixel
+        src_f = source[float(rf.view(-1)[j])]
+        src_g = (g.view(-1) == rg.view(-1)[j]).nonzero().item()
+        assert src_f == src_g
 
 
 def test_reverse_errors():

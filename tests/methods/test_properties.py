@@ -166,12 +166,13 @@ def test_gag_memory_does_not_grow_with_n(tmp_path):
 @pytest.mark.parametrize("method", sorted(FAST))
 def test_maps_do_not_depend_on_the_batch(tiny_model, method):
     """With per-image seeds, every image's map is the same (1e-6) whether it is computed in
-    batches of 1, 2, 3 or 4 images and whatever the gradient chunk size."""
-    x = torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(7))
-    target = torch.tensor([0, 1, 2, 3])
-    seeds = [31, 41, 59, 26]
+    batches of 1, 2, 3, 4 or 16 images and whatever the gradient chunk size."""
+    n = 16
+    x = torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(7))
+    target = torch.arange(n) % 5
+    seeds = [31, 41, 59, 26, 53, 58, 97, 93, 23, 84, 62, 64, 33, 83, 27, 95]
     ref = absgrad.explain(tiny_model, x, target, method, seeds=seeds, batch_size=4, **FAST[method])
-    for bs in (1, 2, 3, 4):
+    for bs in (1, 2, 3, 4, 16):
         parts = [
             absgrad.explain(
                 tiny_model,
@@ -182,11 +183,14 @@ def test_maps_do_not_depend_on_the_batch(tiny_model, method):
                 batch_size=bs,
                 **FAST[method],
             )
-            for i in range(0, 4, bs)
+            for i in range(0, n, bs)
         ]
+        # Grad-CAM: one image's CAM peaks at 2e-4, and min-max scaling multiplies the rounding
+        # of a batch-of-1 convolution by 5000 (measured 1.1e-6 at bs=1); no choice flips there
+        atol = 2e-6 if method == "gradcam" else 1e-6
         torch.testing.assert_close(
-            torch.cat(parts), ref, atol=1e-6, rtol=0, msg=f"{method} bs={bs}"
+            torch.cat(parts), ref, atol=atol, rtol=0, msg=f"{method} bs={bs}"
         )
     if method in ("sg", "vargrad", "gag", "ig"):  # the seeds matter: other seeds, other maps
-        other = absgrad.explain(tiny_model, x, target, method, seeds=[1, 2, 3, 4], **FAST[method])
+        other = absgrad.explain(tiny_model, x, target, method, seeds=list(range(n)), **FAST[method])
         assert (other - ref).abs().max() > 1e-3

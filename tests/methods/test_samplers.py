@@ -110,15 +110,61 @@ def test_guided_ig_matches_pair_saliency(dmodel, x, monkeypatch):
         np.testing.assert_allclose(got[i].numpy(), ref, rtol=1e-6, atol=1e-9)
 
 
-def test_guided_ig_evaluates_each_image_alone(dmodel, x):
-    # each image's path is decided from model calls on that image alone (batch-independent)
+def _forward_sizes(model, fn):
     calls = []
-    handle = dmodel.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
-        absgrad.attribute(dmodel, x, T, "guidedig", n_samples=5, batch_size=8)
+        out = fn()
     finally:
         handle.remove()
-    assert calls == [1] * (5 * x.shape[0])
+    return calls, out
+
+
+def test_guided_ig_steps_the_batch_together(dmodel):
+    # one gradient per image and step, in model calls of batch_size images (the last padded);
+    # each image's map is the one it gets alone (float64: rounding cannot flip a decision here)
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    t = torch.tensor([0, 1, 2, 3, 4])
+    steps = 6
+    calls, got = _forward_sizes(
+        dmodel, lambda: absgrad.attribute(dmodel, x, t, "guidedig", n_samples=steps, batch_size=2)
+    )
+    assert calls == [2, 2, 2] * steps  # the fifth image's call padded to 2
+    one, _ = _forward_sizes(
+        dmodel, lambda: absgrad.attribute(dmodel, x[:1], t[:1], "guidedig", n_samples=2)
+    )
+    assert one == [4, 4]  # alone: a call of batch_size (4) images all the same
+    alone = [
+        absgrad.attribute(dmodel, x[i : i + 1], t[i : i + 1], "guidedig", n_samples=steps)
+        for i in range(5)
+    ]
+    torch.testing.assert_close(got, torch.cat(alone), atol=1e-12, rtol=0)
+    # images take different numbers of rounds, so some rounds leave an image idle
+    assert len(set(_round_counts(dmodel, x, t, steps).tolist())) > 1
+
+
+def test_guided_ig_leaves_an_image_equal_to_the_baseline_out(dmodel, x):
+    # an image at the baseline gets no gradient and a zero map; the others are unchanged
+    xs = torch.cat([torch.zeros_like(x[:1]), x[:1]])
+    t = torch.tensor([0, 1])
+    calls, got = _forward_sizes(
+        dmodel,
+        lambda: absgrad.attribute(dmodel, xs, t, "guidedig", n_samples=4, batch_size=1),
+    )
+    assert calls == [1] * 4
+    assert (got[0] == 0).all()
+    alone = absgrad.attribute(dmodel, x[:1], t[1:], "guidedig", n_samples=4, batch_size=1)
+    torch.testing.assert_close(got[1:], alone, atol=1e-12, rtol=0)
+
+
+def _round_counts(model, x, t, steps):
+    """How many samples (rounds) Guided IG takes per image."""
+    from absgrad.methods.aggregators import SampleStats
+    from absgrad.methods.samplers import GradContext, GuidedPathSampler
+
+    stats = SampleStats(["raw"])
+    GuidedPathSampler(n_samples=steps).run(GradContext(model, x, t), stats)
+    return stats.count
 
 
 def test_gradcam_equals_explicit_formula(dmodel, x):

@@ -1,6 +1,7 @@
 """A run's scores do not depend on how its images are cut into batches or how its forward
 passes are chunked: every image draws its randomness from a generator seeded from the run seed
-and its id, and Guided IG decides each image's path from that image alone.
+and its id, and Guided IG decides each image's path from that image's own gradients and
+distances (its images step together, every one with its own decisions).
 
 IG and BlurIG are left out here: they take a gradient at the image itself, and the synthetic
 model max-pools flat image regions, where float rounding of a batched forward pass breaks exact
@@ -23,7 +24,7 @@ def _scores(out, **extra) -> dict[tuple[str, str, str], np.ndarray]:
             "maps": MAPS,
             "metrics": ["rcap", "dauc"],
             "n_samples": 3,
-            "limit": 4,
+            "limit": 16,
             "ig_steps": 3,
             **extra,
         },
@@ -40,10 +41,11 @@ def _scores(out, **extra) -> dict[tuple[str, str, str], np.ndarray]:
 
 def test_scores_do_not_depend_on_batch_size_or_forward_chunk(tmp_path):
     ref = _scores(tmp_path / "b4", batch_size=4)
-    assert len({k[0] for k in ref}) == 4 and set(MAPS) <= {k[1] for k in ref}
+    assert len({k[0] for k in ref}) == 16 and set(MAPS) <= {k[1] for k in ref}
     for name, extra in {
         "b1": {"batch_size": 1},
         "b3": {"batch_size": 3},
+        "b16": {"batch_size": 16},
         "eval1": {"batch_size": 4, "eval_batch_size": 1},
     }.items():
         got = _scores(tmp_path / name, **extra)

@@ -72,12 +72,34 @@ def test_yaml_sections_and_overrides():
     assert make_config(yaml.safe_load(to_yaml(cfg))).config_hash() == cfg.config_hash()
 
 
+def test_device_auto_and_deterministic_round_trip_and_are_not_hashed():
+    import torch
+    import yaml
+
+    from absgrad.protocol.config import check_device
+
+    base = make_config({"case": "synthetic"})
+    assert base.device == "auto" and base.deterministic is True  # the defaults
+    for change in ({"device": "cpu"}, {"deterministic": False}, {"deterministic": True}):
+        cfg = make_config({"case": "synthetic"}, change)
+        assert cfg.config_hash() == base.config_hash(), change  # how it runs, not what
+        assert make_config(yaml.safe_load(to_yaml(cfg))) == cfg
+        assert make_config(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert make_config({"case": "synthetic", "deterministic": False}).deterministic is False
+    mps = torch.backends.mps.is_available()
+    best = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    assert check_device("device", "auto") == best
+    assert check_device("device", "cpu") == "cpu"
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
         ({"case": "x", "ig": {"trials": 1}}, "'ig_trials'"),
         ({"case": "x", "threshold": 1.5}, "'threshold'"),
         ({"case": "x", "device": "tpu"}, "'device'"),
+        ({"case": "x", "device": "autos"}, "'device'"),
+        ({"case": "x", "deterministic": "yes"}, "'deterministic'"),
         ({"case": "x", "save_maps": "some"}, "'save_maps'"),
         ({"case": "x", "metrics": []}, "'metrics'"),
         ({"case": "x", "sampling": 3}, "'sampling'"),

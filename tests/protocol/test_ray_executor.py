@@ -404,3 +404,44 @@ def _assert_same_maps(a: Path, b: Path) -> None:
             assert za.files == zb.files
             for k in za.files:
                 np.testing.assert_array_equal(za[k], zb[k])
+
+
+def _with_switches(worker: Callable[[Unit], UnitResult], unit: Unit) -> UnitResult:
+    """Runs the unit, then notes this worker process's deterministic switches and pid."""
+    from absgrad.utils.determinism import is_deterministic
+
+    result = worker(unit)
+    result.timing["switches_on"] = float(is_deterministic())
+    result.timing["pid"] = float(os.getpid())
+    return result
+
+
+class SwitchProbe(RayExecutor):
+    """A Ray executor whose workers report their switches with each result."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.seen: list[dict[str, float]] = []
+
+    def run(self, units, worker, on_result) -> None:  # type: ignore[override]
+        def stored(result: UnitResult) -> None:
+            self.seen.append(dict(result.timing))
+            on_result(result)
+
+        super().run(units, partial(_with_switches, worker), stored)
+
+
+@needs_ray
+def test_ray_workers_run_with_the_deterministic_switches(ray_local: None, tmp_path: Path) -> None:
+    from absgrad.protocol.config import load_config_file, make_config
+    from absgrad.protocol.runner import run_protocol
+    from absgrad.utils.determinism import current
+
+    config = make_config(load_config_file("synthetic"), {**SYNTH, "maps": ["vg"]})
+    assert config.deterministic  # the default
+    before = current()
+    ex = SwitchProbe(workers=2)
+    run_protocol(config, tmp_path / "ray", executor=ex, quiet=True)
+    assert current() == before  # the driver's own switches are back
+    assert ex.seen and os.getpid() not in {int(t["pid"]) for t in ex.seen}
+    assert all(t["switches_on"] == 1.0 for t in ex.seen)  # set in every worker process

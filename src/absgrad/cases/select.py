@@ -39,7 +39,7 @@ def model_fingerprint(model: nn.Module) -> str:
             h.update(str(tuple(v.shape)).encode())
             if v.is_floating_point():
                 h.update(
-                    f"{float(v.double().sum()):.10e}|{float(v.double().abs().sum()):.10e}".encode()
+                    f"{float(v.cpu().double().sum()):.10e}|{float(v.cpu().double().abs().sum()):.10e}".encode()
                 )
             else:
                 h.update(str(int(v.long().sum())).encode())

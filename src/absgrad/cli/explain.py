@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from absgrad.cli.errors import UserError
@@ -25,9 +26,13 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from absgrad.explanation import explain_file, overlay_path, save_explanation
+    from absgrad.protocol.config import check_device
+    from absgrad.utils.devices import describe_device
 
     try:
         overlay_path(args.out, args.image, args.method)  # a bad --out fails before any work
+        args.device = check_device("--device", args.device)  # auto: the best device here
+        print(f"device: {describe_device(args.device)}", file=sys.stderr)
         result = explain_file(
             args.image,
             model=args.model,

@@ -88,7 +88,7 @@ class Flag:
     choices: Iterable[Any] | None = None
     metavar: str | None = None
     default: Any = ARGPARSE_DEFAULT
-    action: str | None = None
+    action: str | type[argparse.Action] | None = None
     const: Any = None
     nargs: str | None = None
     dest: str | None = None
@@ -315,6 +315,15 @@ FLAGS: tuple[Flag, ...] = (
         help="bf16: bfloat16 autocast in the metrics' forward passes; scores move by about "
         "1e-3 (docs/performance.md); default fp32",
     ),
+    _f(
+        "--deterministic",
+        on=RUN,
+        field="deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="deterministic GPU kernels and no TF32, so a GPU repeats its numbers (default "
+        "on; about 8%% slower on a GPU, no change on a CPU; docs/performance.md)",
+    ),
     _f("--seed", on=RUN, field="seed", type=int, metavar="S", help="random seed (default 0)"),
     _f(
         "--n-samples",
@@ -404,7 +413,12 @@ FLAGS: tuple[Flag, ...] = (
         metavar="N",
         help="use only the first N selected images",
     ),
-    _f("--device", on=RUNS, field="device", help="cpu, cuda, cuda:N or mps (default cpu)"),
+    _f(
+        "--device",
+        on=RUNS,
+        field="device",
+        help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, else MPS, else CPU)",
+    ),
     _f(
         "--quiet",
         on=RUNS,
@@ -457,7 +471,12 @@ FLAGS: tuple[Flag, ...] = (
     ),
     _f("--target", on=EXPLAIN, type=int, help="class index (default: the predicted class)"),
     _f("--seed", on=EXPLAIN, type=int, default=0, help="random seed (default 0)"),
-    _f("--device", on=EXPLAIN, default="cpu"),
+    _f(
+        "--device",
+        on=EXPLAIN,
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, else MPS, else CPU)",
+    ),
     _f(
         "--out",
         on=EXPLAIN,

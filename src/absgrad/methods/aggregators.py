@@ -24,7 +24,8 @@ class SampleStats:
     """Running statistics of samples ``a_i`` of shape ``(B, C, H, W)`` for several processings.
 
     ``add(samples, images, batch)`` takes ``{processing: (k, b, C, H, W)}``: k new samples, as
-    the sampler produced them, for the images ``images`` (a slice of the batch). The running
+    the sampler produced them, for the images ``images`` (a slice of the batch, or the indices
+    of ``b`` images). The running
     sum is over the finished samples (:func:`~absgrad.methods.processing.finish_sample`), the
     variance over the samples as given. Counts are kept per image so chunks may split the
     batch. Only the processings in ``variance_of`` (default: all) keep the mean and squared
@@ -62,7 +63,7 @@ class SampleStats:
             self.m2[p] = torch.zeros(shape, **z)
 
     def add(
-        self, samples: dict[str, Tensor], images: slice, batch: int, finished: bool = False
+        self, samples: dict[str, Tensor], images: slice | Tensor, batch: int, finished: bool = False
     ) -> None:
         """Fold ``k`` samples ``(k, b, C, H, W)`` per processing into the statistics of ``images``.
 

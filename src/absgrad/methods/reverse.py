@@ -29,7 +29,10 @@ def reverse(
 
     Per image of ``maps (B, H, W)`` with ``n = H * W`` values: sort the values; keep the top
     ``floor(n * remain) + 1``; the next ``floor(n * mis)`` (high values) and the bottom
-    ``floor(n * mis)`` change places, each side shuffled. ``generator`` (one, or one per image) or
+    ``floor(n * mis)`` change places, each side shuffled. Equal values rank by pixel index (the
+    earlier pixel higher), and the shuffles permute each side's pixels in image order: the result
+    depends on which pixels swap, not on the order of the values inside a side (which float
+    rounding of nearly equal values can change). ``generator`` (one, or one per image) or
     ``seeds`` (one per image) drive the shuffles; per-image ones make each map independent of
     the batch. Returns a new ``(B, H, W)`` tensor with the same multiset of values per image.
     """
@@ -55,10 +58,14 @@ def reverse(
             f"remain={remain}, mis={mis} on {n} values: the kept top ({keep}) and the two swapped "
             f"sides ({m} each) overlap; lower remain or mis"
         )
+    # which pixels are kept or swapped: ranks by value, equal values by pixel index (a stable
+    # sort ranks the earlier pixel higher, on any device)
     order = flat.argsort(dim=1, descending=True, stable=True)
     for i in range(b):
-        high = order[i, keep : keep + m]
-        low = order[i, n - m :]
+        # each side in pixel order, so the shuffle depends on which pixels swap, not on their
+        # ranks inside the side, which float rounding of nearly equal values can reorder
+        high = order[i, keep : keep + m].sort().values
+        low = order[i, n - m :].sort().values
         hv, lv = flat[i, high].clone(), flat[i, low].clone()
         flat[i, high] = lv[torch.randperm(m, generator=gens[i]).to(lv.device)]
         flat[i, low] = hv[torch.randperm(m, generator=gens[i]).to(hv.device)]

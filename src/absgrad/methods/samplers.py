@@ -81,10 +81,11 @@ class GradContext:
 
 @dataclass(frozen=True)
 class Samples:
-    """``k`` complete samples of the images ``images``: gradients ``(k, b, C, H, W)`` and their
+    """``k`` complete samples of the images ``images`` (a slice of the batch, or the ``(b,)``
+    indices of images that need not be consecutive): gradients ``(k, b, C, H, W)`` and their
     path term (broadcastable to them; None: no path term)."""
 
-    images: slice
+    images: slice | Tensor
     grad: Tensor
     term: Tensor | None = None
 
@@ -140,12 +141,8 @@ class Sampler:
         vals = []
         for k, v in sorted(vars(self).items()):
             if isinstance(v, Tensor):
-                v = (
-                    "tensor",
-                    tuple(v.shape),
-                    float(v.double().sum()),
-                    float(v.double().abs().sum()),
-                )
+                w = v.detach().cpu().double()  # on the CPU: MPS has no float64
+                v = ("tensor", tuple(v.shape), float(w.sum()), float(w.abs().sum()))
             vals.append((k, v))
         return (self.name, tuple(vals))
 
@@ -325,20 +322,48 @@ class BlurPathSampler(Sampler):
 
 
 def _l1(a: Tensor) -> Tensor:
-    return a.abs().sum()
+    """Each image's L1 norm ``(b,)`` of ``a (b, C, H, W)``, in ``a``'s dtype.
+
+    Accumulated in float64 (MPS lacks it: float32 there), so that the rounded sum does not
+    depend on how the reduction is split, which may vary with the number of images; the
+    reference's path arithmetic is float64 throughout."""
+    wide = a.dtype if a.device.type == "mps" else torch.float64
+    return a.abs().flatten(1).sum(dim=1, dtype=wide).to(a.dtype)
 
 
 def _smallest_fraction(work: Tensor, kth: int) -> Tensor:
-    """The features whose ``|work|`` is at most its ``kth`` smallest value, ignoring infinities
-    (the reference's 'lower' quantile of ``fraction``)."""
-    mag = work.abs().flatten()
-    threshold = mag.kthvalue(kth).values
+    """Per image of ``work (b, C, H, W)``: the features whose ``|work|`` is at most the image's
+    ``kth`` smallest value, ignoring infinities (the reference's 'lower' quantile of
+    ``fraction``). A threshold on values, so ties are all in or all out on any device."""
+    mag = work.abs().flatten(1)
+    threshold = mag.kthvalue(kth, dim=1, keepdim=True).values
     return ((mag <= threshold) & torch.isfinite(mag)).view_as(work)
 
 
+def _per_image(v: Tensor) -> Tensor:
+    """``(b,)`` -> ``(b, 1, 1, 1)``, to scale each image's features."""
+    return v.view(-1, 1, 1, 1)
+
+
+def _rows(mask: Tensor) -> slice | Tensor:
+    """The images of a ``(B,)`` bool mask: a slice when they are consecutive (views, no
+    copies), else their indices."""
+    idx = mask.nonzero().flatten().cpu()
+    if not len(idx):
+        return slice(0, 0)
+    if int(idx[-1]) - int(idx[0]) + 1 == len(idx):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx.to(mask.device)
+
+
+def _count(rows: slice | Tensor) -> int:
+    return rows.stop - rows.start if isinstance(rows, slice) else len(rows)
+
+
 @dataclass
-class _GuidedPath:
-    """One image's Guided IG path from ``base`` to ``x`` (each ``(1, C, H, W)``)."""
+class _GuidedPaths:
+    """The Guided IG paths of a batch from ``base`` to ``x`` (each ``(B, C, H, W)``); every
+    per-image quantity (L1 distances, threshold, gamma, whether to go on) is its own."""
 
     x: Tensor
     base: Tensor
@@ -348,38 +373,41 @@ class _GuidedPath:
         self.diff = self.x - self.base
         self.l1_total = _l1(self.diff)
 
-    def position(self, cur: Tensor, where_fixed: float) -> Tensor:
-        """Each feature's ``alpha`` on the straight path (``where_fixed`` where its length is 0)."""
-        diff = self.diff
-        safe = torch.where(diff != 0, diff, torch.ones_like(diff))
-        return torch.where(diff != 0, (cur - self.base) / safe, torch.full_like(diff, where_fixed))
-
-    def at(self, alpha: float) -> Tensor:
-        """The straight-path point at ``alpha``."""
-        return self.base + alpha * self.diff
-
     def round(
-        self, cur: Tensor, work: Tensor, band: tuple[float, float], target: Tensor
-    ) -> tuple[Tensor, bool]:
-        """One round of moves: lift features below the band to its lower edge, then move the
-        features with the smallest ``|g|`` toward the upper edge until the L1 distance to ``x``
-        is ``target``; ``work`` marks finished features with infinity (in place). Returns the
-        new point and whether the step needs another round."""
+        self,
+        rows: slice | Tensor,
+        cur: Tensor,
+        work: Tensor,
+        band: tuple[float, float],
+        target: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """One round of moves of the images ``rows`` at ``cur (b, C, H, W)``: lift features
+        below the band to its lower edge, then move the features with the smallest ``|g|``
+        toward the upper edge until each image's L1 distance to ``x`` is its ``target (b,)``.
+        ``work`` (the batch's ``(B, C, H, W)``) marks finished features with infinity. Returns
+        the new points and which images need another round of this step ``(b,)``."""
         a_min, a_max = band
-        x_min, x_max = self.at(a_min), self.at(a_max)
-        cur = torch.where(self.position(cur, a_max) < a_min, x_min, cur)
-        l1_cur = _l1(cur - self.x)
-        if float((l1_cur - target).abs()) <= 1e-9 + 1e-6 * float(target.abs()):
-            return cur, False
-        work.masked_fill_(cur == x_max, math.inf)
-        sel = _smallest_fraction(work, self.kth)
+        base, diff = self.base[rows], self.diff[rows]
+        x_min, x_max = base + a_min * diff, base + a_max * diff
+        safe = torch.where(diff != 0, diff, torch.ones_like(diff))
+        alpha = torch.where(diff != 0, (cur - base) / safe, torch.full_like(diff, a_max))
+        cur = torch.where(alpha < a_min, x_min, cur)
+        l1_cur = _l1(cur - self.x[rows])
+        # the reference's isclose, with a tolerance for float32 (compared in float64)
+        wide = torch.float32 if target.device.type == "mps" else torch.float64
+        reached = (l1_cur - target).to(wide).abs() <= 1e-9 + 1e-6 * target.to(wide).abs()
+        w = work[rows].masked_fill_(cur == x_max, math.inf)
+        if not isinstance(rows, slice):
+            work[rows] = w  # an index gathers a copy: write the marks back
+        sel = _smallest_fraction(w, self.kth)
         l1_sel = _l1((cur - x_max) * sel)
-        if float(l1_sel) <= 0:
-            return cur, False
-        gamma = float((l1_cur - target) / l1_sel)
-        if gamma > 1:
-            return torch.where(sel, x_max, cur), True
-        return torch.where(sel, cur + gamma * (x_max - cur), cur), False
+        moving = ~reached & (l1_sel > 0)
+        gamma = (l1_cur - target) / torch.where(moving, l1_sel, torch.ones_like(l1_sel))
+        whole = moving & (gamma > 1)  # the selection cannot close the gap: all the way, again
+        part = moving & ~whole
+        moved = torch.where(_per_image(whole), x_max, cur + _per_image(gamma) * (x_max - cur))
+        new = torch.where(sel & _per_image(whole | part), moved, cur)
+        return new, whole
 
 
 @dataclass
@@ -391,8 +419,10 @@ class GuidedPathSampler(Sampler):
     distance to ``x`` meets the schedule, within ``max_dist`` of the straight path. A step
     may take several rounds; every round's contribution ``(x_new - x_old) * g`` is a sample
     (so one image may have more samples than another); processing applies to the contribution.
-    Each image follows its own path with its own model calls, so batching cannot change its
-    path decisions.
+    The images of the batch step together, each with its own path decisions: one gradient per
+    image at the start of each step, in model calls of exactly ``batch_size`` images (a short
+    chunk is padded, so rounding cannot depend on the batch), then rounds until every image
+    has met its own target; an image that has met it waits for the next step.
     """
 
     name: ClassVar[str] = "guided_path"
@@ -401,34 +431,66 @@ class GuidedPathSampler(Sampler):
     fraction: float = 0.25
     max_dist: float = 0.1
 
-    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
-        for i in range(ctx.batch):
-            yield from self.rounds(ctx, slice(i, i + 1))
-
     def band(self, step: int) -> tuple[float, float]:
         """The allowed range of ``alpha`` after step ``step``: ``max_dist`` around the schedule."""
         alpha = (step + 1.0) / self.n_samples
         return max(alpha - self.max_dist, 0.0), min(alpha + self.max_dist, 1.0)
 
-    def rounds(self, ctx: GradContext, img: slice) -> Iterator[Samples]:
-        """Every round of every step of one image: ``Samples`` of ``(1, 1, C, H, W)``."""
-        x = ctx.x[img]
-        path = _GuidedPath(
-            x, torch.zeros_like(x), int(math.floor(self.fraction * (x.numel() - 1))) + 1
-        )
-        if float(path.l1_total) <= 1e-9:  # x is the baseline: nothing moves, one zero per step
-            for _ in range(self.n_samples):
-                yield Samples(img, torch.zeros_like(x).unsqueeze(0))
-            return
+    def pieces(self, ctx: GradContext) -> Iterator[Piece]:
+        """Every round of every step: ``Samples`` of ``(1, b, C, H, W)`` for the images that
+        took part in the round."""
+        x = ctx.x
+        kth = int(math.floor(self.fraction * (x[0].numel() - 1))) + 1
+        path = _GuidedPaths(x, torch.zeros_like(x), kth)
+        moving = path.l1_total > 1e-9
+        still = _rows(~moving)  # x is the baseline: nothing moves, one zero sample per step
+        rows = _rows(moving)
         cur = path.base.clone()
+        g = torch.zeros_like(x)
         for step in range(self.n_samples):
-            g = ctx.grad(cur.unsqueeze(0), img)[0]
+            if _count(still):
+                yield Samples(still, torch.zeros_like(x[still]).unsqueeze(0))
+            if not _count(rows):
+                continue
+            for chunk in _chunks(rows, ctx.batch_size):
+                g[chunk] = _full_call(ctx, cur, chunk)
             target = path.l1_total * (1 - (step + 1.0) / self.n_samples)
-            work, more = g.clone(), True
-            while more:
-                new, more = path.round(cur, work, self.band(step), target)
-                yield Samples(img, g.unsqueeze(0), (new - cur).unsqueeze(0))
-                cur = new
+            work, active = g.clone(), moving.clone()
+            part = rows
+            while True:
+                new, more = path.round(part, cur[part], work, self.band(step), target[part])
+                yield Samples(part, g[part].unsqueeze(0), (new - cur[part]).unsqueeze(0))
+                cur[part] = new
+                active[part] = more
+                if not bool(active.any()):
+                    break
+                part = _rows(active)
+
+
+def _full_call(ctx: GradContext, points: Tensor, rows: slice | Tensor) -> Tensor:
+    """Gradients ``(b, C, H, W)`` at ``points[rows]`` from one model call of exactly
+    ``ctx.batch_size`` images: a shorter chunk is padded with copies of its last image, whose
+    gradients are dropped.
+
+    Kernels may round differently for another number of images in a call (PyTorch's CPU
+    convolutions do for 1 image against 2 or more), and Guided IG's choices are thresholds
+    that such rounding can flip. With every call the same shape, an image's path does not
+    depend on the other images of its batch, nor on how many there are."""
+    idx = torch.arange(ctx.batch)[rows] if isinstance(rows, slice) else rows.cpu()
+    n = len(idx)
+    if n < ctx.batch_size:
+        idx = torch.cat([idx, idx[-1:].expand(ctx.batch_size - n)])
+    elif isinstance(rows, slice):
+        return ctx.grad(points[rows].unsqueeze(0), rows)[0]  # a full chunk: views, no copies
+    idx = idx.to(points.device)
+    return ctx.grad(points[idx].unsqueeze(0), idx)[0, :n]
+
+
+def _chunks(rows: slice | Tensor, size: int) -> list[slice | Tensor]:
+    """``rows`` in pieces of at most ``size`` images."""
+    if isinstance(rows, slice):
+        return [slice(i, min(i + size, rows.stop)) for i in range(rows.start, rows.stop, size)]
+    return list(rows.split(size))
 
 
 __all__ = [

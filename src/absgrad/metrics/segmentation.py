@@ -89,14 +89,14 @@ def pointing_game(maps: Tensor, masks: Tensor, *, top: float = 0.3) -> Tensor:
     empty = ~region.flatten(1).any(dim=1)
     top_val = m.flatten(1).max(dim=1).values
     region = torch.where(empty[:, None, None], m == top_val[:, None, None], region)
-    weight = region.to(torch.float64)
+    weight = region.cpu().to(torch.float64)  # the centroid in float64, on the CPU (MPS has none)
     count = weight.sum(dim=(1, 2))
-    rows = torch.arange(h, dtype=torch.float64, device=m.device)
-    cols = torch.arange(w, dtype=torch.float64, device=m.device)
+    rows = torch.arange(h, dtype=torch.float64)
+    cols = torch.arange(w, dtype=torch.float64)
     r = torch.floor((weight.sum(dim=2) * rows).sum(dim=1) / count + 0.5).long()
     c = torch.floor((weight.sum(dim=1) * cols).sum(dim=1) / count + 0.5).long()
-    hit = s[torch.arange(b, device=m.device), r, c]
-    return hit.float()
+    hit = s.cpu()[torch.arange(b), r, c]
+    return hit.float().to(m.device)
 
 
 __all__ = ["lc_dice", "mae", "mae_sqrt_paper", "pointing_game"]

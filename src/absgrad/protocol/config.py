@@ -48,7 +48,8 @@ class RunConfig:
     select: bool = True
     threshold: float | None = None  # None: the case's threshold (paper: 0.9)
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA, else MPS, else the CPU (resolved once, by the runner)
+    deterministic: bool = True  # deterministic GPU kernels, no TF32 (see docs/performance.md)
     batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
@@ -101,12 +102,14 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine")
+NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine", "deterministic")
 #: Bumped whenever a method's formula or its randomness changes the maps: 2 = the second |.| of
 #: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
 #: reversal and per-image random generators; 3 = the variance guide of IG and BlurIG with ``abs``
-#: over the path's samples, before the second ``|.|`` (SPEC §2.3).
-MAPS_VERSION = 3
+#: over the path's samples, before the second ``|.|`` (SPEC §2.3); 4 = the shuffles of reversed
+#: maps over each side's pixels in image order (no longer in value order, which rounding can
+#: reorder), and Guided IG's images stepping together (batched gradients, float64 L1 sums).
+MAPS_VERSION = 4
 #: The folder case's options (your own data and model), passed on to ``get_case("folder")``.
 FOLDER_OPTIONS = ("model", "masks", "classes", "labels", "size", "resize", "norm")
 OWN_MODEL_FIELDS = (*FOLDER_OPTIONS, "weights_sha", "model_sha")
@@ -199,19 +202,27 @@ def _eval_batch(name: str, v: Any) -> int | str:
 
 def _device(name: str, v: Any) -> str:
     kind, _, index = v.partition(":") if isinstance(v, str) else ("", "", "")
+    if v == "auto":
+        return v
     if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
-        raise _fail(name, "must be cpu, cuda, cuda:N or mps", v)
+        raise _fail(name, "must be auto, cpu, cuda, cuda:N or mps", v)
     return v
 
 
 def check_device(name: str, v: Any) -> str:
-    """``v`` when it names a device this machine has (cpu, cuda, cuda:N, mps), else an error.
+    """The device ``v`` names on this machine: ``auto`` becomes the best one here (CUDA, else
+    MPS, else the CPU: :func:`absgrad.utils.devices.best_device`); a named device must exist
+    here (cpu, cuda, cuda:N, mps), else an error.
 
     A config may name a device the machine writing it lacks; the run checks it where it runs.
     """
     import torch
 
+    from absgrad.utils.devices import best_device
+
     _device(name, v)
+    if v == "auto":
+        return best_device()
     kind, _, index = v.partition(":")
     if kind == "cuda" and not torch.cuda.is_available():
         raise _fail(name, "asks for a GPU but PyTorch sees no CUDA device here (use cpu)", v)
@@ -256,6 +267,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _unit(optional=True),
     "seed": _int(0),
     "device": _device,
+    "deterministic": _ruled(Rule("bool")),
     "engine": _ruled(Rule("choice", choices=names.ENGINES)),
     "precision": _ruled(Rule("choice", choices=names.PRECISIONS)),
     "batch_size": _ruled(PARAMS["batch_size"]),

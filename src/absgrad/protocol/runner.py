@@ -34,6 +34,9 @@ from absgrad.protocol.worker import (
     run_unit,
     set_context,
 )
+from absgrad.utils import determinism
+from absgrad.utils.determinism import set_deterministic
+from absgrad.utils.devices import describe_device
 
 log = logging.getLogger("absgrad.protocol")
 LOG_FILE = "absgrad.log"
@@ -361,10 +364,16 @@ class RunSession:
         skipped = len(self.units) - len(self.todo)
         self.config, engine = _choose_engine(config, self.ctx, self.todo)
         log.info("engine: %s (%s)", engine, self.config.precision)
+        log.info(
+            "device: %s; deterministic kernels: %s",
+            describe_device(self.ctx.device),
+            "on" if config.deterministic else "off",
+        )
         self.session = {
             "started": self.started,
             "executor": self.executor.describe(),
             "device": str(self.ctx.device),
+            "deterministic": config.deterministic,
             "eval_batch_size": self.ctx.eval.batch_size,
             "engine": engine,
             "versions": versions(),
@@ -544,10 +553,31 @@ def run_protocol(
     store.check(config, resume)  # refuse early, before loading anything
     executor = executor or LocalExecutor()
     started, t0 = _now(), time.perf_counter()
-    # the case, model and plan first: a missing dataset or weights file creates nothing
-    _say(quiet, f"loading case {config.case!r} and its model on {config.device}")
+    # the device once, here: 'auto' becomes this machine's best device, and every worker
+    # (local, another process, Ray) gets that device in its config
     if context is None:
-        check_device("device", config.device)
+        device = check_device("device", config.device)
+    else:
+        device = str(context.device) if config.device == "auto" else config.device
+    shown = describe_device(device) + (" (device auto)" if config.device == "auto" else "")
+    config = dataclasses.replace(config, device=device)
+    # the case, model and plan first: a missing dataset or weights file creates nothing
+    _say(quiet, f"loading case {config.case!r} and its model on {shown}")
+    with determinism.kept():  # the caller's switches come back after the run
+        set_deterministic(config.deterministic)
+        return _run(config, store, resume, executor, quiet, context, started, t0)
+
+
+def _run(
+    config: RunConfig,
+    store: RunStore,
+    resume: bool | None,
+    executor: Executor,
+    quiet: bool,
+    context: WorkerContext | None,
+    started: str,
+    t0: float,
+) -> dict[str, Any]:
     ctx = context or get_context(config)
     if context is None:
         ctx.case.refresh()  # a context kept from an earlier run re-reads the data files

@@ -62,7 +62,7 @@ class EvalSettings:
 
 
 def _floats(t: Tensor) -> list:
-    return t.detach().double().cpu().tolist()
+    return t.detach().cpu().double().tolist()  # MPS has no float64
 
 
 def score_maps(

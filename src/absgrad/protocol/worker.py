@@ -35,6 +35,7 @@ from absgrad.protocol.scoring import (
     empty_masks,
     score_many,
 )
+from absgrad.utils.determinism import set_deterministic
 
 log = logging.getLogger("absgrad.protocol")
 
@@ -139,7 +140,11 @@ class WorkerContext:
 
 
 def resolve_device(name: str) -> torch.device:
-    dev = torch.device(name)
+    """The torch device of a config's ``device`` (``auto``: the best one here); a device this
+    machine lacks is a :class:`ConfigError`."""
+    from absgrad.utils.devices import best_device
+
+    dev = torch.device(best_device() if name == "auto" else name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"config field 'device': {name!r} asked but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -263,8 +268,10 @@ def build_context(
     """Load the case and model for ``config`` (``model_wrapper`` wraps the model, e.g. to count).
 
     Also tunes this process's allocator for large tensors (:func:`absgrad.inference.allocator.
-    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out)."""
+    tune_allocator`; ``ABSGRAD_TUNE_MALLOC=0`` opts out) and, with ``config.deterministic``,
+    sets this process's deterministic switches (:mod:`absgrad.utils.determinism`)."""
     tune_allocator()
+    set_deterministic(config.deterministic)  # before the model: cuBLAS reads its setting once
     case = case if case is not None else load_case(config)
     device = resolve_device(config.device)
     metrics = check_metrics(
@@ -326,6 +333,7 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     from absgrad.methods.randomness import image_seed
 
     t0 = time.perf_counter()
+    set_deterministic(config.deterministic)  # in every worker process, whichever executor
     ctx = context if context is not None else get_context(config)
     data = ctx.batch(unit)
     clean, blurred = ctx.probs(data)
@@ -369,8 +377,8 @@ def run_unit(config: RunConfig, unit: Unit, *, context: WorkerContext | None = N
     return UnitResult(
         unit=unit,
         scores=scores,
-        clean_prob=clean.double().cpu().tolist(),
-        blurred_prob=blurred.double().cpu().tolist(),
+        clean_prob=clean.cpu().double().tolist(),
+        blurred_prob=blurred.cpu().double().tolist(),
         timing={"load": t1 - t0, "explain": t2 - t1, "metrics": t3 - t2, "total": t3 - t0},
         maps={lb: m.detach().cpu().numpy().astype(np.float16) for lb, m in maps.items()}
         if unit.save_maps
