@@ -1,7 +1,9 @@
-"""Checks that a path the user gave (or a case needs) exists, with a message saying what belongs there."""
+"""Checks that a path the user gave (or a case needs) exists, with a message saying what belongs there;
+absgrad's cache folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from absgrad.errors import MissingFileError
@@ -27,4 +29,10 @@ def require_file(path: Path | str, what: str, expected: str, source: str) -> Pat
     return p
 
 
-__all__ = ["require_dir", "require_file"]
+def absgrad_cache_dir() -> Path:
+    """absgrad's cache folder: ``$ABSGRAD_CACHE`` if set, else ``~/.cache/absgrad``."""
+    env = os.environ.get("ABSGRAD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "absgrad"
+
+
+__all__ = ["absgrad_cache_dir", "require_dir", "require_file"]
