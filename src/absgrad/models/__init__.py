@@ -31,8 +31,9 @@ Quick use::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from absgrad.utils.lazy import lazy_exports
 
 # Names resolve on first use, so that ``absgrad.models.spec`` (the config check) imports
 # without torch.
@@ -68,15 +69,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'absgrad.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("absgrad.models", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
