@@ -9,8 +9,9 @@ What ``absgrad explain`` does, from Python::
     absgrad.save_explanation(e, "cam.png")       # the overlay PNG, and the map as cam.npy
 
 The model is a built-in case's (``model="demo"``, ``"imagenet-sample"``...) or a model spec
-(``timm:NAME``, ``torchvision:NAME``, ``package.module:factory``) with its preprocessing
-(``size``, ``resize``, ``norm``) and class names (``classes``). The image is read with the case's
+(``timm:NAME``, ``torchvision:NAME``, ``hf:ORG/NAME``, ``package.module:factory``) with its
+``weights`` (a file, ``"pretrained"``: the default, or ``"random"``), its preprocessing
+(``size``, ``resize``, ``norm``) and class names (``classes``; else the model's own). The image is read with the case's
 preprocessing, so the map is the one :func:`absgrad.explain` gives for the same pixels.
 """
 
@@ -110,7 +111,7 @@ def explain_file(
         params.setdefault("layer", layer)
     gen = torch.Generator().manual_seed(seed)
     smap = explain(net, x, target, method, generator=gen, **params)[0].cpu()
-    names = getattr(case, "classes", None)
+    names = case.class_names()
     return Explanation(
         image=src,
         method=method,
@@ -182,11 +183,17 @@ def _case(model: str, weights: str | Path | None, data: str | Path | None, **own
                 + f" apply to a model spec, not to case {model!r}",
                 *given,
             )
+        if isinstance(weights, str) and weights.strip().lower() in ("pretrained", "random"):
+            raise ArgumentError(
+                f"{{weights}} {weights!r} applies to a model spec; case {model!r} takes a "
+                "weights file",
+                "weights",
+            )
         return get_case(model, data=data, weights=weights)
     if ":" not in model:
         raise AbsgradError(
             f"unknown model {model!r}: give a model spec (timm:NAME, torchvision:NAME, "
-            f"package.module:factory) or a case name ({', '.join(c for c in CASES if c != 'folder')})"
+            f"hf:ORG/NAME, package.module:factory) or a case name ({', '.join(c for c in CASES if c != 'folder')})"
         )
     kw = {k: v for k, v in own.items() if v is not None}
     return get_case("folder", data=None, weights=weights, model=model, **kw)

@@ -334,3 +334,35 @@ def test_nested_images_are_found_as_image_folder_finds_them(folders, weights, tm
         "cat/sub/deep/cat0": masks / "cat/sub/deep/cat0.png",
         "elk/only/nested": masks / "elk/only/nested.png",
     }
+
+
+def test_class_names_come_from_the_labels_vocabulary(folders, weights, tmp_path):
+    """Issue 23, item 4: the user's names wherever the labels are names, whatever the model's
+    head; ImageNet's only where the labels are ImageNet indices; none for a weights file's own
+    output indices (a file says nothing of what its classes are)."""
+    import absgrad
+
+    k1000 = weights / "k1000.pth"
+    big = get_case("folder", data=folders, weights=k1000, model="timm:test_resnet", size=32)
+    assert big.class_names() == list(CLASSES)  # not "tench", "goldfish", "great white shark"
+    table = tmp_path / "names.txt"
+    table.write_text("fox\ncat\ndog\n")
+    case = _case(folders, weights, classes=str(table))
+    assert case.class_vocabulary() == (["fox", "cat", "dog"], str(table))
+    e = absgrad.explain_file(
+        folders / "dog" / "dog0.png", model="timm:test_resnet", weights=weights / "k3.pth",
+        classes=str(table), size=32, method="vg", target=2,
+    )  # fmt: skip
+    assert e.label == "2 dog"
+    # wnid folders of a 1000-class model: ImageNet indices, ImageNet's names
+    wnids = tmp_path / "wnids"
+    for wnid in ("n01440764", "n01443537"):
+        _photo(wnids / wnid / "a.png", 1)
+    case = get_case("folder", data=wnids, weights=k1000, model="timm:test_resnet", size=32)
+    assert [s.label for s in case.samples()] == [0, 1]
+    assert case.class_names()[:2] == ["tench", "goldfish"]
+    # integer folders: the model's own indices; a weights file names none
+    ints = tmp_path / "ints"
+    _photo(ints / "0" / "a.png", 2)
+    case = get_case("folder", data=ints, weights=k1000, model="timm:test_resnet", size=32)
+    assert case.class_vocabulary() == (None, "")

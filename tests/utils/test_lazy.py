@@ -29,6 +29,7 @@ def test_a_name_imports_its_module_once_and_is_kept():
         ("absgrad.report", "build_report", "torch"),
         ("absgrad.protocol", "make_config", "torch"),
         ("absgrad.metrics", "rcap_percentiles", "torch"),
+        ("absgrad.models", "parse_model_spec", "torch"),
     ],
 )
 def test_packages_import_without_their_heavy_submodules(package, name, heavy):

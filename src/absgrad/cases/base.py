@@ -242,6 +242,10 @@ class Case:
         """The case's classifier in eval mode with its weights loaded from local files."""
         raise NotImplementedError
 
+    def class_names(self) -> list[str] | None:
+        """Readable names of the case's label indices (index -> name), None when unknown."""
+        return None
+
     def weights_id(self) -> str:
         """A string identifying the weights (path), used in selection cache keys."""
         return str(self.weights.resolve()) if self.weights is not None else "default"

@@ -34,6 +34,14 @@ Preprocessing (a :class:`~absgrad.models.preprocess.Preprocess`): ``size`` (crop
 ``(H, W)``), ``resize`` (the shorter side before the center crop, or ``"stretch"``: resize
 straight to ``size``), ``norm`` (``"imagenet"``, ``"0.5"``, ``"none"`` or ``"MEAN,STD"`` with 2
 or 6 numbers). Defaults come from the model (:func:`~absgrad.models.defaults.model_defaults`).
+
+Weights (``weights``): a file, ``"pretrained"`` (the default: the library's published weights,
+:mod:`absgrad.models.pretrained`) or ``"random"``.
+
+Class names (:meth:`FolderCase.class_names`, shown by the report and ``explain``): the user's
+where the labels are names (a class table, the class folders, names in a label table); ImageNet's
+where they are ImageNet-1k indices (``classes="imagenet"``, wnid folders); the model's own
+(published weights only) where they are the model's output indices (integer folders or labels).
 """
 
 from __future__ import annotations
@@ -66,6 +74,13 @@ from absgrad.models.build import load_model
 from absgrad.models.defaults import model_defaults
 from absgrad.models.logits import output_classes
 from absgrad.models.preprocess import RESAMPLE, norm_text
+from absgrad.models.pretrained import (
+    PRETRAINED,
+    RANDOM,
+    fetch,
+    model_class_names,
+    weights_choice,
+)
 from absgrad.models.spec import ModelSpec, file_fingerprint, parse_model_spec
 
 log = logging.getLogger("absgrad.cases")
@@ -306,12 +321,20 @@ class FolderCase(Case):
         layer: str | None = None,
         threshold: float | None = None,
     ) -> None:
-        super().__init__(data=data, weights=weights)
+        self.weights_choice = weights_choice(weights)
+        file = self.weights_choice if isinstance(self.weights_choice, Path) else None
+        super().__init__(data=data, weights=file)
         if model is None:
             raise DataLayoutError(
-                "the folder case needs a model: timm:NAME, torchvision:NAME or module:factory"
+                "the folder case needs a model: timm:NAME, torchvision:NAME, hf:ORG/NAME or "
+                "module:factory"
             )
         self.spec = parse_model_spec(model)
+        self._classes_arg = classes
+        self._model: nn.Module | None = None
+        self._vocabulary: tuple[list[str] | None, str] | None = None
+        # the data is checked before the model's defaults, which may fetch files
+        self._layout = self._find_layout(labels) if self.data is not None else None
         d = model_defaults(self.spec)
         self.preprocess = d.preprocess.with_options(size=size, resize=resize, norm=norm)
         self.defaults_source = d.source
@@ -322,9 +345,6 @@ class FolderCase(Case):
         self.has_masks = self.masks is not None
         if self.masks is not None and not self.masks.is_dir():
             raise MissingFileError(f"masks folder not found: {self.masks}")
-        self._classes_arg = classes
-        self._model: nn.Module | None = None
-        self._layout = self._find_layout(labels) if self.data is not None else None
 
     # -- layout ------------------------------------------------------------------------------
     def _find_layout(self, labels: str | Path | None) -> dict[str, Any]:
@@ -411,7 +431,8 @@ class FolderCase(Case):
                 index = {f: int(f) for f in folders}
                 source = "the folder names (integers)"
             elif self._wnid_folders(folders):
-                index = {n: i for i, n in enumerate(imagenet_classes())}
+                names = imagenet_classes()
+                index = {n: i for i, n in enumerate(names)}
                 source = "the ImageNet-1k wnids of the folder names"
             else:
                 index = {f: i for i, f in enumerate(folders)}
@@ -431,6 +452,7 @@ class FolderCase(Case):
                 items.append((rid, lay["root"] / f, y, f"label table {table}, row {line}"))
         if not items:
             raise DataLayoutError(f"no images found in {self.data} (extensions {IMAGE_EXTS})")
+        self._vocabulary = (names, source)
         self._check_classes(names, source, items, k)
         masks = self._mask_index() if self.masks is not None else None
         records, no_mask = [], []
@@ -506,10 +528,30 @@ class FolderCase(Case):
         self._load()
         return range(self.num_classes)
 
+    def class_names(self) -> list[str] | None:
+        """Readable names of the label indices (see the module docstring)."""
+        return self.class_vocabulary()[0]
+
+    def class_vocabulary(self) -> tuple[list[str] | None, str]:
+        """The class names of :meth:`class_names` and where they come from."""
+        if self._layout is not None:
+            self.samples()
+            assert self._vocabulary is not None
+            names, source = self._vocabulary
+        else:
+            names, source = self._class_table()
+        if names is not None and len(names) == 1000 and names == imagenet_classes():
+            from absgrad.cases.imagenet_s import imagenet_names
+
+            return list(imagenet_names()), "ImageNet-1k (the labels are ImageNet-1k indices)"
+        if names is not None:
+            return names, source
+        return model_class_names(self.spec, self.weights_choice)  # the model's own indices
+
     def _load(self) -> nn.Module:
         if self._model is None:
             hint = None
-            if self.weights is None and self._layout is not None:
+            if self.weights_choice == RANDOM and self._layout is not None:
                 names, _ = self._class_table()
                 if names is None and self._layout["kind"] == "folders":
                     folders = self._layout["folders"]
@@ -517,7 +559,7 @@ class FolderCase(Case):
                         names = folders
                 hint = len(names) if names is not None else None
             self._model = load_model(
-                self.spec, self.weights, num_classes=hint, size=self.image_size
+                self.spec, self.weights_choice, num_classes=hint, size=self.image_size
             )
             self.num_classes = output_classes(self._model, self.image_size)
         return self._model
@@ -540,8 +582,26 @@ class FolderCase(Case):
         )
 
     def weights_id(self) -> str:
-        w = file_fingerprint(self.weights) if self.weights is not None else "random"
-        return f"{self.spec}|{w}"
+        return f"{self.spec}|{self.weights_sha()}"
+
+    def weights_sha(self) -> str:
+        """What identifies the weights: the file's SHA-256 prefix, that of the published
+        files (fetched if need be), ``random``, or ``pretrained`` for a factory's own."""
+        if self.weights is not None:
+            return file_fingerprint(self.weights)
+        if self.weights_choice == PRETRAINED and self.spec.kind != "callable":
+            return fetch(self.spec).sha
+        return str(self.weights_choice)
+
+    def weights_description(self) -> str:
+        """The weights for people: the file, the published files and their source, random."""
+        if self.weights is not None:
+            return f"file {self.weights} (sha256 {file_fingerprint(self.weights)})"
+        if self.weights_choice == PRETRAINED:
+            if self.spec.kind == "callable":
+                return "the factory's own"
+            return f"pretrained: {fetch(self.spec).describe()}"
+        return "random (seed 0)"
 
     # -- data --------------------------------------------------------------------------------
     def _load_mask(self, r: Record, photo_size: tuple[int, int]) -> Tensor:
@@ -573,6 +633,8 @@ class FolderCase(Case):
             "normalization": norm_text(self.normalization),
             "defaults_from": self.defaults_source,
             "layout": self._layout["kind"] if self._layout else None,
+            "weights": self.weights_description(),
+            "class_names_from": self.class_vocabulary()[1] or None,
         }
 
 

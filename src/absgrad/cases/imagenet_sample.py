@@ -62,6 +62,11 @@ class ImageNetSampleCase(Case):
             "the imagenet-sample folder",
         )
 
+    def class_names(self) -> list[str] | None:
+        from absgrad.cases.imagenet_s import imagenet_names
+
+        return list(imagenet_names())
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return lite0_model(self.weights, device)
 

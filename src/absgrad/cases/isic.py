@@ -116,6 +116,9 @@ class IsicCase(Case):
     def data_id(self) -> str:
         return f"{self.csv_path.resolve()}:folds={sorted(self.folds) if self.folds else 'all'}"
 
+    def class_names(self) -> list[str] | None:
+        return list(DIAGNOSES)
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if self.weights is None:
             raise MissingFileError(

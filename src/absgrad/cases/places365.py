@@ -112,6 +112,10 @@ class Places365Case(Case):
         self.val_list = _find_list(self.root, VAL_LIST)
         self.arch = arch
 
+    def class_names(self) -> list[str] | None:
+        """The categories without their letter folder (``/a/airfield`` -> ``airfield``)."""
+        return [c.split("/", 2)[-1] if c.startswith("/") else c for c in self.categories]
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if self.weights is None:
             raise MissingFileError(

@@ -20,6 +20,7 @@ from torch import nn
 from absgrad.cases.base import Case, Sample, UnreadableImageError
 from absgrad.errors import AbsgradError
 from absgrad.metrics.forward import chunk_probs
+from absgrad.utils.files import absgrad_cache_dir
 
 CACHE_ENV = "ABSGRAD_CACHE"
 _CACHE_VERSION = 3
@@ -27,8 +28,7 @@ _CACHE_VERSION = 3
 
 def default_cache_dir() -> Path:
     """``$ABSGRAD_CACHE`` if set, else ``~/.cache/absgrad``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "absgrad"
+    return absgrad_cache_dir()
 
 
 def model_fingerprint(model: nn.Module) -> str:

@@ -50,9 +50,10 @@ def gradcam(
                         f"Grad-CAM layer {name!r} was not called in the model's forward pass"
                     )
                 size = (x.shape[-2], x.shape[-1])
-                act = layers.feature_map(captured[0], model, name, size)  # (B, C, h, w)
+                out = layers.layer_tensor(captured[0])  # a tuple's first entry (Hugging Face)
+                act = layers.feature_map(out, model, name, size)  # (B, C, h, w)
                 score = class_scores(logits, target[imgs], objective).sum()
-                (raw,) = torch.autograd.grad(score, captured[0])
+                (raw,) = torch.autograd.grad(score, out)
                 grad = layers.feature_map(raw, model, name, size)
                 layers.check_patch_gradient(raw, grad, name)
             weights = grad.mean(dim=(2, 3), keepdim=True)

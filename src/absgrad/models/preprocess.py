@@ -2,8 +2,10 @@
 
 A :class:`Preprocess` says how a photo becomes an input: ``size`` ``(H, W)``; ``resize``, the
 shorter side before a centre crop of ``size`` (``"crop"`` geometry: the photo keeps its aspect,
-and grows if needed to cover ``size``) or ``"stretch"`` (resized straight to ``size``); the
-``interpolation``; and ``mean``/``std`` of ``(pixel - mean) / std``. Every case declares one, the
+and grows if needed to cover ``size``), ``"stretch"`` (resized straight to ``size``) or
+``(H', W')`` (resized straight to ``H' x W'``, then centre-cropped to ``size``, as Hugging
+Face's DeiT processor does); the ``interpolation``; and ``mean``/``std`` of
+``(pixel - mean) / std``. Every case declares one, the
 folder case builds it from the model's defaults and the user's ``size``/``resize``/``norm``, and
 ``Case.load_image`` (what ``explain`` uses) applies the same one as ``Case.samples()``.
 
@@ -50,13 +52,14 @@ class PreprocessError(AbsgradError):
 @dataclass(frozen=True)
 class Preprocess:
     """How a photo becomes model pixels: ``size`` ``(H, W)``, ``resize`` (shorter side before the
-    centre crop, or ``"stretch"``), ``interpolation`` (a key of ``RESAMPLE``) and ``mean``/``std``.
+    centre crop, ``"stretch"``, or ``(H', W')`` stretched to before the crop), ``interpolation``
+    (a key of ``RESAMPLE``) and ``mean``/``std``.
 
     The defaults are the ImageNet convention: resize 256, crop 224, bilinear, ImageNet mean/std.
     """
 
     size: tuple[int, int] = (224, 224)
-    resize: int | str = 256
+    resize: int | str | tuple[int, int] = 256
     interpolation: str = "bilinear"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -67,11 +70,28 @@ class Preprocess:
             raise PreprocessError(f"size must be positive (H, W), got {self.size}")
         if max(h, w) > MAX_SIDE:
             raise PreprocessError(_too_large("size", self.size, self.size, MAX_SIDE))
-        if self.resize != STRETCH and (
+        if isinstance(self.resize, (tuple, list)):
+            if (
+                len(self.resize) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.resize)
+                or self.resize[0] < h
+                or self.resize[1] < w
+            ):
+                raise PreprocessError(
+                    f"resize (H, W) must be two ints at least the size {self.size}, "
+                    f"got {self.resize!r}"
+                )
+            sides = (int(self.resize[0]), int(self.resize[1]))
+            object.__setattr__(self, "resize", sides)
+            if max(sides) > MAX_RESIZE:
+                raise PreprocessError(_too_large("resize", sides, sides, MAX_RESIZE))
+        elif self.resize != STRETCH and (
             not isinstance(self.resize, int) or isinstance(self.resize, bool) or self.resize < 1
         ):
-            raise PreprocessError(f"resize must be an int >= 1 or 'stretch', got {self.resize!r}")
-        if self.resize != STRETCH and self.resize > MAX_RESIZE:
+            raise PreprocessError(
+                f"resize must be an int >= 1, 'stretch' or (H, W), got {self.resize!r}"
+            )
+        elif self.resize != STRETCH and self.resize > MAX_RESIZE:
             raise PreprocessError(
                 _too_large("resize", self.resize, (self.resize, self.resize), MAX_RESIZE)
             )
@@ -103,6 +123,10 @@ class Preprocess:
         h, w = self.size
         if not self.crops:
             return (w, h), (0, 0, w, h)
+        if isinstance(self.resize, tuple):
+            rh, rw = self.resize
+            left, top = int(round((rw - w) / 2.0)), int(round((rh - h) / 2.0))
+            return (rw, rh), (left, top, left + w, top + h)
         s = max(self.resize / min(width, height), h / height, w / width)
         nw, nh = max(w, round(width * s)), max(h, round(height * s))
         left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
@@ -135,14 +159,20 @@ class Preprocess:
 
     # -- user options -------------------------------------------------------------------------------
     def with_options(self, size: Any = None, resize: Any = None, norm: Any = None) -> Preprocess:
-        """These settings with the user's ``size`` (``N``, ``HxW``), ``resize`` (``N`` or
-        ``stretch``) and ``norm`` (see :func:`parse_norm`) where given. ``size`` without
-        ``resize`` keeps the crop ratio (``resize / min(size)``)."""
+        """These settings with the user's ``size`` (``N``, ``HxW``), ``resize`` (``N``,
+        ``stretch`` or ``HxW``) and ``norm`` (see :func:`parse_norm`) where given. ``size``
+        without ``resize`` keeps the crop ratio (``resize / min(size)``, per side for
+        ``(H', W')``)."""
         out = self
         if size is not None:
             new = parse_size(size)
             keep = self.resize
-            if resize is None and self.crops:
+            if resize is None and isinstance(self.resize, tuple):
+                keep = tuple(
+                    max(n, round(n * r / o))
+                    for n, r, o in zip(new, self.resize, self.size, strict=True)
+                )
+            elif resize is None and self.crops:
                 keep = round(min(new) * self.resize / min(self.size))
             out = replace(out, size=new, resize=keep)
         if resize is not None:
@@ -206,17 +236,20 @@ def parse_size(value: Any) -> tuple[int, int]:
     return hw[0], hw[1]
 
 
-def parse_resize(value: Any) -> int | str:
-    """An integer (the shorter side before the center crop) or ``"stretch"``."""
+def parse_resize(value: Any) -> int | str | tuple[int, int]:
+    """An integer (the shorter side before the center crop), ``"stretch"``, or ``HxW`` /
+    ``[H, W]`` (stretched to before the center crop)."""
     if isinstance(value, str) and value.strip().lower() == STRETCH:
         return STRETCH
+    if isinstance(value, (list, tuple)) or (isinstance(value, str) and "x" in value.lower()):
+        return parse_size(value)
     try:
         r = int(value)
     except (TypeError, ValueError):
         r = 0
     if r < 8 or isinstance(value, bool):
         raise PreprocessError(
-            f"resize must be the shorter side in pixels (>= 8) or 'stretch', got {value!r}"
+            f"resize must be the shorter side in pixels (>= 8), 'stretch' or HxW, got {value!r}"
         )
     if r > MAX_RESIZE:
         raise PreprocessError(_too_large("resize", value, (r, r), MAX_RESIZE))

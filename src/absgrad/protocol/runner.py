@@ -21,12 +21,19 @@ from typing import Any
 from tqdm import tqdm
 
 from absgrad.errors import AbsgradError
+from absgrad.models.fingerprint import fingerprint_changes, model_fingerprint
 from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, UnitResult, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore
-from absgrad.protocol.worker import WorkerContext, get_context, run_unit, set_context
+from absgrad.protocol.worker import (
+    WorkerContext,
+    get_context,
+    resolve_weights,
+    run_unit,
+    set_context,
+)
 from absgrad.utils import determinism
 from absgrad.utils.determinism import set_deterministic
 from absgrad.utils.devices import describe_device
@@ -142,7 +149,18 @@ def select_images(
     return indices, [ids[i] for i in indices], total
 
 
-def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
+def class_names(case: Any, indices: list[int]) -> dict[str, str]:
+    """``{label: name}`` of the labels of the images ``indices``, where the case names its
+    classes (the user's names, or the model's where the labels are its output indices)."""
+    names = case.class_names() if hasattr(case, "class_names") else None
+    if not names:
+        return {}
+    records = getattr(case.samples(), "records", None)
+    labels = sorted({records[i].label for i in indices}) if records else range(len(names))
+    return {str(y): str(names[y]) for y in labels if 0 <= y < len(names)}
+
+
+def _case_facts(ctx: WorkerContext, indices: list[int]) -> dict[str, Any]:
     c = ctx.case
     return {
         "name": c.name,
@@ -156,6 +174,7 @@ def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
         "data": str(c.data) if getattr(c, "data", None) else None,
         "weights": str(c.weights) if getattr(c, "weights", None) else None,
         **({"folder": c.describe()} if hasattr(c, "describe") else {}),
+        "class_names": class_names(c, indices),
     }
 
 
@@ -180,7 +199,7 @@ def plan_run(
         "config": config.to_dict(),
         "config_hashed": config.hash_dict(),
         "config_hash": config.config_hash(),
-        "case": _case_facts(ctx),
+        "case": _case_facts(ctx, indices),
         "images": {
             "indices": indices,
             "ids": ids,
@@ -281,9 +300,12 @@ class RunSession:
             stack.enter_context(self.store.lock())
             old = self.store.check(self.config, self.resume)  # again, now that we hold the lock
             fingerprint = self.ctx.case.data_fingerprint()
+            model = model_fingerprint(self.ctx.model)
             if old is not None:
                 self._check_data(old, fingerprint)
+                self._check_model(old, model)
             self.units, self.meta = plan_run(self.config, self.ctx, old, progress=not self.quiet)
+            self.meta["model"] = model
             ids = self.meta["images"]["ids"]
             self.meta["data"] = {
                 "digest": fingerprint["digest"],
@@ -314,6 +336,26 @@ class RunSession:
             f"the data of the run in {self.store.root} changed since it started: {shown}. "
             "Its stored units were scored on the old data; nothing was overwritten. Start a new "
             "run (another --out) to use the new data, or restore the old files to resume."
+        )
+
+    def _check_model(self, old: dict[str, Any], model: dict[str, Any]) -> None:
+        """Refuse to resume with a model whose parameters or buffers differ from the stored
+        units' (a factory edited, or loading other weights itself)."""
+        stored = old.get("model")
+        if not stored:
+            return  # a run from before model fingerprints
+        changed = fingerprint_changes(stored, model)
+        if not changed:
+            return
+        shown = ", ".join(changed[:6]) + (
+            f", ... ({len(changed)} in all)" if len(changed) > 6 else ""
+        )
+        raise RunDirError(
+            f"the model of the run in {self.store.root} changed since it started: its "
+            f"parameters differ in {shown} (fingerprint {stored.get('digest')} -> "
+            f"{model.get('digest')}; {self.config.model or self.config.case}). Its stored units "
+            "were scored with the old model; nothing was overwritten. Start a new run (another "
+            "--out) for the new model, or restore the old one to resume."
         )
 
     def _start(self, old: dict[str, Any] | None) -> None:
@@ -553,6 +595,8 @@ def _run_protocol(
     context: WorkerContext | None,
 ) -> dict[str, Any]:
     store = RunStore(out)
+    # published weights fetched and identified (part of the hash) before anything is written
+    config = resolve_weights(config)
     store.check(config, resume)  # refuse early, before loading anything
     executor = executor or LocalExecutor()
     started, t0 = _now(), time.perf_counter()

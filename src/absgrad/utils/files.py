@@ -1,6 +1,6 @@
-"""Paths the user gave: checks that an input exists (saying what belongs there), and the one
-rule that turns a failure to write an output (no permission, a read-only or full disk, a name
-too long) into an :class:`OutputError` naming the place."""
+"""Paths the user gave: checks that an input exists (saying what belongs there), the one rule
+that turns a failure to write an output (no permission, a read-only or full disk, a name too
+long) into an :class:`OutputError` naming the place, and absgrad's cache folder."""
 
 from __future__ import annotations
 
@@ -98,4 +98,17 @@ def check_writable(place: str | Path, what: str) -> None:
             raise OSError(e.errno, e.strerror, str(folder)) from e
 
 
-__all__ = ["OutputError", "check_writable", "output_errors", "require_dir", "require_file"]
+def absgrad_cache_dir() -> Path:
+    """absgrad's cache folder: ``$ABSGRAD_CACHE`` if set, else ``~/.cache/absgrad``."""
+    env = os.environ.get("ABSGRAD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "absgrad"
+
+
+__all__ = [
+    "OutputError",
+    "absgrad_cache_dir",
+    "check_writable",
+    "output_errors",
+    "require_dir",
+    "require_file",
+]
