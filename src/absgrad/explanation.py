@@ -31,6 +31,8 @@ from absgrad.cases import CASES, Case, get_case
 from absgrad.errors import AbsgradError, ArgumentError, MissingFileError, excerpt
 from absgrad.methods import explain
 from absgrad.methods.registry import get_method, resolve_params
+from absgrad.metrics.forward import chunk_probs
+from absgrad.utils.files import output_errors
 
 #: Files :func:`save_explanation` writes the overlay as (matplotlib picks the format).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -102,7 +104,7 @@ def explain_file(
     pixels = case.load_image(src)  # the pixels `run` scores for this file
     x = case.normalize(pixels[None]).to(device)
     with torch.inference_mode():
-        probs = net(x).softmax(dim=1)[0]
+        probs = chunk_probs(net, x)[0]  # NaN or infinite logits are refused here
     target = int(probs.argmax()) if target is None else _class_index(target, probs.shape[0])
     layer = layer or case.gradcam_layer or None
     if method.lower() == "gradcam" and layer is not None:
@@ -146,12 +148,14 @@ def save_explanation(explanation: Explanation, out: str | Path) -> tuple[Path, P
 
     e = explanation
     path = overlay_path(out, e.image, e.method)
-    path.parent.mkdir(parents=True, exist_ok=True)
     npy = path.with_suffix(".npy")
-    np.save(npy, e.map.numpy())
-    photo = (e.pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    title = f"{e.method} (class {e.label}, p={e.probability:.2f})"
-    overlay_figure(photo, e.map.float().numpy(), title).savefig(path, dpi=100, bbox_inches="tight")
+    with output_errors(path, "the map"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(npy, e.map.numpy())
+        photo = (e.pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        title = f"{e.method} (class {e.label}, p={e.probability:.2f})"
+        figure = overlay_figure(photo, e.map.float().numpy(), title)
+        figure.savefig(path, dpi=100, bbox_inches="tight")
     return path, npy
 
 

@@ -29,8 +29,11 @@ COLUMNS = ("file", "wnid", "class_index", "name")
 
 
 def read_labels_csv(path: Path) -> LabelTable:
-    """Rows of ``labels.csv``; a missing column, short row or repeated file names file and row."""
-    return read_label_table(path, required=("file", "class_index"), key="file")
+    """Rows of ``labels.csv``; a missing column, short row or a file listed twice (also under
+    two names: ``a.jpg``, ``./a.jpg``) names file and row."""
+    return read_label_table(
+        path, required=("file", "class_index"), key="file", files_in=path.parent
+    )
 
 
 class ImageNetSampleCase(Case):

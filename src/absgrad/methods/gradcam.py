@@ -12,9 +12,8 @@ from torch import Tensor, nn
 
 from absgrad.methods import layers
 from absgrad.methods.chunking import image_slices
-from absgrad.methods.gradients import check_target_range, class_scores
+from absgrad.methods.gradients import check_target_range, class_scores, differentiable_logits
 from absgrad.methods.samplers import GradContext, Piece, Sampler, Samples
-from absgrad.utils.validation import check_logits
 
 
 def default_layer(model: nn.Module) -> str:
@@ -44,7 +43,7 @@ def gradcam(
             captured.clear()
             with torch.enable_grad():
                 xi = x[imgs].detach().requires_grad_(True)  # so the layer output is in the graph
-                logits = check_logits(model(xi), xi.shape[0])
+                logits = differentiable_logits(model, xi)
                 check_target_range(logits, target[imgs])
                 if not captured:
                     raise layers.LayerError(

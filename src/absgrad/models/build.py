@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import warnings
@@ -74,6 +75,32 @@ def _import_factory(spec: ModelSpec) -> Callable[..., Any]:
     if not callable(factory):
         raise ModelSpecError(f"model spec {spec}: {module_name} has no callable {attr!r}")
     return factory
+
+
+def _invoke_factory(spec: ModelSpec, factory: Callable[..., Any], kw: dict[str, Any]) -> Any:
+    """``factory(**kw)``; a factory that needs other arguments, or raises, is a
+    :class:`ModelSpecError` saying so (its traceback with ``ABSGRAD_DEBUG=1``)."""
+    try:
+        inspect.signature(factory).bind(**kw)
+    except TypeError as e:
+        raise ModelSpecError(
+            f"model spec {spec}: the factory cannot be called with "
+            f"{', '.join(f'{k}={v!r}' for k, v in kw.items()) or 'no arguments'} ({e}); give "
+            "its arguments defaults, or name a function that takes none"
+        ) from None
+    except ValueError:  # no signature (a builtin): just call it
+        pass
+    try:
+        return factory(**kw)
+    except AbsgradError:
+        raise
+    except Exception as e:
+        raise ModelSpecError(f"model spec {spec}: the factory raised {_raised(e)}") from e
+
+
+def _raised(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text if len(text) <= 300 else text[:297] + '...'}"
 
 
 def no_such_model(spec: ModelSpec) -> ModelSpecError:
@@ -166,8 +193,17 @@ def build_architecture(spec: str | ModelSpec, num_classes: int | None = None) ->
 
 
 def _call_factory(spec: ModelSpec, kw: dict[str, Any]) -> nn.Module:
-    factory = _import_factory(spec)
-    model = factory(**kw) if kw else factory()
+    """The model a ``module:factory`` or ``file.py:factory`` spec builds; a module that fails to
+    import, a factory that cannot be called or raises, or one that returns no module is a
+    :class:`ModelSpecError` naming the spec."""
+    try:
+        factory = _import_factory(spec)
+    except AbsgradError:
+        raise
+    except Exception as e:  # the user's module failed to import
+        module = spec.name.rpartition(":")[0]
+        raise ModelSpecError(f"model spec {spec}: importing {module} raised {_raised(e)}") from e
+    model = _invoke_factory(spec, factory, kw)
     if not isinstance(model, nn.Module):
         raise ModelSpecError(
             f"model spec {spec}: the factory returned {type(model).__name__}, not an nn.Module"

@@ -37,6 +37,14 @@ RESAMPLE = {
 }
 
 
+#: The largest input side (``size``) absgrad accepts: a 4096 x 4096 input is 200 MB as float32;
+#: the sizes of image classifiers lie far below it (224 to 1024), while a typo such as 100000
+#: would ask for 120 GB per image before anything else happens.
+MAX_SIDE = 4096
+#: The largest ``resize`` (the shorter side before the crop): twice ``MAX_SIDE``.
+MAX_RESIZE = 2 * MAX_SIDE
+
+
 class PreprocessError(AbsgradError):
     """A preprocessing option (size, resize, norm, interpolation) is invalid; the message says how."""
 
@@ -60,6 +68,8 @@ class Preprocess:
         h, w = self.size
         if min(h, w) < 1:
             raise PreprocessError(f"size must be positive (H, W), got {self.size}")
+        if max(h, w) > MAX_SIDE:
+            raise PreprocessError(_too_large("size", self.size, self.size, MAX_SIDE))
         if isinstance(self.resize, (tuple, list)):
             if (
                 len(self.resize) != 2
@@ -71,12 +81,19 @@ class Preprocess:
                     f"resize (H, W) must be two ints at least the size {self.size}, "
                     f"got {self.resize!r}"
                 )
-            object.__setattr__(self, "resize", (int(self.resize[0]), int(self.resize[1])))
+            sides = (int(self.resize[0]), int(self.resize[1]))
+            object.__setattr__(self, "resize", sides)
+            if max(sides) > MAX_RESIZE:
+                raise PreprocessError(_too_large("resize", sides, sides, MAX_RESIZE))
         elif self.resize != STRETCH and (
             not isinstance(self.resize, int) or isinstance(self.resize, bool) or self.resize < 1
         ):
             raise PreprocessError(
                 f"resize must be an int >= 1, 'stretch' or (H, W), got {self.resize!r}"
+            )
+        elif self.resize != STRETCH and self.resize > MAX_RESIZE:
+            raise PreprocessError(
+                _too_large("resize", self.resize, (self.resize, self.resize), MAX_RESIZE)
             )
         if self.interpolation not in RESAMPLE:
             raise PreprocessError(
@@ -166,6 +183,12 @@ class Preprocess:
         return out
 
 
+def _too_large(name: str, value: Any, sides: tuple[int, int], limit: int) -> str:
+    gb = 3 * sides[0] * sides[1] * 4 / 1e9
+    cost = f" (one {sides[0]}x{sides[1]} image would take {gb:.3g} GB)" if gb >= 1 else ""
+    return f"{name} {value!r} is larger than {limit} pixels a side, the most absgrad accepts{cost}"
+
+
 def pil_to_tensor(im: Image.Image) -> Tensor:
     """RGB Pillow image -> ``(3, H, W)`` float32 in [0, 1]."""
     arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -208,6 +231,8 @@ def parse_size(value: Any) -> tuple[int, int]:
         hw = hw * 2
     if len(hw) != 2 or min(hw) < 8:
         raise PreprocessError(f"size must be N or HxW with sides >= 8 pixels, got {value!r}")
+    if max(hw) > MAX_SIDE:
+        raise PreprocessError(_too_large("size", value, (hw[0], hw[1]), MAX_SIDE))
     return hw[0], hw[1]
 
 
@@ -226,6 +251,8 @@ def parse_resize(value: Any) -> int | str | tuple[int, int]:
         raise PreprocessError(
             f"resize must be the shorter side in pixels (>= 8), 'stretch' or HxW, got {value!r}"
         )
+    if r > MAX_RESIZE:
+        raise PreprocessError(_too_large("resize", value, (r, r), MAX_RESIZE))
     return r
 
 
@@ -257,6 +284,8 @@ def norm_text(norm: tuple[Sequence[float], Sequence[float]]) -> str:
 
 
 __all__ = [
+    "MAX_RESIZE",
+    "MAX_SIDE",
     "RESAMPLE",
     "STRETCH",
     "Preprocess",

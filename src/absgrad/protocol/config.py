@@ -194,6 +194,13 @@ def _str_list(name: str, v: Any) -> tuple[str, ...] | None:
     return tuple(v)
 
 
+def _names(name: str, v: Any) -> tuple[str, ...] | None:
+    """A list of map labels or metric names; names are case-insensitive, kept in lower case
+    (so ``VG`` and ``vg`` are one map, and one run)."""
+    names = _str_list(name, v)
+    return None if names is None else tuple(n.lower() for n in names)
+
+
 def _eval_batch(name: str, v: Any) -> int | str:
     if v != "auto" and not (_is_int(v) and v >= 1):
         raise _fail(name, "must be an integer >= 1 or 'auto'", v)
@@ -260,8 +267,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "data": _path,
     "weights": _weights,
     "tables": _tables,
-    "maps": _str_list,
-    "metrics": _str_list,
+    "maps": _names,
+    "metrics": _names,
     "limit": _int(1, optional=True),
     "select": _ruled(Rule("bool")),
     "threshold": _unit(optional=True),
@@ -413,7 +420,9 @@ def _check_extra_maps(extra: Any) -> dict[str, dict[str, Any]]:
             make_request(spec["method"], params)
         except AbsgradError as e:
             raise ConfigError(f"config field '{name}': {e}") from None
-        out[label] = {"method": spec["method"], "params": params}
+        if label.lower() in out:  # labels are case-insensitive, kept in lower case
+            raise _fail(name, "label differs from another only in case", label)
+        out[label.lower()] = {"method": spec["method"].lower(), "params": params}
     return out
 
 

@@ -37,6 +37,7 @@ from absgrad.protocol.worker import (
 from absgrad.utils import determinism
 from absgrad.utils.determinism import set_deterministic
 from absgrad.utils.devices import describe_device
+from absgrad.utils.files import check_writable, output_errors
 
 log = logging.getLogger("absgrad.protocol")
 LOG_FILE = "absgrad.log"
@@ -51,11 +52,19 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file. A line that cannot be written (a full disk) is lost without the
+    traceback logging prints by default: the run's own next write reports the disk."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 @contextlib.contextmanager
 def run_logging(out: Path, quiet: bool) -> Iterator[None]:
     """Log to ``out/absgrad.log`` (always) and to the console (unless ``quiet``)."""
     out.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(out / LOG_FILE)]
+    handlers: list[logging.Handler] = [_LogFile(out / LOG_FILE)]
     handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     if not quiet:
         console = _TqdmHandler()
@@ -109,8 +118,11 @@ def select_images(
     config: RunConfig, ctx: WorkerContext, progress: bool = False
 ) -> tuple[list[int], list[str], int]:
     """The run's images: the case's samples passing the selection rule, cut to ``limit``
-    (``progress``: a progress bar for the selection pass)."""
+    (``progress``: a progress bar for the selection pass). An image file that cannot be read
+    is skipped with a warning, with or without selection (``samples().unreadable`` lists them).
+    """
     from absgrad.cases import select
+    from absgrad.cases.select import readable
 
     samples = ctx.case.samples()
     total = len(samples)
@@ -123,8 +135,8 @@ def select_images(
             device=ctx.device,
             progress=progress,
         )
-    else:
-        indices = list(range(total))
+    else:  # every image is decoded once, so that one that cannot be is skipped here too
+        indices = readable(ctx.case, config.limit)
     if config.limit is not None:
         indices = indices[: config.limit]
     if not indices:
@@ -176,8 +188,11 @@ def plan_run(
             meta["images"]["ids"],
             meta["images"]["candidates"],
         )
+        unreadable = meta["images"].get("unreadable", [])
     else:
         indices, ids, total = select_images(config, ctx, progress)
+        # a case's own sequence of samples (not a CaseDataset) may keep no such list
+        unreadable = list(getattr(ctx.case.samples(), "unreadable", []))
     groups = group_specs(ctx.specs)
     units = make_plan(config, groups, indices, ids)
     new_meta = {
@@ -185,7 +200,12 @@ def plan_run(
         "config_hashed": config.hash_dict(),
         "config_hash": config.config_hash(),
         "case": _case_facts(ctx, indices),
-        "images": {"indices": indices, "ids": ids, "candidates": total},
+        "images": {
+            "indices": indices,
+            "ids": ids,
+            "candidates": total,
+            "unreadable": unreadable,
+        },
         "maps": {lb: s.as_dict() for lb, s in ctx.specs.items()},
         "groups": [
             {"name": g.name, "labels": list(g.labels), "derived": list(g.derived)} for g in groups
@@ -346,6 +366,11 @@ class RunSession:
             meta["images"]["candidates"],
             "selection as stored" if old else ("selected" if config.select else "no selection"),
         )
+        if meta["images"]["unreadable"]:
+            log.warning(
+                "%d image file(s) cannot be read and are skipped (run.json: images.unreadable)",
+                len(meta["images"]["unreadable"]),
+            )
         if self.auto_chunk:
             log.info("eval_batch_size auto: measured %d", self.ctx.eval.batch_size)
         removed = store.clean_temporaries()
@@ -546,7 +571,29 @@ def run_protocol(
     context of this process (e.g. a wrapped model); it only affects in-process executors.
     A second run into the same folder while one is running is refused (the folder's lock).
     """
+    if not str(out).strip():  # Path("") would be the current folder
+        raise RunDirError("the run folder's name is empty: name the folder to write the run into")
     out = Path(out)
+    # the one place an OSError of writing into the run folder becomes a one-line error
+    with output_errors(out, "the run folder", full_hint=FULL_DISK_HINT):
+        check_writable(out, "the run folder")  # before loading anything
+        return _run_protocol(config, out, resume, executor, quiet, context)
+
+
+#: What to do after a full disk stopped a run.
+FULL_DISK_HINT = (
+    "; free some space and run the same command again: the units stored so far are kept"
+)
+
+
+def _run_protocol(
+    config: RunConfig,
+    out: Path,
+    resume: bool | None,
+    executor: Executor | None,
+    quiet: bool,
+    context: WorkerContext | None,
+) -> dict[str, Any]:
     store = RunStore(out)
     # published weights fetched and identified (part of the hash) before anything is written
     config = resolve_weights(config)

@@ -214,10 +214,14 @@ def supported_specs(
     modules to guide, Grad-CAM a layer (the given one, or one the default rule finds). A map
     that cannot run is an error naming it and why, or with ``skip`` (``--skip-unsupported``) is
     left out with a warning, together with the maps reversed from it."""
+    from absgrad.methods.gradients import differentiable_logits
     from absgrad.methods.guided_backprop import guided_backprop_support
     from absgrad.methods.layers import LayerError
+    from absgrad.utils.validation import check_finite_logits
 
     example = case.normalize(torch.zeros(1, 3, *case.image_size)).to(_device_of(model))
+    with torch.enable_grad():  # every map needs the output's gradient: no model without one
+        check_finite_logits(differentiable_logits(model, example.clone().requires_grad_(True)))
     problems: dict[str, str] = {}
     if any(s.method == "gb" for s in specs.values()):
         problem, caveat = guided_backprop_support(model, example)
