@@ -41,12 +41,16 @@ def pytest_configure(config: pytest.Config) -> None:
     process that starts with an empty one, which every CLI subprocess making figures would do.
     ``ABSGRAD_CACHE`` set here serves only fixtures wider than a test (:func:`absgrad_cache`
     gives each test its own) and ``ABSGRAD_DEBUG`` is cleared, so a developer's setting cannot
-    turn user errors into tracebacks.
+    turn user errors into tracebacks. ``HF_HUB_OFFLINE=1``: nothing is fetched from the Hugging
+    Face Hub, even by accident.
     """
     root = Path(tempfile.mkdtemp(prefix="absgrad-test-caches-"))
     env = pytest.MonkeyPatch()
     for var, folder in TOOL_CACHES.items():
         env.setenv(var, str(root / folder))
+    # no test downloads: the Hub client answers from its cache or fails at once (the tests of
+    # published weights also block sockets: support.offline)
+    env.setenv("HF_HUB_OFFLINE", "1")
     env.setenv("ABSGRAD_CACHE", str(root / "absgrad"))
     env.setenv("TORCHINDUCTOR_CACHE_DIR", str(root / "absgrad" / "inductor"))
     # a local Ray cluster wants an auth token and writes one to ~/.ray unless it is given one

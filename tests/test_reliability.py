@@ -8,6 +8,7 @@ interruption are tested in tests/protocol/test_run_safety.py; label files in tes
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -238,5 +239,219 @@ def test_isic_and_places365_refuse_an_image_listed_twice(tmp_path):
         "".join(f"/c/cat{i} {i}\n" for i in range(365))
     )
     (places / "places365_val.txt").write_text("a.jpg 0\nb.jpg 1\na.jpg 0\n")
-    with pytest.raises(AbsgradError, match=r"line 3: a\.jpg is listed again \(first at line 1\)"):
+    with pytest.raises(
+        AbsgradError, match=r"line 3: file 'a\.jpg' is listed again \(first at line 1\)"
+    ):
         get_case("places365", data=places).samples()
+
+
+# -- issue 23, item 10: faults of the model, sizes and targets are one-line errors -----------------
+MODELS = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, scale=1.0, detach=False):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+        self.scale, self.detach = scale, detach
+
+    def forward(self, x):
+        out = self.fc(torch.relu(self.conv(x)).mean((2, 3))) * self.scale
+        return out.detach() if self.detach else out
+
+
+def nan_logits():
+    return Net(scale=float("nan"))
+
+
+def detached():
+    return Net(detach=True)
+
+
+def raises():
+    raise RuntimeError("no GPU on this machine")
+
+
+def needs_an_argument(depth):
+    return Net()
+"""
+
+
+@pytest.fixture
+def own(tmp_path) -> list[str]:
+    """``run`` arguments for two photos in class folders and a model file of broken models."""
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (40 * len(c), 90, 30)).save(tmp_path / "data" / c / "x.png")
+    (tmp_path / "models.py").write_text(MODELS)
+    return ["run", "--data", str(tmp_path / "data"), "--size", "32", "--no-select", *TINY]
+
+
+@pytest.mark.parametrize(
+    "factory, names",
+    [
+        ("nan_logits", ["the model returned NaN or infinite logits"]),
+        ("detached", ["the model's output has no gradient with respect to its input"]),
+        ("raises", ["models.py:raises: the factory raised RuntimeError: no GPU on this machine"]),
+        ("needs_an_argument", ["needs_an_argument: the factory cannot be called", "'depth'"]),
+    ],
+)
+def test_a_broken_model_is_a_one_line_error(own, tmp_path, capsys, factory, names):
+    """Before the fix: a plain ValueError (NaN logits), torch's "element 0 of tensors does not
+    require grad", and the factory's own exception, each as a traceback (exit 1)."""
+    spec = f"{tmp_path / 'models.py'}:{factory}"
+    user_error(capsys, [*own, "--model", spec, "--out", str(tmp_path / "r")], *names)
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_nan_logits_and_a_detached_output_through_the_api(tiny_inputs):
+    """The library's calls raise the project's error (an InputError) for the same faults."""
+    from absgrad.errors import InputError
+
+    namespace: dict = {}
+    exec(MODELS, namespace)  # noqa: S102 - the test's own model code
+    x = tiny_inputs[:, :, :8, :8]
+    maps = torch.rand(2, 8, 8)
+    with pytest.raises(InputError, match="the model returned NaN or infinite logits for"):
+        absgrad.metrics.rcap(namespace["nan_logits"]().eval(), x, 0, maps)
+    for method in ("vg", "gradcam"):
+        with pytest.raises(InputError, match="no gradient with respect to its input"):
+            absgrad.explain(namespace["detached"]().eval(), x, 0, method)
+
+
+@pytest.mark.parametrize("size", ["100000", "5000x224"])
+def test_a_huge_input_size_is_refused_before_any_allocation(own, tmp_path, capsys, size):
+    """``--size 100000`` asked PyTorch for 120 GB (one zero image for the model's first call)
+    and died in the allocator with a traceback; sides are bounded at 4096 pixels."""
+    from absgrad.models.preprocess import MAX_SIDE
+
+    spec = f"{tmp_path / 'models.py'}:detached"
+    argv = [*own, "--model", spec, "--out", str(tmp_path / "r")]
+    argv[argv.index("--size") + 1] = size
+    line = user_error(capsys, argv, f"size '{size}' is larger than {MAX_SIDE} pixels a side")
+    assert ("120 GB" in line) == (size == "100000")
+    src = tmp_path / "data" / "a" / "x.png"
+    argv = ["explain", str(src), "--model", spec, "--size", size, "--out", str(tmp_path / "m.png")]
+    user_error(capsys, argv, f"larger than {MAX_SIDE} pixels")
+
+
+@pytest.mark.parametrize("target", [5000, -1])
+def test_a_target_out_of_range_is_the_projects_error_naming_the_class_count(
+    tiny_model, tiny_inputs, target
+):
+    """``explain(m, x, 5000, ...)`` and ``rcap(..., 5000, ...)`` raised a plain ValueError while
+    ``-1`` raised the project's; both now raise an InputError naming the target and the model's
+    class count (the tiny model has 5)."""
+    from absgrad.errors import InputError
+
+    match = rf"target {target} is out of range for a model with 5 classes \(class indices 0..4\)"
+    for method, params in (("vg", {}), ("gag", {"n_samples": 2}), ("gradcam", {}), ("gb", {})):
+        with pytest.raises(InputError, match=match):
+            absgrad.explain(tiny_model, tiny_inputs, target, method, **params)
+    maps = torch.rand(2, *tiny_inputs.shape[2:])
+    for metric in (absgrad.metrics.rcap, absgrad.metrics.deletion_insertion):
+        with pytest.raises(InputError, match=match):
+            metric(tiny_model, tiny_inputs, target, maps)
+    per_image = torch.tensor([0, target])  # one image's target is bad
+    with pytest.raises(InputError, match=match):
+        absgrad.metrics.rcap(tiny_model, tiny_inputs, per_image, maps)
+
+
+@pytest.mark.parametrize("fault", ["file_in_the_way", "read_only"])
+def test_explain_out_into_an_unwritable_place_is_refused_before_the_work(
+    capsys, tmp_path, monkeypatch, fault
+):
+    """Before the fix ``explain --out`` under a file, or in a folder the user may not write
+    (simulated, as the tests run as root), computed the map and then died with a traceback."""
+    import errno
+    import os
+    import tempfile
+
+    from absgrad.utils import files
+
+    argv = _explain(tmp_path, "--method", "vg")
+    if fault == "file_in_the_way":
+        (tmp_path / "afile").write_text("")
+        out, why = tmp_path / "afile" / "m.png", "a file is in the way"
+    else:
+        (tmp_path / "ro").mkdir()
+        out, why = tmp_path / "ro" / "m.png", "Permission denied"
+
+        def refused(*args, dir=None, **kw):  # noqa: A002 - TemporaryFile's name
+            if Path(dir) == tmp_path / "ro":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+            return tempfile.TemporaryFile(*args, dir=dir, **kw)
+
+        monkeypatch.setattr(files.tempfile, "TemporaryFile", refused)
+    argv[argv.index("--out") + 1] = str(out)
+    monkeypatch.setattr(absgrad.explanation, "explain_file", None)  # no work may start
+    user_error(capsys, argv, f"cannot write the map into {out.parent}", why)
+
+
+# -- issue 23, item 11: one rule for unreadable images, for name case, an empty --out ------------
+@pytest.mark.parametrize("selection", [["--no-select"], ["--threshold", "0"]])
+def test_an_unreadable_image_is_skipped_alike_with_or_without_selection(
+    own, tmp_path, capsys, selection
+):
+    """An empty file and a truncated JPEG are both skipped with a warning naming them, and
+    counted (run.json ``images.unreadable``, the report's facts), whether images are selected
+    or not. Before the fix a truncated JPEG stopped a ``--no-select`` run while an empty file
+    was skipped."""
+    data = tmp_path / "data"
+    (data / "a" / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(data / "b" / "cut.jpg", quality=95)
+    whole = (data / "b" / "cut.jpg").read_bytes()
+    (data / "b" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    argv = [*own, "--model", f"{tmp_path / 'models.py'}:Net", "--out", str(tmp_path / "r")]
+    argv.remove("--no-select")
+    argv.remove("--no-report")
+    with pytest.warns(UserWarning, match="skipping unreadable file") as caught:
+        assert main([*argv, *selection]) == 0
+    warned = " ".join(str(w.message) for w in caught)
+    assert "empty.jpg" in warned and "cut.jpg" in warned
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert meta["images"]["ids"] == ["a/x", "b/x"]
+    assert sorted(Path(f).name for f in meta["images"]["unreadable"]) == ["cut.jpg", "empty.jpg"]
+    report = (tmp_path / "r" / "report.html").read_text()
+    assert "2 unreadable image file(s) skipped" in report
+
+
+def test_method_metric_and_map_names_are_case_insensitive(tmp_path):
+    """``explain --method GAG`` was accepted while ``run --methods VG`` was refused: names of
+    methods, maps and metrics are case-insensitive everywhere, kept in lower case (one run for
+    ``VG`` and ``vg``)."""
+    from absgrad.cases.base import PAPER_REVERSAL
+    from absgrad.metrics import get_metric
+    from absgrad.protocol.plan import resolve_specs
+
+    upper = make_config({"case": "synthetic", "maps": ["VG", "Gag-85"], "metrics": ["RCAP"]})
+    lower = make_config({"case": "synthetic", "maps": ["vg", "gag-85"], "metrics": ["rcap"]})
+    assert upper.config_hash() == lower.config_hash()
+    specs = list(resolve_specs(upper, PAPER_REVERSAL, None))
+    assert specs == list(resolve_specs(lower, PAPER_REVERSAL, None))
+    assert {"vg", "gag-85"} <= set(specs)
+    assert get_metric("DAUC").key == "dauc"
+    extra = {"MyGag": {"method": "GAG", "params": {"n_samples": 4}}}
+    config = make_config({"case": "synthetic", "extra_maps": extra, "maps": ["mygag"]})
+    assert config.extra_maps == {"mygag": {"method": "gag", "params": {"n_samples": 4}}}
+    assert list(resolve_specs(config, PAPER_REVERSAL, None)) == ["mygag"]
+    twice = {"a": {"method": "vg"}, "A": {"method": "sg"}}
+    with pytest.raises(ConfigError, match="extra_maps.A.*differs from another only in case"):
+        make_config({"case": "synthetic", "extra_maps": twice})
+
+
+@pytest.mark.parametrize("command", ["run", "explain", "compare"])
+def test_an_empty_out_is_refused(capsys, tmp_path, synthetic_run, command):
+    """``--out ''`` wrote into a default folder (run) or the current folder: it is refused."""
+    argv = {
+        "run": ["run", "--case", "synthetic", *TINY],
+        "explain": _explain(tmp_path),
+        "compare": ["compare", str(synthetic_run), str(synthetic_run)],
+    }[command]
+    if "--out" in argv:
+        argv[argv.index("--out") + 1] = ""
+    else:
+        argv += ["--out", ""]
+    user_error(capsys, argv, "--out is empty")

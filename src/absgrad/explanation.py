@@ -9,8 +9,9 @@ What ``absgrad explain`` does, from Python::
     absgrad.save_explanation(e, "cam.png")       # the overlay PNG, and the map as cam.npy
 
 The model is a built-in case's (``model="demo"``, ``"imagenet-sample"``...) or a model spec
-(``timm:NAME``, ``torchvision:NAME``, ``package.module:factory``) with its preprocessing
-(``size``, ``resize``, ``norm``) and class names (``classes``). The image is read with the case's
+(``timm:NAME``, ``torchvision:NAME``, ``hf:ORG/NAME``, ``package.module:factory``) with its
+``weights`` (a file, ``"pretrained"``: the default, or ``"random"``), its preprocessing
+(``size``, ``resize``, ``norm``) and class names (``classes``; else the model's own). The image is read with the case's
 preprocessing, so the map is the one :func:`absgrad.explain` gives for the same pixels.
 """
 
@@ -30,6 +31,8 @@ from absgrad.cases import CASES, Case, get_case
 from absgrad.errors import AbsgradError, ArgumentError, MissingFileError, excerpt
 from absgrad.methods import explain
 from absgrad.methods.registry import get_method, resolve_params
+from absgrad.metrics.forward import chunk_probs
+from absgrad.utils.files import output_errors
 
 #: Files :func:`save_explanation` writes the overlay as (matplotlib picks the format).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -101,14 +104,14 @@ def explain_file(
     pixels = case.load_image(src)  # the pixels `run` scores for this file
     x = case.normalize(pixels[None]).to(device)
     with torch.inference_mode():
-        probs = net(x).softmax(dim=1)[0]
+        probs = chunk_probs(net, x)[0]  # NaN or infinite logits are refused here
     target = int(probs.argmax()) if target is None else _class_index(target, probs.shape[0])
     layer = layer or case.gradcam_layer or None
     if method.lower() == "gradcam" and layer is not None:
         params.setdefault("layer", layer)
     gen = torch.Generator().manual_seed(seed)
     smap = explain(net, x, target, method, generator=gen, **params)[0].cpu()
-    names = getattr(case, "classes", None)
+    names = case.class_names()
     return Explanation(
         image=src,
         method=method,
@@ -145,12 +148,14 @@ def save_explanation(explanation: Explanation, out: str | Path) -> tuple[Path, P
 
     e = explanation
     path = overlay_path(out, e.image, e.method)
-    path.parent.mkdir(parents=True, exist_ok=True)
     npy = path.with_suffix(".npy")
-    np.save(npy, e.map.numpy())
-    photo = (e.pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    title = f"{e.method} (class {e.label}, p={e.probability:.2f})"
-    overlay_figure(photo, e.map.float().numpy(), title).savefig(path, dpi=100, bbox_inches="tight")
+    with output_errors(path, "the map"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(npy, e.map.numpy())
+        photo = (e.pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        title = f"{e.method} (class {e.label}, p={e.probability:.2f})"
+        figure = overlay_figure(photo, e.map.float().numpy(), title)
+        figure.savefig(path, dpi=100, bbox_inches="tight")
     return path, npy
 
 
@@ -178,11 +183,17 @@ def _case(model: str, weights: str | Path | None, data: str | Path | None, **own
                 + f" apply to a model spec, not to case {model!r}",
                 *given,
             )
+        if isinstance(weights, str) and weights.strip().lower() in ("pretrained", "random"):
+            raise ArgumentError(
+                f"{{weights}} {weights!r} applies to a model spec; case {model!r} takes a "
+                "weights file",
+                "weights",
+            )
         return get_case(model, data=data, weights=weights)
     if ":" not in model:
         raise AbsgradError(
             f"unknown model {model!r}: give a model spec (timm:NAME, torchvision:NAME, "
-            f"package.module:factory) or a case name ({', '.join(c for c in CASES if c != 'folder')})"
+            f"hf:ORG/NAME, package.module:factory) or a case name ({', '.join(c for c in CASES if c != 'folder')})"
         )
     kw = {k: v for k, v in own.items() if v is not None}
     return get_case("folder", data=None, weights=weights, model=model, **kw)

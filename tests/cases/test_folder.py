@@ -99,7 +99,7 @@ def test_class_tables(folders, weights, fmt):
 def test_integer_folders_and_bad_class_tables(tmp_path, weights):
     for name in ("0", "2", "10"):
         _photo(tmp_path / "d" / name / "a.png", int(name))
-    with pytest.raises(DataLayoutError, match="outside 0..2"):
+    with pytest.raises(DataLayoutError, match=r"folder .*d/10: class index 10 .* 3 classes \(0..2"):
         _case(tmp_path / "d", weights).samples()
     shutil.rmtree(tmp_path / "d" / "10")
     assert [s.label for s in _case(tmp_path / "d", weights).samples()] == [0, 2]
@@ -131,7 +131,7 @@ def test_label_tables(tmp_path, weights):
     assert [s.label for s in _case(root, weights).samples()] == [1, 2]
     (root / "labels.csv").write_text("file,label\na.png,cow\n")
     (root / "classes.txt").write_text("cat\ndog\nfox\n")
-    with pytest.raises(DataLayoutError, match="class 'cow' of a.png is not in"):
+    with pytest.raises(DataLayoutError, match="row 2: class 'cow' of a.png is not in"):
         _case(root, weights).samples()
     (root / "labels.csv").write_text("file,label\na.png,cat\na.png,dog\n")
     with pytest.raises(ValueError, match="row 3: .*a.png"):
@@ -214,3 +214,155 @@ def test_selection_cache_tells_preprocessings_apart(folders, weights, tmp_path):
         probs.setdefault(norm, got[s.id][0])
     assert probs["imagenet"] != probs["0.5"]
     assert len(list(tmp_path.glob("select-folder-*.json"))) == 2
+
+
+# -- issue 23, item 2: one image listed twice ------------------------------------------------------
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ("file,label\na.png,0\n./a.png,1\n", r"row 3: file '\./a\.png' names the same file as"),
+        ("a.png,0\nsub/../a.png,1\n", r"row 2: file 'sub/\.\./a\.png' names the same file as"),
+        ("file,label\na.png,0\nlink.png,1\n", r"row 3: file 'link\.png' names the same file"),
+    ],
+)
+def test_an_image_under_two_names_is_refused(tmp_path, weights, table, match):
+    """``a.png`` and ``./a.png`` (or ``sub/../a.png``, or a link to it) are one image: counted
+    twice it would weigh double in every mean. Before the fix the names were compared as
+    written, and the run counted the image twice."""
+    _photo(tmp_path / "a.png", 0)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_text(table)
+    with pytest.raises(ValueError, match=match + r".*first at row \d.*each image may appear once"):
+        _case(tmp_path / "labels.csv", weights).samples()
+
+
+def test_the_same_file_in_two_class_folders_or_two_images_with_one_id(folders, weights):
+    """A link from one class folder to another's photo is the same image listed twice; two
+    photos ``x.png`` and ``x.jpg`` in one folder would share the id ``cat/x``."""
+    from absgrad.cases.base import DuplicateImageError
+
+    (folders / "dog" / "alias.png").symlink_to(folders / "cat" / "cat0.png")
+    with pytest.raises(
+        DuplicateImageError, match=r"alias\.png is listed twice, as 'cat/cat0' and 'dog/alias'"
+    ):
+        _case(folders, weights).samples()
+    (folders / "dog" / "alias.png").unlink()
+    _photo(folders / "cat" / "cat0.jpg", 5)
+    with pytest.raises(DuplicateImageError, match="two images have the id 'cat/cat0'"):
+        _case(folders, weights).samples()
+
+
+# -- issue 23, item 3: labels that are neither class indices nor class names ------------------------
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ("a.png,2\nb.png,-1\n", r"row 2: label '-1' is not a class index \(an integer in 0..2\)"),
+        ("a.png,1.7\nb.png,2\n", r"row 1: label '1.7' is not a class index"),
+        ("a.png,cat\nb.png,2\n", "row 2: label '2' is a class index, but row 1 gives the class"),
+        ("a.png,0\nb.png,3\n", r"row 2: class index 3 of b.png is not one of the model's 3"),
+    ],
+)
+def test_labels_neither_indices_nor_names_are_refused_by_row(tmp_path, weights, rows, match):
+    """A label column holds class indices or class names. Before the fix ``-1``, ``1.7`` or
+    ``cat`` beside ``2`` were read as class names, sorted, and silently became classes 0 and 1
+    (and an index out of range was reported without its file and row)."""
+    for i, name in enumerate(("a.png", "b.png")):
+        _photo(tmp_path / name, i)
+    table = tmp_path / "labels.csv"
+    table.write_text(rows)
+    with pytest.raises(DataLayoutError, match=r"labels\.csv, " + match):
+        _case(table, weights).samples()
+    (tmp_path / "classes.txt").write_text("cat\ndog\nfox\n")
+    table.write_text("a.png,fox\nb.png,2\n")  # the names of a class table, or its indices...
+    with pytest.raises(DataLayoutError, match="row 2: label '2' is a class index"):
+        _case(table, weights, classes=tmp_path / "classes.txt").samples()
+    table.write_text("a.png,fox\nb.png,cat\n")  # ...not both
+    case = _case(table, weights, classes=tmp_path / "classes.txt")
+    assert [r.label for r in case.samples().records] == [2, 0]
+
+
+# -- issue 23, item 11: the out-of-range label message names its source ----------------------------
+def test_an_index_folder_out_of_range_is_named(tmp_path, weights):
+    """Class folders named by index (``0``, ``1``, ``7``) for a 3-class model: the error names
+    the class folder, the image and the valid range, and counts the images with such labels.
+    Before the fix it said only "labels outside 0..2 (class indices from the folder names)"."""
+    for name in ("0", "1", "7"):
+        for i in range(2):
+            _photo(tmp_path / "d" / name / f"p{i}.png", i)
+    folder = tmp_path / "d" / "7"
+    with pytest.raises(DataLayoutError) as e:
+        _case(tmp_path / "d", weights).samples()
+    assert str(e.value).startswith(f"class folder {folder}: class index 7 of 7/p0 ")
+    assert "not one of the model's 3 classes (0..2" in str(e.value)
+    assert str(e.value).endswith("; 2 images have such labels")
+
+
+# -- issue 23, item 5: images in subfolders of a class folder ---------------------------------------
+def test_nested_images_are_found_as_image_folder_finds_them(folders, weights, tmp_path):
+    """``DIR/cls/sub/x.png`` belongs to class ``cls`` (torchvision's ``ImageFolder`` reads it);
+    its id is ``cls/sub/x`` and its mask is found the same way. Before the fix subfolders were
+    ignored without a word (and a class with photos only in subfolders was no class)."""
+    from torchvision.datasets import ImageFolder
+
+    _photo(folders / "cat" / "sub" / "deep" / "cat0.png", 20)  # same stem as cat/cat0.png
+    _photo(folders / "cat" / "a-sub" / "z.png", 21)
+    _photo(folders / "elk" / "only" / "nested.png", 22)  # a class with nested photos only
+    (folders / "cat" / "notes.txt").write_text("not an image")
+    case = _case(folders, weights, classes=["cat", "dog", "elk"])
+    with pytest.raises(DataLayoutError, match=r"class folders \['fox'\] are not in"):
+        case.samples()
+    shutil.rmtree(folders / "fox")
+    ds = _case(folders, weights).samples()
+    ref = ImageFolder(str(folders))
+    assert [str(r.path) for r in ds.records] == [p for p, _ in ref.samples]
+    assert [r.label for r in ds.records] == [y for _, y in ref.samples]
+    assert ds.ids == [
+        "cat/cat0", "cat/cat1", "cat/a-sub/z", "cat/sub/deep/cat0", "dog/dog0", "dog/dog1",
+        "elk/only/nested",
+    ]  # fmt: skip
+    masks = tmp_path / "masks"
+    for rel in ("cat/sub/deep/cat0.png", "elk/only/nested.png", "cat/cat0.png"):
+        (masks / rel).parent.mkdir(parents=True, exist_ok=True)
+        m = np.zeros((40, 60), np.uint8)
+        m[: 5 + 5 * len(rel)] = 255  # a different mask for each photo
+        Image.fromarray(m).save(masks / rel)
+    with pytest.warns(UserWarning, match="4 image"):
+        got = _case(folders, weights, masks=masks).samples()
+    assert {r.id: r.mask_path for r in got.records} == {
+        "cat/cat0": masks / "cat/cat0.png",
+        "cat/sub/deep/cat0": masks / "cat/sub/deep/cat0.png",
+        "elk/only/nested": masks / "elk/only/nested.png",
+    }
+
+
+def test_class_names_come_from_the_labels_vocabulary(folders, weights, tmp_path):
+    """Issue 23, item 4: the user's names wherever the labels are names, whatever the model's
+    head; ImageNet's only where the labels are ImageNet indices; none for a weights file's own
+    output indices (a file says nothing of what its classes are)."""
+    import absgrad
+
+    k1000 = weights / "k1000.pth"
+    big = get_case("folder", data=folders, weights=k1000, model="timm:test_resnet", size=32)
+    assert big.class_names() == list(CLASSES)  # not "tench", "goldfish", "great white shark"
+    table = tmp_path / "names.txt"
+    table.write_text("fox\ncat\ndog\n")
+    case = _case(folders, weights, classes=str(table))
+    assert case.class_vocabulary() == (["fox", "cat", "dog"], str(table))
+    e = absgrad.explain_file(
+        folders / "dog" / "dog0.png", model="timm:test_resnet", weights=weights / "k3.pth",
+        classes=str(table), size=32, method="vg", target=2,
+    )  # fmt: skip
+    assert e.label == "2 dog"
+    # wnid folders of a 1000-class model: ImageNet indices, ImageNet's names
+    wnids = tmp_path / "wnids"
+    for wnid in ("n01440764", "n01443537"):
+        _photo(wnids / wnid / "a.png", 1)
+    case = get_case("folder", data=wnids, weights=k1000, model="timm:test_resnet", size=32)
+    assert [s.label for s in case.samples()] == [0, 1]
+    assert case.class_names()[:2] == ["tench", "goldfish"]
+    # integer folders: the model's own indices; a weights file names none
+    ints = tmp_path / "ints"
+    _photo(ints / "0" / "a.png", 2)
+    case = get_case("folder", data=ints, weights=k1000, model="timm:test_resnet", size=32)
+    assert case.class_vocabulary() == (None, "")

@@ -80,6 +80,20 @@ def test_8bit_modes_match_pillow_rgb(tmp_path, mode):
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
 
 
+def test_exif_orientation_is_ignored_as_torchvision_does(tmp_path):
+    """A JPEG tagged "rotate 90" is read as stored, pixel for pixel as torchvision's
+    ``ImageFolder`` loader reads it (docs/own-model.md says so): not turned upright."""
+    from torchvision.datasets.folder import pil_loader
+
+    im = Image.fromarray(RNG.integers(0, 256, (20, 60, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    im.save(tmp_path / "tagged.jpg", exif=exif, quality=95)
+    ours = read_rgb_image(tmp_path / "tagged.jpg")
+    assert ours.size == (60, 20)
+    assert np.array_equal(np.asarray(ours), np.asarray(pil_loader(tmp_path / "tagged.jpg")))
+
+
 def test_float_image_in_range_accepted_out_of_range_refused(tmp_path):
     ok = RNG.random((3, 4), dtype=np.float32)
     Image.fromarray(ok, "F").save(tmp_path / "ok.tiff")
@@ -173,6 +187,10 @@ def test_imagenet_sample_case_reads_bom_and_16bit(tmp_path):
         (
             "file,wnid,class_index,name\na.png,n,1,x\nb.png,n,2,y\na.png,n,1,x\n",
             "row 4.*listed again",
+        ),
+        (  # one file under two names (issue 23, item 2)
+            "file,wnid,class_index,name\na.png,n,1,x\n./a.png,n,2,y\n",
+            r"row 3: file '\./a\.png' names the same file as 'a\.png' \(first at row 2\)",
         ),
         ("file,wnid,class_index,name\na.png,n,1,x\nb.png,n\n", "row 3: 2 field"),
         ("file,wnid,class_index,name\na.png,n,,x\n", "row 2: class_index '' is not an integer"),

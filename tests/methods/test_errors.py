@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import absgrad
+from absgrad.errors import InputError
 
 
 @pytest.mark.parametrize(
@@ -26,8 +27,9 @@ def test_bad_inputs(tiny_model, inputs, exc, match):
 @pytest.mark.parametrize(
     "target, exc, match",
     [
-        (7, ValueError, "out of range"),
-        (-1, ValueError, "out of range"),
+        # the project's error for both, naming the class count (issue 23, item 10)
+        (7, InputError, "target 7 is out of range for a model with 5 classes"),
+        (-1, InputError, "target -1 is out of range for a model with 5 classes"),
         (torch.tensor([0, 1, 2]), ValueError, "3 entries but the batch has 2"),
         (torch.tensor([0.5, 1.0]), TypeError, "integer class"),
         ("cat", TypeError, "target must be"),

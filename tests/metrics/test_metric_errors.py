@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from absgrad.errors import InputError
 from absgrad.metrics import (
     deletion_insertion,
     lc_dice,
@@ -80,9 +81,10 @@ def test_bad_model_output(tiny_inputs, maps):
 
 
 def test_bad_target(tiny_model, tiny_inputs, maps):
-    with pytest.raises(ValueError, match="out of range"):
+    # the project's error, naming the class count, for too large and negative (issue 23, item 10)
+    with pytest.raises(InputError, match="target 5 is out of range for a model with 5 classes"):
         rcap(tiny_model, tiny_inputs, 5, maps)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(InputError, match="target -1 is out of range for a model with 5"):
         deletion_insertion(tiny_model, tiny_inputs, [0, -1], maps)
     with pytest.raises(ValueError, match="entries"):
         rcap(tiny_model, tiny_inputs, [0, 1, 2], maps)

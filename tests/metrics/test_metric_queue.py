@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from absgrad.errors import AbsgradError
 from absgrad.metrics import ForwardQueue, blurred, deletion_insertion, target_probs
 
 
@@ -44,7 +45,7 @@ def test_queue_errors_name_the_problem(tiny_model):
     queue = ForwardQueue(tiny_model, 2)
     with pytest.raises(ValueError, match="targets must have shape"):
         queue.put(torch.zeros(3, 3, 8, 8), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="out of range for 5"):
+    with pytest.raises(AbsgradError, match="target 9 is out of range for a model with 5 classes"):
         queue.put(torch.zeros(2, 3, 8, 8), torch.tensor([0, 9]))
     nan_model = lambda x: torch.full((x.shape[0], 5), float("nan"))  # noqa: E731
     with pytest.raises(ValueError, match="NaN or infinite logits"):

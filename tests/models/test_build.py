@@ -1,6 +1,7 @@
-"""Building model specs: each kind builds without downloading, weights load into it (TorchScript,
-class count from the checkpoint), wrong checkpoints name their keys, and dict / tuple / token
-outputs become (B, K) logits with the module names unchanged."""
+"""Building model specs: each kind builds without downloading, weights files load into it
+(TorchScript, safetensors, class count from the checkpoint), wrong checkpoints name their keys,
+and dict / tuple / token outputs become (B, K) logits with the module names unchanged.
+Published weights by name: tests/models/test_pretrained.py."""
 
 from __future__ import annotations
 
@@ -66,6 +67,17 @@ def test_torchvision_and_torchscript(tmp_path):
     _same_outputs(model, ref)
 
 
+def test_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    ref = _timm(4)
+    save_file(ref.state_dict(), str(tmp_path / "w.safetensors"))
+    _same_outputs(load_model("timm:test_resnet", tmp_path / "w.safetensors", size=(32, 32)), ref)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read timm:test_resnet safetensors file"):
+        load_model("timm:test_resnet", tmp_path / "bad.safetensors", size=(32, 32))
+
+
 def test_wrong_checkpoint_lists_keys(tmp_path):
     torch.save(_timm(4).state_dict(), tmp_path / "resnet.pth")
     with pytest.raises(CheckpointError, match="missing keys: .*unexpected keys: ") as e:
@@ -79,10 +91,12 @@ def test_wrong_checkpoint_lists_keys(tmp_path):
         load_model("timm:test_resnet", tmp_path / "shape.pth", size=(32, 32))
 
 
-def test_no_weights_warns_loudly_and_uses_the_class_count():
+def test_random_weights_warn_loudly_and_use_the_class_count():
     with pytest.warns(UserWarning, match="RANDOM weights"):
-        model = load_model("timm:test_resnet", None, num_classes=5, size=(32, 32))
+        model = load_model("timm:test_resnet", "random", num_classes=5, size=(32, 32))
     assert model(X).shape == (2, 5)
+    with pytest.raises(ModelSpecError, match="a factory builds its model itself"):
+        load_model("absgrad.cases.synthetic:SynthNet", "random", size=(32, 32))
 
 
 FACTORY = textwrap.dedent(
@@ -170,14 +184,14 @@ def test_token_outputs(factory_file):
 
 
 def test_random_weights_are_the_same_in_every_process():
-    """Without weights, Ray workers and resumed runs must all build the same random model."""
+    """Random weights: Ray workers and resumed runs must all build the same random model."""
     with pytest.warns(UserWarning, match="RANDOM"):
-        a = load_model("timm:test_resnet", None, num_classes=3, size=(32, 32))
+        a = load_model("timm:test_resnet", "random", num_classes=3, size=(32, 32))
     torch.manual_seed(123)  # the caller's generator state does not matter either
     with pytest.warns(UserWarning, match="RANDOM"):
-        b = load_model("timm:test_resnet", None, num_classes=3, size=(32, 32))
+        b = load_model("timm:test_resnet", "random", num_classes=3, size=(32, 32))
     _same_outputs(a, b)
     before = torch.random.get_rng_state()
     with pytest.warns(UserWarning, match="RANDOM"):
-        load_model("timm:test_resnet", None, num_classes=3, size=(32, 32))
+        load_model("timm:test_resnet", "random", num_classes=3, size=(32, 32))
     assert torch.equal(before, torch.random.get_rng_state())  # and it is left untouched

@@ -1,5 +1,6 @@
 """Your data and model through the protocol: `absgrad run --data DIR --model SPEC` to the three
-tables, resumed, the same run from YAML, under the Ray executor, and what the config hash covers."""
+tables, resumed, the same run from YAML, under the Ray executor, what the config hash covers,
+class names from the user's vocabulary, and no resume with a model that changed."""
 
 from __future__ import annotations
 
@@ -162,6 +163,94 @@ def test_python_factory_file_in_a_config_runs_in_a_fresh_process(own, tmp_path):
     meta = json.loads((tmp_path / "o" / "run.json").read_text())
     assert meta["config"]["model"] == f"{tmp_path / 'net.py'}:build"
     assert meta["config"]["model_sha"] is not None
+
+
+#: One map and one metric: what the runs below check needs no more.
+ONE_MAP = [*SETTINGS, "--tables", "1", "--methods", "gag-85", "--metrics", "rcap"]
+
+
+def test_gallery_shows_the_users_class_names(own_run):
+    """Class folders ant/bee/cow: their names, not a number alone or another vocabulary."""
+    page = (own_run / "gallery" / "page-001.html").read_text()
+    assert "class 0 (ant)" in page
+    meta = json.loads((own_run / "run.json").read_text())
+    assert meta["case"]["class_names"] == {"0": "ant"}  # the run's images are two ants
+
+
+def test_a_1000_output_model_on_the_users_classes_shows_the_users_names(own, tmp_path):
+    """An ImageNet-size head on the user's own class folders: "class 0 (ant)", never ImageNet's
+    "class 0 (tench)" (the labels are the user's classes, not ImageNet indices)."""
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "k1000.pth")
+    out = tmp_path / "run"
+    args = ["run", "--data", str(own / "data"), "--weights", str(tmp_path / "k1000.pth")]
+    args += ["--model", "timm:test_resnet", *ONE_MAP, "--quiet", "--out", str(out)]
+    proc = cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (out / "gallery" / "page-001.html").read_text()
+    assert "class 0 (ant)" in page and "tench" not in page
+
+
+NETS = """\
+from pathlib import Path
+
+import timm
+import torch
+
+
+def build():
+    model = timm.create_model("test_resnet", num_classes=3)
+    model.load_state_dict(torch.load(Path(__file__).with_name("w.pth"), weights_only=True))
+    return model
+"""
+
+
+@pytest.fixture
+def factory_run(own, tmp_path) -> tuple[Path, list[str], Path]:
+    """A run of ``mynets.nets:build``, an importable module whose factory loads its own weights
+    (``mynets/w.pth``): ``(package folder, the command, the run folder)``."""
+    pkg = tmp_path / "mynets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(NETS)
+    sd = torch.load(own / "w.pth", weights_only=True)["state_dict"]
+    torch.save({k.removeprefix("module."): v for k, v in sd.items()}, pkg / "w.pth")
+    out = tmp_path / "run"
+    args = ["run", "--data", str(own / "data"), "--model", "mynets.nets:build", *ONE_MAP]
+    args += ["--no-report", "--quiet", "--out", str(out)]
+    proc = cli(args, cwd=tmp_path)  # the module is found in the working folder
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return pkg, args, out
+
+
+def _drop_one_unit(out: Path) -> None:
+    next(iter(sorted((out / "units").glob("*.json")))).unlink()
+
+
+def test_resume_refuses_a_factory_that_loads_other_weights_now(factory_run, tmp_path):
+    """The factory reads new weights itself (nothing in the config changed): resuming would
+    mix the old model's scores with the new one's; it is refused, naming what changed."""
+    pkg, args, out = factory_run
+    meta = json.loads((out / "run.json").read_text())
+    sd = torch.load(pkg / "w.pth", weights_only=True)
+    sd["fc.bias"] += 1
+    torch.save(sd, pkg / "w.pth")
+    _drop_one_unit(out)
+    before = unit_scores(out)
+    proc = cli(args, cwd=tmp_path)
+    line = assert_user_error(proc.returncode, proc.stderr, "changed since it started", "fc")
+    assert unit_scores(out) == before  # nothing was computed or overwritten
+    assert set(meta["model"]["parts"]) >= {"fc", "conv1"}
+    assert "conv1" not in line and meta["model"]["digest"] in line
+
+
+def test_resume_refuses_an_edited_factory_module(factory_run, tmp_path):
+    """The factory's source is part of the run's identity (its module and package files)."""
+    pkg, args, out = factory_run
+    (pkg / "nets.py").write_text(NETS.replace("num_classes=3)", "num_classes=3, drop_rate=0.0)"))
+    _drop_one_unit(out)
+    proc = cli(args, cwd=tmp_path)
+    assert_user_error(proc.returncode, proc.stderr, "incompatible run", "model_sha")
 
 
 try:

@@ -4,6 +4,7 @@ SIGINT. Each test is one row of the reliability regression suite."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -217,7 +218,7 @@ ARGV_4_UNITS = ["run", "--case", "synthetic", "--limit", "4", "--batch-size", "1
                 *TINY]  # fmt: skip
 
 
-def test_a_unit_the_writer_cannot_store_stops_the_run_with_its_error(tmp_path, monkeypatch):
+def test_a_unit_the_writer_cannot_store_stops_the_run_with_its_error(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     write, calls = RunStore.write, []
 
@@ -228,8 +229,8 @@ def test_a_unit_the_writer_cannot_store_stops_the_run_with_its_error(tmp_path, m
         write(self, result)
 
     monkeypatch.setattr(RunStore, "write", failing)
-    with pytest.raises(OSError, match="No space left on device"):
-        main([*ARGV_4_UNITS, "--out", str(out)])
+    # the writer thread's error ends the run as the main thread's would: one line, exit 2
+    user_error(capsys, [*ARGV_4_UNITS, "--out", str(out)], "No space left on device")
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and meta["sessions"][-1]["status"] == "failed"
     assert len(calls) == 2  # nothing was written after the failure
@@ -269,3 +270,101 @@ def test_ctrl_c_stores_every_unit_computed_before_it(tmp_path, monkeypatch):
     assert meta["status"] == "interrupted" and meta["done_units"] == 3
     assert len(list((out / "units").glob("*.json"))) == 3
     assert RunStore(out).damaged_units() == {}
+
+
+# -- issue 23, item 10: the run folder cannot be written -------------------------------------------
+SYNTHETIC = ["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2", "--tables", "1"]
+
+
+def test_a_full_disk_is_a_one_line_error_and_the_resume_is_identical(
+    small_run, tmp_path, capsys, monkeypatch
+):
+    """The disk fills up while the second unit is written (simulated: every write after the
+    fourth fails with ENOSPC, leaving half a temporary file as a real one would). The run stops
+    with one line naming the folder and saying how to go on; after space is freed the same
+    command completes with the scores and maps of an uninterrupted run. Before the fix the
+    OSError came out as a traceback (exit 1)."""
+    import errno
+
+    from absgrad.protocol import store as store_module
+
+    real = store_module.atomic_write_bytes
+    left = {"writes": 4}  # run.json, then the first unit's maps, images and record
+
+    def full_disk(path: Path, data: bytes) -> None:
+        if left["writes"] == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store_module._tmp_name(path).write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left["writes"] -= 1
+        real(path, data)
+
+    out = tmp_path / "full"
+    monkeypatch.setattr(store_module, "atomic_write_bytes", full_disk)
+    user_error(
+        capsys,
+        [*SYNTHETIC, *TINY, "--out", str(out)],
+        f"cannot write the run folder {out}: No space left on device",
+        "run the same command again: the units stored so far are kept",
+    )
+    assert len(list((out / "units").glob("*.json"))) == 1
+    monkeypatch.setattr(store_module, "atomic_write_bytes", real)  # space freed
+    assert main([*SYNTHETIC, *TINY, "--out", str(out)]) == 0
+    log = (out / "absgrad.log").read_text()
+    assert "temporary file(s) left by an interrupted run" in log
+    assert "skipping 1 stored unit(s)" in log
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    done, ref = RunStore(out), RunStore(small_run)
+    assert done.read_meta()["status"] == "complete"
+    units = sorted(ref.done_ids())
+    assert sorted(done.done_ids()) == units
+    for uid in units:
+        assert done.read_record(uid)["scores"] == ref.read_record(uid)["scores"]
+        a, b = done.load_maps(uid), ref.load_maps(uid)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("fault", ["file_in_the_way", "name_too_long", "read_only"])
+def test_an_unwritable_run_folder_is_a_one_line_error_before_any_work(
+    tmp_path, capsys, monkeypatch, fault
+):
+    """``--out`` under a file, with a name longer than the file system allows, or in a folder
+    the user may not write (simulated: the tests run as root, whom permissions do not stop) is
+    refused at once with one line naming the folder; nothing is created. Before the fix each
+    was a traceback (exit 1), the read-only one after the model had loaded."""
+    import errno
+    import tempfile
+
+    from absgrad.utils import files
+
+    if fault == "file_in_the_way":
+        (tmp_path / "afile").write_text("")
+        out, why = tmp_path / "afile" / "run", "a file is in the way"
+    elif fault == "name_too_long":
+        out, why = tmp_path / ("r" * 300), "File name too long"
+    else:
+        out, why = tmp_path / "ro" / "run", "Permission denied"
+        (tmp_path / "ro").mkdir()
+
+        def refused(*args, dir=None, **kw):  # noqa: A002 - TemporaryFile's name
+            if Path(dir) == tmp_path / "ro":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+            return tempfile.TemporaryFile(*args, dir=dir, **kw)
+
+        monkeypatch.setattr(files.tempfile, "TemporaryFile", refused)
+    before = sorted(tmp_path.rglob("*"))
+    line = user_error(capsys, [*SYNTHETIC, *TINY, "--out", str(out)], "cannot write the run folder")
+    assert why in line and "loading case" not in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anyway")
+def test_a_read_only_run_folder_is_a_one_line_error(tmp_path, capsys):
+    """The real thing where permissions apply (not as root): a folder without write permission."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        user_error(capsys, [*SYNTHETIC, *TINY, "--out", str(ro / "run")], "Permission denied")
+    finally:
+        ro.chmod(0o755)

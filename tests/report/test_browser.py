@@ -104,8 +104,8 @@ def test_gallery_renders_every_overlay_in_headless_chromium(synthetic_run, tmp_p
     assert total == 4 * (1 + n_maps) and ok == total, f"{ok} of {total} tiles decoded"
     assert "Images 1-4 of 4" in dom
     assert len(re.findall(r'<section class="image"', dom)) == 4
-    # each image names its class and probability; each map tile its score
-    assert len(re.findall(r"class \d+, p\(class\) = [01]\.\d{3}", dom)) == 4
+    # each image names its class (index and the case's name) and probability; each tile its score
+    assert len(re.findall(r"class \d+ \([^()<]+\), p\(class\) = [01]\.\d{3}", dom)) == 4
     assert len(re.findall(r"RCAP \d\.\d{3}<", dom)) == 4 * n_maps
     index = _dom((gallery / "index.html").as_uri(), tmp_path / "profile2")
     assert index.count('href="page-001.html#img-') == 4

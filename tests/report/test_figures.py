@@ -261,3 +261,19 @@ def test_gallery_reuses_its_tiles_unless_the_drawing_settings_change(tmp_path, m
     monkeypatch.setattr(gallery, "overlay", lambda p, m: overlay(p, m, alpha=0.9))
     redrawn = write_gallery(res, store, root / "gallery")
     assert redrawn.drawn == first.tiles and tile.read_bytes() != before
+
+
+def test_gallery_class_names_come_from_the_run_not_from_the_head_size():
+    """The names a run recorded (the user's, or the model's for its own indices); a model
+    spec's run from before they were recorded shows none, even with 1000 outputs (its labels
+    may be the user's classes: "class 0 (tench)" on a folder of ants was the bug)."""
+    from absgrad.report.gallery import class_name
+
+    recorded = {"case": {"name": "folder", "num_classes": 1000, "class_names": {"0": "ant"}}}
+    assert class_name(recorded, 0) == "ant" and class_name(recorded, 1) is None
+    none = {"case": {"name": "folder", "num_classes": 1000, "class_names": {}}}
+    assert class_name(none, 0) is None
+    old_folder = {"case": {"name": "folder", "num_classes": 1000}}
+    assert class_name(old_folder, 0) is None
+    old_builtin = {"case": {"name": "imagenet-s", "num_classes": 1000}}
+    assert class_name(old_builtin, 0) == "tench"

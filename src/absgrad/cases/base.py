@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from absgrad.cases.io import UnreadableImageError, open_image, read_rgb_image
+from absgrad.errors import AbsgradError
 from absgrad.models.preprocess import Preprocess, denormalize, normalize
 from absgrad.utils.normalization import IMAGENET_MEAN as IMAGENET_MEAN
 from absgrad.utils.normalization import IMAGENET_STD as IMAGENET_STD
@@ -32,6 +33,10 @@ PAPER_REVERSAL: dict[str, tuple[float, float]] = {
     "blurig": (0.07, 0.10),
     "gb": (0.03, 0.10),
 }
+
+
+class DuplicateImageError(AbsgradError):
+    """A case lists one image twice (one id, or one file under two names); names both."""
 
 
 @dataclass
@@ -66,6 +71,9 @@ class CaseDataset(Sequence[Sample]):
     is built, with a warning naming each file. A file that passes the header check but fails to
     decode raises ``UnreadableImageError`` from ``ds[i]``; iteration (and ``select``) skip it with
     a warning instead. ``skipped`` lists ``(path, reason)`` of every file skipped so far.
+
+    Two records with one id, or (``check_headers``: records of files) naming one file, are an
+    error naming both: an image counted twice would weigh double in every mean.
     """
 
     def __init__(
@@ -77,6 +85,7 @@ class CaseDataset(Sequence[Sample]):
     ) -> None:
         self.skipped: list[tuple[str, str]] = []
         self._loader = loader
+        _check_unique(records, files=check_headers)
         kept = []
         for r in records:
             reason = _header_problem(r.path) if check_headers else None
@@ -119,9 +128,35 @@ class CaseDataset(Sequence[Sample]):
             except UnreadableImageError as e:
                 self._skip(self.records[i].path, str(e))
 
-    def note_unreadable(self, index: int, error: Exception) -> None:
+    def note_unreadable(self, index: int, error: Exception | str) -> None:
         """Record (and warn about) an item that failed to load; used by batch readers."""
         self._skip(self.records[index].path, str(error))
+
+    @property
+    def unreadable(self) -> list[str]:
+        """The files skipped so far, each once, in the order they were found."""
+        return list(dict.fromkeys(path for path, _ in self.skipped))
+
+
+def _check_unique(records: Sequence[Record], *, files: bool) -> None:
+    """Refuse two records with one id or (``files``) one file, naming both."""
+    ids: dict[str, Record] = {}
+    paths: dict[str, Record] = {}
+    for r in records:
+        if r.id in ids:
+            raise DuplicateImageError(
+                f"two images have the id {r.id!r}: {ids[r.id].path} and {r.path} (an id is the "
+                "file's path without its extension); rename one"
+            )
+        ids[r.id] = r
+        if files:
+            key = str(Path(r.path).resolve())
+            if key in paths:
+                raise DuplicateImageError(
+                    f"the image {r.path} is listed twice, as {paths[key].id!r} and {r.id!r} "
+                    f"({paths[key].path} is the same file); each image may appear once"
+                )
+            paths[key] = r
 
 
 def _header_problem(path: Path) -> str | None:
@@ -206,6 +241,10 @@ class Case:
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The case's classifier in eval mode with its weights loaded from local files."""
         raise NotImplementedError
+
+    def class_names(self) -> list[str] | None:
+        """Readable names of the case's label indices (index -> name), None when unknown."""
+        return None
 
     def weights_id(self) -> str:
         """A string identifying the weights (path), used in selection cache keys."""

@@ -106,6 +106,11 @@ class DemoCase(Case):
             raise AbsgradError("the demo case has its photos built in; it takes no data= argument")
         super().__init__(weights=weights)
 
+    def class_names(self) -> list[str] | None:
+        from absgrad.cases.imagenet_s import imagenet_names
+
+        return list(imagenet_names())
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return lite0_model(self.weights, device)
 

@@ -2,17 +2,24 @@
 
 Data layouts (``data``):
 
-- **class folders** (ImageFolder): ``DIR/<class>/<image>``. Class indices come from a class
-  table (``classes=FILE``, else ``classes.txt`` / ``classes.json`` / ``classes.csv`` /
-  ``labels.csv`` in ``DIR``), else from the folder names: integers are the indices themselves,
-  ImageNet wnids (``n01440764``) are ImageNet-1k indices when the model has 1000 outputs, any
-  other names are indexed in sorted order.
-- **a label table** (used before class folders when ``DIR/labels.csv`` has a file column):
-  a CSV with a header holding a file column (``file``, ``path``,
+- **class folders** (ImageFolder): ``DIR/<class>/<image>``, images in subfolders of a class
+  folder included (``DIR/<class>/sub/x.jpg``, id ``<class>/sub/x``), in the order of
+  torchvision's ``ImageFolder``. Class indices come from a class table (``classes=FILE``, else
+  ``classes.txt`` / ``classes.json`` / ``classes.csv`` / ``labels.csv`` in ``DIR``), else from
+  the folder names: integers are the indices themselves, ImageNet wnids (``n01440764``) are
+  ImageNet-1k indices when the model has 1000 outputs, any other names are indexed in sorted
+  order.
+- **a label table** (used before class folders when ``DIR/labels.csv`` has a file column, or
+  rows ``image file,label``): a CSV with a header holding a file column (``file``, ``path``,
   ``filename`` or ``image``) and a label column (``label``, ``class_index``, ``target``,
-  ``class``, ``index`` or ``y``), or two columns ``file,label`` without header; a label is a
-  class index or a class name. Give it as ``data=table.csv``, as ``labels=table.csv`` (image
-  paths relative to ``data``), or put it in ``DIR`` as ``labels.csv``.
+  ``class``, ``index`` or ``y``), or two columns ``file,label`` without header. A label column
+  holds class indices (integers) or class names (of the class table, else indexed in sorted
+  order), not both (:func:`table_labels`). Give it as ``data=table.csv``, as
+  ``labels=table.csv`` (image paths relative to ``data``), or put it in ``DIR`` as
+  ``labels.csv``.
+
+One image listed twice (a table naming one file two ways, ``a.jpg`` and ``./a.jpg``; a link to
+another image) or two images with one id (``x.jpg`` and ``x.png``) is an error naming both.
 
 Class tables: ``.txt`` one name per line (line number = index); ``.json`` a list of names,
 ``{name: index}``, ``{index: name}`` or ``{index: [wnid, name]}``; ``.csv`` rows ``index,name``
@@ -27,6 +34,14 @@ Preprocessing (a :class:`~absgrad.models.preprocess.Preprocess`): ``size`` (crop
 ``(H, W)``), ``resize`` (the shorter side before the center crop, or ``"stretch"``: resize
 straight to ``size``), ``norm`` (``"imagenet"``, ``"0.5"``, ``"none"`` or ``"MEAN,STD"`` with 2
 or 6 numbers). Defaults come from the model (:func:`~absgrad.models.defaults.model_defaults`).
+
+Weights (``weights``): a file, ``"pretrained"`` (the default: the library's published weights,
+:mod:`absgrad.models.pretrained`) or ``"random"``.
+
+Class names (:meth:`FolderCase.class_names`, shown by the report and ``explain``): the user's
+where the labels are names (a class table, the class folders, names in a label table); ImageNet's
+where they are ImageNet-1k indices (``classes="imagenet"``, wnid folders); the model's own
+(published weights only) where they are the model's output indices (integer folders or labels).
 """
 
 from __future__ import annotations
@@ -34,6 +49,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +74,13 @@ from absgrad.models.build import load_model
 from absgrad.models.defaults import model_defaults
 from absgrad.models.logits import output_classes
 from absgrad.models.preprocess import RESAMPLE, norm_text
+from absgrad.models.pretrained import (
+    PRETRAINED,
+    RANDOM,
+    fetch,
+    model_class_names,
+    weights_choice,
+)
 from absgrad.models.spec import ModelSpec, file_fingerprint, parse_model_spec
 
 log = logging.getLogger("absgrad.cases")
@@ -85,7 +109,7 @@ def read_table(path: Path) -> list[list[str]]:
 
 
 def _is_int(s: str) -> bool:
-    return s.strip().lstrip("+").isdigit()
+    return s.strip().lstrip("+").isdecimal()
 
 
 def imagenet_classes() -> list[str]:
@@ -151,16 +175,24 @@ def _by_index(pairs: list[tuple[int, str]], path: Path) -> list[str]:
 
 
 def _is_label_table(path: Path) -> bool:
+    """A table with a file column, or whose first row is ``image file,label`` (no header)."""
     rows = read_table(path)
-    return bool(rows) and any(c.lower() in FILE_COLUMNS for c in rows[0])
+    if not rows:
+        return False
+    first = rows[0]
+    headless = len(first) == 2 and Path(first[0]).suffix.lower() in IMAGE_EXTS
+    return headless or any(c.lower() in FILE_COLUMNS for c in first)
 
 
-def read_label_table(path: Path) -> list[tuple[str, str]]:
-    """``(file, label)`` pairs of a label table (see the module docstring).
+def read_label_table(path: Path, root: Path) -> list[tuple[int, str, str]]:
+    """``(row, file, label)`` of a label table (see the module docstring); ``root``: the folder
+    the file names are relative to. A file listed twice, also under two names (``a.jpg`` and
+    ``./a.jpg``), is an error naming both rows.
 
     With a header, rows are read by :func:`absgrad.cases.io.read_label_table` (BOM, short rows
     and files listed twice are errors naming the line).
     """
+    from absgrad.cases.io import SeenFiles
     from absgrad.cases.io import read_label_table as read_with_header
 
     rows = read_table(path)
@@ -170,11 +202,13 @@ def read_label_table(path: Path) -> list[tuple[str, str]]:
     fcol = next((rows[0][head.index(c)] for c in FILE_COLUMNS if c in head), None)
     lcol = next((rows[0][head.index(c)] for c in LABEL_COLUMNS if c in head), None)
     if fcol is not None and lcol is not None:
-        table = read_with_header(path, required=(lcol,), key=fcol, what="label table")
+        table = read_with_header(
+            path, required=(lcol,), key=fcol, what="label table", files_in=root
+        )
         for line, row in table.numbered():
             if not row[lcol]:
                 raise DataLayoutError(f"label table {path}, row {line}: empty {lcol}")
-        return [(row[fcol], row[lcol]) for row in table]
+        return [(line, row[fcol], row[lcol]) for line, row in table.numbered()]
     if fcol is not None or lcol is not None:
         raise DataLayoutError(
             f"label table {path}: header {rows[0]} needs a file column "
@@ -185,15 +219,68 @@ def read_label_table(path: Path) -> list[tuple[str, str]]:
             f"label table {path}: expected a header with file and label columns, or rows "
             f"'file,label'; first row is {rows[0]}"
         )
-    out, seen = [], set()
+    out = []
+    seen = SeenFiles(path, root)
     for n, r in enumerate(rows, start=1):
         if len(r) != 2 or not r[0] or not r[1]:
             raise DataLayoutError(f"label table {path}, row {n}: expected 'file,label', got {r}")
-        if r[0] in seen:
-            raise DataLayoutError(f"label table {path}, row {n}: {r[0]} is listed twice")
-        seen.add(r[0])
-        out.append((r[0], r[1]))
+        seen.add(r[0], n, "file")
+        out.append((n, r[0], r[1]))
     return out
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def table_labels(
+    table: Path,
+    rows: Sequence[tuple[int, str, str]],
+    names: Sequence[str] | None,
+    source: str,
+    k: int,
+) -> tuple[list[int], list[str] | None, str]:
+    """The class index of each ``(row, file, label)`` of a label table for a model with ``k``
+    outputs, the class names and where the indices come from.
+
+    A label column holds class indices (integers in ``0..k-1``) or class names, never both:
+    names index the class table ``names`` (from ``source``) when there is one, else their
+    sorted order. A label that is a number but no class index (``-1``, ``1.7``, ``k``), an index
+    among names, or a name missing from the class table is an error naming the file and the row.
+    """
+
+    def fail(line: int, text: str) -> DataLayoutError:
+        return DataLayoutError(f"label table {table}, row {line}: {text}")
+
+    index = {n: i for i, n in enumerate(names or [])}
+    if all(_is_int(lab) for _, _, lab in rows):
+        for line, f, lab in rows:
+            if int(lab) >= k:
+                raise fail(
+                    line,
+                    f"class index {int(lab)} of {f} is not one of the model's {k} classes "
+                    f"(0..{k - 1})",
+                )
+        return [int(lab) for _, _, lab in rows], names, f"the class indices of {table}"
+    for line, _, lab in rows:
+        if _NUMBER.fullmatch(lab) and not _is_int(lab) and lab not in index:
+            raise fail(line, f"label {lab!r} is not a class index (an integer in 0..{k - 1})")
+    first = next((line, lab) for line, _, lab in rows if not _is_int(lab))
+    if names is None:
+        names = sorted({lab for _, _, lab in rows if not _is_int(lab)})
+        index = {n: i for i, n in enumerate(names)}
+        source = f"the sorted class names of {table}"
+    for line, f, lab in rows:
+        if lab in index:
+            continue
+        if _is_int(lab):
+            raise fail(
+                line,
+                f"label {lab!r} is a class index, but row {first[0]} gives the class name "
+                f"{first[1]!r}: a label column holds class indices or class names, not both "
+                "(a class table, --classes FILE, gives names their indices)",
+            )
+        raise fail(line, f"class {lab!r} of {f} is not in {source}")
+    return [index[lab] for _, _, lab in rows], list(names), source
 
 
 # -- masks ----------------------------------------------------------------------------------------
@@ -234,12 +321,20 @@ class FolderCase(Case):
         layer: str | None = None,
         threshold: float | None = None,
     ) -> None:
-        super().__init__(data=data, weights=weights)
+        self.weights_choice = weights_choice(weights)
+        file = self.weights_choice if isinstance(self.weights_choice, Path) else None
+        super().__init__(data=data, weights=file)
         if model is None:
             raise DataLayoutError(
-                "the folder case needs a model: timm:NAME, torchvision:NAME or module:factory"
+                "the folder case needs a model: timm:NAME, torchvision:NAME, hf:ORG/NAME or "
+                "module:factory"
             )
         self.spec = parse_model_spec(model)
+        self._classes_arg = classes
+        self._model: nn.Module | None = None
+        self._vocabulary: tuple[list[str] | None, str] | None = None
+        # the data is checked before the model's defaults, which may fetch files
+        self._layout = self._find_layout(labels) if self.data is not None else None
         d = model_defaults(self.spec)
         self.preprocess = d.preprocess.with_options(size=size, resize=resize, norm=norm)
         self.defaults_source = d.source
@@ -250,9 +345,6 @@ class FolderCase(Case):
         self.has_masks = self.masks is not None
         if self.masks is not None and not self.masks.is_dir():
             raise MissingFileError(f"masks folder not found: {self.masks}")
-        self._classes_arg = classes
-        self._model: nn.Module | None = None
-        self._layout = self._find_layout(labels) if self.data is not None else None
 
     # -- layout ------------------------------------------------------------------------------
     def _find_layout(self, labels: str | Path | None) -> dict[str, Any]:
@@ -292,9 +384,10 @@ class FolderCase(Case):
         if arg is not None:
             return read_class_table(Path(arg).expanduser()), str(arg)
         root = self._layout["root"] if self._layout else None
+        table = self._layout.get("table") if self._layout else None
         for name in CLASS_FILES:
             p = root / name if root is not None else None
-            if p is not None and p.is_file() and not _is_label_table(p):
+            if p is not None and p.is_file() and p != table and not _is_label_table(p):
                 return read_class_table(p), str(p)
         return None, ""
 
@@ -324,7 +417,7 @@ class FolderCase(Case):
             raise DataLayoutError("no data given: pass data=DIR (or --data DIR)")
         k = len(self.model_info())
         names, source = self._class_table()
-        items: list[tuple[str, Path, int]] = []
+        items: list[tuple[str, Path, int, str]] = []  # id, file, class index, where it is from
         if lay["kind"] == "folders":
             folders = lay["folders"]
             if names is not None:
@@ -338,40 +431,32 @@ class FolderCase(Case):
                 index = {f: int(f) for f in folders}
                 source = "the folder names (integers)"
             elif self._wnid_folders(folders):
-                index = {n: i for i, n in enumerate(imagenet_classes())}
+                names = imagenet_classes()
+                index = {n: i for i, n in enumerate(names)}
                 source = "the ImageNet-1k wnids of the folder names"
             else:
                 index = {f: i for i, f in enumerate(folders)}
                 source = "the sorted folder names"
                 names = folders
+            root = lay["root"]
             for f in folders:
-                for p in sorted((lay["root"] / f).iterdir()):
-                    if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
-                        items.append((f"{f}/{p.stem}", p, index[f]))
+                for path in image_files(root / f):
+                    rid = path.relative_to(root).with_suffix("").as_posix()
+                    items.append((rid, path, index[f], f"class folder {root / f}"))
         else:
-            table = read_label_table(lay["table"])
-            labels = [lab for _, lab in table]
-            if names is None and not all(_is_int(lab) for lab in labels):
-                names = sorted({lab for lab in labels if not _is_int(lab)})
-                source = "the sorted class names of the label table"
-            index = {n: i for i, n in enumerate(names or [])}
-            for f, lab in table:
-                if _is_int(lab):
-                    y = int(lab)
-                elif lab in index:
-                    y = index[lab]
-                else:
-                    raise DataLayoutError(
-                        f"label table {lay['table']}: class {lab!r} of {f} is not in {source}"
-                    )
-                path = lay["root"] / f
-                items.append((Path(f).with_suffix("").as_posix(), path, y))
+            table = lay["table"]
+            rows = read_label_table(table, lay["root"])
+            labels, names, source = table_labels(table, rows, names, source, k)
+            for (line, f, _), y in zip(rows, labels, strict=True):
+                rid = Path(os.path.normpath(f)).with_suffix("").as_posix()
+                items.append((rid, lay["root"] / f, y, f"label table {table}, row {line}"))
         if not items:
             raise DataLayoutError(f"no images found in {self.data} (extensions {IMAGE_EXTS})")
+        self._vocabulary = (names, source)
         self._check_classes(names, source, items, k)
         masks = self._mask_index() if self.masks is not None else None
         records, no_mask = [], []
-        for rid, path, y in items:
+        for rid, path, y, _ in items:
             mask = None
             if masks is not None:
                 mask = masks.get(rid) or masks.get(Path(rid).name)
@@ -394,7 +479,11 @@ class FolderCase(Case):
         return records
 
     def _check_classes(
-        self, names: list[str] | None, source: str, items: list[tuple[str, Path, int]], k: int
+        self,
+        names: list[str] | None,
+        source: str,
+        items: list[tuple[str, Path, int, str]],
+        k: int,
     ) -> None:
         inferred = source.startswith("the sorted")
         if names is not None and not inferred and len(names) != k:
@@ -407,11 +496,13 @@ class FolderCase(Case):
                 f"the data has {len(names)} classes (from {source}) but the model outputs {k}: "
                 "is this the right model / weights?"
             )
-        bad = [(rid, y) for rid, y in ((rid, y) for rid, _, y in items) if not 0 <= y < k]
+        bad = [(rid, y, where) for rid, _, y, where in items if not 0 <= y < k]
         if bad:
+            rid, y, where = bad[0]
             raise DataLayoutError(
-                f"the model outputs {k} classes but {len(bad)} image(s) have labels outside "
-                f"0..{k - 1} (class indices from {source}), e.g. {bad[0][0]}: {bad[0][1]}"
+                f"{where}: class index {y} of {rid} is not one of the model's {k} classes "
+                f"(0..{k - 1}; class indices from {source})"
+                + (f"; {len(bad)} images have such labels" if len(bad) > 1 else "")
             )
         if names is not None and len(names) < k and inferred:
             warnings.warn(
@@ -437,10 +528,30 @@ class FolderCase(Case):
         self._load()
         return range(self.num_classes)
 
+    def class_names(self) -> list[str] | None:
+        """Readable names of the label indices (see the module docstring)."""
+        return self.class_vocabulary()[0]
+
+    def class_vocabulary(self) -> tuple[list[str] | None, str]:
+        """The class names of :meth:`class_names` and where they come from."""
+        if self._layout is not None:
+            self.samples()
+            assert self._vocabulary is not None
+            names, source = self._vocabulary
+        else:
+            names, source = self._class_table()
+        if names is not None and len(names) == 1000 and names == imagenet_classes():
+            from absgrad.cases.imagenet_s import imagenet_names
+
+            return list(imagenet_names()), "ImageNet-1k (the labels are ImageNet-1k indices)"
+        if names is not None:
+            return names, source
+        return model_class_names(self.spec, self.weights_choice)  # the model's own indices
+
     def _load(self) -> nn.Module:
         if self._model is None:
             hint = None
-            if self.weights is None and self._layout is not None:
+            if self.weights_choice == RANDOM and self._layout is not None:
                 names, _ = self._class_table()
                 if names is None and self._layout["kind"] == "folders":
                     folders = self._layout["folders"]
@@ -448,7 +559,7 @@ class FolderCase(Case):
                         names = folders
                 hint = len(names) if names is not None else None
             self._model = load_model(
-                self.spec, self.weights, num_classes=hint, size=self.image_size
+                self.spec, self.weights_choice, num_classes=hint, size=self.image_size
             )
             self.num_classes = output_classes(self._model, self.image_size)
         return self._model
@@ -471,8 +582,26 @@ class FolderCase(Case):
         )
 
     def weights_id(self) -> str:
-        w = file_fingerprint(self.weights) if self.weights is not None else "random"
-        return f"{self.spec}|{w}"
+        return f"{self.spec}|{self.weights_sha()}"
+
+    def weights_sha(self) -> str:
+        """What identifies the weights: the file's SHA-256 prefix, that of the published
+        files (fetched if need be), ``random``, or ``pretrained`` for a factory's own."""
+        if self.weights is not None:
+            return file_fingerprint(self.weights)
+        if self.weights_choice == PRETRAINED and self.spec.kind != "callable":
+            return fetch(self.spec).sha
+        return str(self.weights_choice)
+
+    def weights_description(self) -> str:
+        """The weights for people: the file, the published files and their source, random."""
+        if self.weights is not None:
+            return f"file {self.weights} (sha256 {file_fingerprint(self.weights)})"
+        if self.weights_choice == PRETRAINED:
+            if self.spec.kind == "callable":
+                return "the factory's own"
+            return f"pretrained: {fetch(self.spec).describe()}"
+        return "random (seed 0)"
 
     # -- data --------------------------------------------------------------------------------
     def _load_mask(self, r: Record, photo_size: tuple[int, int]) -> Tensor:
@@ -504,8 +633,31 @@ class FolderCase(Case):
             "normalization": norm_text(self.normalization),
             "defaults_from": self.defaults_source,
             "layout": self._layout["kind"] if self._layout else None,
+            "weights": self.weights_description(),
+            "class_names_from": self.class_vocabulary()[1] or None,
         }
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder`` and its subfolders at any depth, in torchvision's
+    ``ImageFolder`` order (folders by path, then file names; links followed, a folder reached
+    twice through a link walked once)."""
+    walked: list[tuple[str, list[str]]] = []
+    visited: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in visited:  # a link back to a folder above: no endless walk
+            dirs[:] = []
+            continue
+        visited.add(real)
+        walked.append((top, files))
+    return [
+        Path(top, f)
+        for top, files in sorted(walked)
+        for f in sorted(files)
+        if Path(f).suffix.lower() in IMAGE_EXTS
+    ]
+
+
 def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTS for p in folder.iterdir() if p.is_file())
+    return bool(image_files(folder))

@@ -51,6 +51,16 @@ def imagenet_wnids() -> tuple[str, ...]:
     return wnids
 
 
+@lru_cache(maxsize=1)
+def imagenet_names() -> tuple[str, ...]:
+    """Readable names of the 1000 ImageNet-1k classes by index (``tench``, ``goldfish``...):
+    the first lemma of each class in timm's metadata."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo("imagenet-1k")
+    return tuple(info.index_to_description(i).split(",")[0] for i in range(1000))
+
+
 def wnid_to_index(wnid: str) -> int:
     """ImageNet-1k class index of a wnid such as ``n01443537``; unknown wnids are an error."""
     table = {w: i for i, w in enumerate(imagenet_wnids())}
@@ -111,6 +121,9 @@ class ImageNetSCase(Case):
     def weights_id(self) -> str:
         path = self.weights if self.weights is not None else torch_hub_checkpoint(RESNET50_FILE)
         return str(path.resolve())
+
+    def class_names(self) -> list[str] | None:
+        return list(imagenet_names())
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return resnet50_imagenet(self.weights, device)

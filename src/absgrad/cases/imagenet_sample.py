@@ -29,8 +29,11 @@ COLUMNS = ("file", "wnid", "class_index", "name")
 
 
 def read_labels_csv(path: Path) -> LabelTable:
-    """Rows of ``labels.csv``; a missing column, short row or repeated file names file and row."""
-    return read_label_table(path, required=("file", "class_index"), key="file")
+    """Rows of ``labels.csv``; a missing column, short row or a file listed twice (also under
+    two names: ``a.jpg``, ``./a.jpg``) names file and row."""
+    return read_label_table(
+        path, required=("file", "class_index"), key="file", files_in=path.parent
+    )
 
 
 class ImageNetSampleCase(Case):
@@ -58,6 +61,11 @@ class ImageNetSampleCase(Case):
             f"CSV with header {','.join(COLUMNS)}",
             "the imagenet-sample folder",
         )
+
+    def class_names(self) -> list[str] | None:
+        from absgrad.cases.imagenet_s import imagenet_names
+
+        return list(imagenet_names())
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return lite0_model(self.weights, device)

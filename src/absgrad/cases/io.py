@@ -8,9 +8,11 @@ images are accepted when their values lie in [0, 1]. Any other mode is refused w
 ``UnreadableImageError`` naming the file and the mode. ``read_rgb_image(path)`` returns the
 same image as an 8-bit RGB Pillow image, for cases that resize with Pillow.
 
-``read_label_table(path, required=..., key=...)`` reads a CSV label file: a UTF-8 byte-order
-mark is accepted, and a row with too few or too many fields, or a second row for the same key,
-is an error naming the file and the row's line number.
+``read_label_table(path, required=..., key=..., files_in=...)`` reads a CSV label file: a UTF-8
+byte-order mark is accepted, and a row with too few or too many fields, or a second row for the
+same key, is an error naming the file and the row's line number. With ``files_in`` the key names
+a file in that folder, and two names of one file (``a.jpg``, ``./a.jpg``, ``sub/../a.jpg``, a
+link to it) are the same key.
 """
 
 from __future__ import annotations
@@ -149,13 +151,16 @@ def read_label_table(
     required: Sequence[str] = (),
     key: str | None = None,
     what: str = "label file",
+    files_in: str | Path | None = None,
 ) -> LabelTable:
     """Read a CSV label file with a header row.
 
     ``required``: columns that must be present; ``key``: a column whose values must be unique
-    (e.g. the image file name), so that no image is listed twice. A UTF-8 byte-order mark is
-    accepted; blank lines are skipped; a row with a different number of fields than the header,
-    an empty key, or a repeated key raises ``LabelTableError`` naming the file and line number.
+    (e.g. the image file name), so that no image is listed twice; ``files_in``: the folder the
+    key's file names are relative to, so that two names of the same file are the same key (see
+    :func:`same_file_key`). A UTF-8 byte-order mark is accepted; blank lines are skipped; a row
+    with a different number of fields than the header, an empty key, or a repeated key raises
+    ``LabelTableError`` naming the file and line number.
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -168,7 +173,7 @@ def read_label_table(
     header: list[str] | None = None
     rows: list[dict[str, str]] = []
     lines: list[int] = []
-    seen: dict[str, int] = {}
+    seen = SeenFiles(p, files_in)
     try:
         for fields in reader:
             line = reader.line_num
@@ -193,15 +198,9 @@ def read_label_table(
                 )
             row = {c: v.strip() for c, v in zip(header, fields, strict=True)}
             if key is not None:
-                k = row[key]
-                if not k:
+                if not row[key]:
                     raise LabelTableError(f"{p}, row {line}: empty {key}")
-                if k in seen:
-                    raise LabelTableError(
-                        f"{p}, row {line}: {key} {k!r} is listed again (first at row {seen[k]}); "
-                        "each image may appear once"
-                    )
-                seen[k] = line
+                seen.add(row[key], line, key)
             rows.append(row)
             lines.append(line)
     except csv.Error as e:
@@ -211,13 +210,43 @@ def read_label_table(
     return LabelTable(p, header, rows, lines)
 
 
+def same_file_key(folder: str | Path, name: str) -> str:
+    """What ``name`` (a file name relative to ``folder``) points at: its resolved path, so that
+    ``a.jpg``, ``./a.jpg``, ``sub/../a.jpg`` and a link to ``a.jpg`` give one key."""
+    return str((Path(folder) / name).resolve())
+
+
+class SeenFiles:
+    """The file names a label file listed so far; a second listing of one file is an error
+    naming the file of labels and both rows. ``files_in``: the folder the names are relative to
+    (names are compared by the file they point at), or None (compared as written)."""
+
+    def __init__(self, path: Path, files_in: str | Path | None, unit: str = "row") -> None:
+        self.path, self.files_in, self.unit = path, files_in, unit
+        self.first: dict[str, tuple[str, int]] = {}
+
+    def add(self, name: str, line: int, what: str) -> None:
+        """Note file ``name`` (the ``what`` column) listed at ``line``."""
+        k = same_file_key(self.files_in, name) if self.files_in is not None else name
+        if k in self.first:
+            earlier, at = self.first[k]
+            same = "is listed again" if earlier == name else f"names the same file as {earlier!r}"
+            raise LabelTableError(
+                f"{self.path}, {self.unit} {line}: {what} {name!r} {same} (first at "
+                f"{self.unit} {at}); each image may appear once"
+            )
+        self.first[k] = (name, line)
+
+
 __all__ = [
     "LabelTable",
     "LabelTableError",
+    "SeenFiles",
     "UnreadableImageError",
     "image_to_array",
     "open_image",
     "read_image",
     "read_label_table",
     "read_rgb_image",
+    "same_file_key",
 ]

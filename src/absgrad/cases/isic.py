@@ -116,6 +116,9 @@ class IsicCase(Case):
     def data_id(self) -> str:
         return f"{self.csv_path.resolve()}:folds={sorted(self.folds) if self.folds else 'all'}"
 
+    def class_names(self) -> list[str] | None:
+        return list(DIAGNOSES)
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if self.weights is None:
             raise MissingFileError(
@@ -126,7 +129,9 @@ class IsicCase(Case):
         return isic_model(self.weights, device, arch=self.arch, num_classes=self.num_classes)
 
     def _rows(self) -> list[tuple[str, int]]:
-        table = read_label_table(self.csv_path, required=("image_name",), key="image_name")
+        table = read_label_table(
+            self.csv_path, required=("image_name",), key="image_name", files_in=self.image_dir
+        )
         cols = table.columns
         if not ({"diagnosis", "target"} & set(cols)):
             raise LabelTableError(

@@ -25,7 +25,7 @@ from absgrad.cases.base import (
     Record,
     Sample,
 )
-from absgrad.cases.io import LabelTableError
+from absgrad.cases.io import SeenFiles
 from absgrad.errors import AbsgradError, MissingFileError
 from absgrad.models.builtin import PLACES_FILE, PLACES_URL, densenet161_places365
 from absgrad.models.preprocess import Preprocess
@@ -62,10 +62,11 @@ def read_categories(path: Path) -> list[str]:
     return [names[i] for i in range(len(names))]
 
 
-def read_val_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
-    """``(file name, label)`` pairs from ``places365_val.txt``."""
+def read_val_list(path: Path, num_classes: int, image_dir: Path) -> list[tuple[str, int]]:
+    """``(file name, label)`` pairs from ``places365_val.txt`` (file names in ``image_dir``; one
+    file listed twice, also under two names, is an error naming both lines)."""
     out = []
-    seen: dict[str, int] = {}
+    seen = SeenFiles(path, image_dir, unit="line")
     for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
@@ -74,11 +75,7 @@ def read_val_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
             raise AbsgradError(
                 f"{path}, line {n}: expected '<file>.jpg <label in 0..{num_classes - 1}>', got {line!r}"
             )
-        if parts[0] in seen:
-            raise LabelTableError(
-                f"{path}, line {n}: {parts[0]} is listed again (first at line {seen[parts[0]]})"
-            )
-        seen[parts[0]] = n
+        seen.add(parts[0], n, "file")
         out.append((parts[0], int(parts[1])))
     return out
 
@@ -115,6 +112,10 @@ class Places365Case(Case):
         self.val_list = _find_list(self.root, VAL_LIST)
         self.arch = arch
 
+    def class_names(self) -> list[str] | None:
+        """The categories without their letter folder (``/a/airfield`` -> ``airfield``)."""
+        return [c.split("/", 2)[-1] if c.startswith("/") else c for c in self.categories]
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if self.weights is None:
             raise MissingFileError(
@@ -126,7 +127,7 @@ class Places365Case(Case):
     def _build_dataset(self) -> CaseDataset:
         records = [
             Record(Path(f).stem, self.image_dir / f, label)
-            for f, label in read_val_list(self.val_list, self.num_classes)
+            for f, label in read_val_list(self.val_list, self.num_classes, self.image_dir)
         ]
 
         def load(r: Record) -> Sample:

@@ -19,6 +19,8 @@ from torch import nn
 
 from absgrad.cases.base import Case, Sample, UnreadableImageError
 from absgrad.errors import AbsgradError
+from absgrad.metrics.forward import chunk_probs
+from absgrad.utils.files import absgrad_cache_dir
 
 CACHE_ENV = "ABSGRAD_CACHE"
 _CACHE_VERSION = 3
@@ -26,8 +28,7 @@ _CACHE_VERSION = 3
 
 def default_cache_dir() -> Path:
     """``$ABSGRAD_CACHE`` if set, else ``~/.cache/absgrad``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "absgrad"
+    return absgrad_cache_dir()
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -85,6 +86,12 @@ def score_case(
             stored = json.loads(path.read_text())
             known = set(stored["scores"]) | set(stored["unreadable"])
             if stored.get("key") == key and all(i in known for i in ds.ids):
+                bad = set(stored["unreadable"])
+                for i, sid in enumerate(ds.ids):  # skipped as when they were found
+                    if sid in bad:
+                        ds.note_unreadable(
+                            i, "the image cannot be decoded (as the cached pass found)"
+                        )
                 return {k: (float(p), int(c)) for k, (p, c) in stored["scores"].items()}
         except (json.JSONDecodeError, KeyError, TypeError):
             warnings.warn(f"ignoring a corrupt selection cache file {path}", stacklevel=2)
@@ -116,7 +123,7 @@ def score_case(
             x = case.normalize(torch.stack([s.image for s in batch]).to(device))
             labels = torch.tensor([s.label for s in batch], device=device)
             with torch.inference_mode():
-                prob = model(x).softmax(dim=1)
+                prob = chunk_probs(model, x)  # NaN logits are an error, not "not selected"
             p = prob.gather(1, labels[:, None])[:, 0].cpu()
             pred = prob.argmax(dim=1).cpu()
             scores.update(
@@ -129,6 +136,36 @@ def score_case(
     tmp.write_text(json.dumps({"key": key, "scores": scores, "unreadable": unreadable}, indent=0))
     tmp.replace(path)
     return scores
+
+
+def readable(case: Case, limit: int | None = None, *, num_workers: int = 2) -> list[int]:
+    """Indices into ``case.samples()`` of the first ``limit`` (None: all) samples that decode;
+    one that does not is skipped with a warning and noted in ``samples().skipped``, as the
+    selection pass does (the rule for an unreadable image whether or not images are selected)."""
+    ds = case.samples()
+    out: list[int] = []
+
+    def decodes(i: int) -> bool:
+        try:
+            ds[i]
+        except UnreadableImageError as e:
+            ds.note_unreadable(i, e)
+            return False
+        return True
+
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+        for start in range(0, len(ds), 32):
+            if limit is not None and len(out) >= limit:
+                break
+            stop = min(start + 32, len(ds))
+            out += [
+                i
+                for i, ok in zip(
+                    range(start, stop), pool.map(decodes, range(start, stop)), strict=True
+                )
+                if ok
+            ]
+    return out if limit is None else out[:limit]
 
 
 def true_class_probs(case: Case, model: nn.Module, **kw: object) -> dict[str, float]:

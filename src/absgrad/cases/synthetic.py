@@ -203,6 +203,9 @@ class SyntheticCase(Case):
     def data_id(self) -> str:
         return f"synthetic:seed={self.seed}:n={self.n}"
 
+    def class_names(self) -> list[str] | None:
+        return list(CLASSES)
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         return synthetic_model(self.weights, device)
 

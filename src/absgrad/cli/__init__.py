@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        if getattr(args, "out", None) is not None and not args.out.strip():
+            raise UserError("--out is empty: name the output folder (or file)")
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(

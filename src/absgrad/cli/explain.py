@@ -28,9 +28,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from absgrad.explanation import explain_file, overlay_path, save_explanation
     from absgrad.protocol.config import check_device
     from absgrad.utils.devices import describe_device
+    from absgrad.utils.files import check_writable
 
     try:
-        overlay_path(args.out, args.image, args.method)  # a bad --out fails before any work
+        png = overlay_path(args.out, args.image, args.method)  # a bad --out fails before any work
+        check_writable(png.parent, "the map into")
         args.device = check_device("--device", args.device)  # auto: the best device here
         print(f"device: {describe_device(args.device)}", file=sys.stderr)
         result = explain_file(

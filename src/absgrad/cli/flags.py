@@ -155,17 +155,25 @@ FLAGS: tuple[Flag, ...] = (
         "--weights",
         on=RUN,
         field="weights",
-        metavar="PATH",
-        help="the model's weights file (a state dict, a checkpoint holding one, TorchScript)",
+        metavar="FILE|pretrained|random",
+        help="the model's weights: a file (a state dict, a checkpoint holding one, "
+        "safetensors, TorchScript); with --model also 'pretrained' (the library's published "
+        "weights, fetched once into its cache: the default) or 'random'",
     ),
     _f(
         "--model",
         on=EXPLAIN,
         default="demo",
-        help="a model spec (timm:NAME, torchvision:NAME, package.module:factory) or a case name "
-        "whose model to use (default: demo = EfficientNet-Lite0, ImageNet)",
+        help="a model spec (timm:NAME, torchvision:NAME, hf:ORG/NAME, package.module:factory) "
+        "or a case name whose model to use (default: demo = EfficientNet-Lite0, ImageNet)",
     ),
-    _f("--weights", on=EXPLAIN, metavar="PATH", help="weights file for the model"),
+    _f(
+        "--weights",
+        on=EXPLAIN,
+        metavar="FILE|pretrained|random",
+        help="weights file for the model; a model spec also takes 'pretrained' (its library's "
+        "published weights: the default) or 'random'",
+    ),
     _f(
         "--data",
         on=EXPLAIN,
@@ -179,8 +187,9 @@ FLAGS: tuple[Flag, ...] = (
         field="model",
         group=OWN_MODEL,
         metavar="SPEC",
-        help="your classifier: timm:NAME, torchvision:NAME, package.module:factory or "
-        "file.py:factory (built without downloading; weights from --weights)",
+        help="your classifier: timm:NAME, torchvision:NAME, hf:ORG/NAME, hf:/folder, "
+        "package.module:factory or file.py:factory (published weights unless --weights; "
+        "see `absgrad list models`)",
     ),
     _f(
         "--masks",
@@ -504,7 +513,15 @@ FLAGS: tuple[Flag, ...] = (
         action="store_true",
         help="compare runs of different models (case, model or weights); refused otherwise",
     ),
-    _f("what", on=("list",), choices=("cases", "methods", "maps", "metrics", "configs")),
+    _f("what", on=("list",), choices=("cases", "methods", "maps", "metrics", "configs", "models")),
+    _f(
+        "pattern",
+        on=("list",),
+        nargs="?",
+        metavar="PATTERN",
+        help="with 'models': only the names matching PATTERN (wildcards as *resnet*, else a "
+        "part of the name)",
+    ),
 )
 
 

@@ -1,14 +1,22 @@
-"""``absgrad list``: the names absgrad accepts, printed without importing torch."""
+"""``absgrad list``: the names absgrad accepts, printed without importing torch (``models``:
+once per installed timm/torchvision version, see :mod:`absgrad.models.catalog`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from absgrad import names
+from absgrad.cli.errors import UserError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.what == "methods":
+    if args.pattern is not None and args.what != "models":
+        raise UserError(f"a PATTERN applies to `absgrad list models`, not to {args.what}")
+    if args.what == "models":
+        from absgrad.models.catalog import model_lines
+
+        print("\n".join(model_lines(args.pattern)))
+    elif args.what == "methods":
         for name, title in names.METHODS.items():
             print(f"{name:10s} {title}")
     elif args.what == "metrics":

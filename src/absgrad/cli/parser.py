@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
         "two runs side by side: every shared map and metric, B - A with its interval",
         cmd_compare,
     ),
-    "list": ("list cases, methods, maps, metrics or shipped configs", cmd_list),
+    "list": (
+        "list cases, methods, maps, metrics, shipped configs or models with published weights",
+        cmd_list,
+    ),
 }
 
 DESCRIPTION = (
@@ -36,7 +39,9 @@ Examples:
   absgrad demo
   absgrad run --case synthetic --limit 8 --out runs/syn
   absgrad run --config imagenet-s --data ~/ImageNet-S --weights rn50.pth --out runs/ins
+  absgrad run --data photos/ --model timm:resnet18 --out runs/mine      (published weights)
   absgrad run --data photos/ --model timm:resnet18 --weights r18.pth --out runs/mine
+  absgrad list models resnet
   absgrad report runs/syn --compare-paper imagenet-s
   absgrad compare runs/syn runs/syn-50 --out runs/compare
   absgrad explain photo.jpg --method gag --out map.png

@@ -7,7 +7,9 @@ pass band is ``0 < x < 6``. As an extension, the same rule applies to the smooth
 modern networks (GELU in ViT/ConvNeXt, SiLU/Swish in EfficientNet, Mish, Hardswish, ELU, ...),
 so a model without ReLUs gets a guided map, never silently a plain gradient. Gates (Sigmoid,
 Tanh, Hardsigmoid in squeeze-excitation or attention) and softmax keep their plain gradient.
-Activations called as functions in ``forward`` (``F.gelu(x)``) cannot be reached.
+timm's and Hugging Face transformers' own activation modules (``GELUActivation``,
+``NewGELUActivation``...: modules calling ``F.gelu`` inside) are rewritten alike. Activations
+called as functions in ``forward`` (``F.gelu(x)``) cannot be reached.
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ GUIDED_TYPES: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Softplus,
 )
-#: Class names of timm's own activation modules (timm.layers.activations*) treated alike.
+#: Class names of timm's own activation modules (timm.layers.activations*) and of Hugging Face
+#: transformers' (transformers.activations.ACT2CLS: rectifiers only, not gates or identity)
+#: treated alike.
 GUIDED_NAMES = frozenset(
     {
         "GELU", "GELUTanh", "QuickGELU", "Swish", "SwishMe", "SwishAuto", "Mish", "MishMe",
         "MishAuto", "HardSwish", "HardSwishMe", "HardMish", "HardMishMe",
+        # transformers
+        "GELUActivation", "NewGELUActivation", "FastGELUActivation", "QuickGELUActivation",
+        "AccurateGELUActivation", "ClippedGELUActivation", "PytorchGELUTanh", "MishActivation",
+        "SiLUActivation", "ReLUSquaredActivation", "LaplaceActivation", "XIELUActivation",
     }
 )  # fmt: skip
 

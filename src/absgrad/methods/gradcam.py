@@ -12,9 +12,8 @@ from torch import Tensor, nn
 
 from absgrad.methods import layers
 from absgrad.methods.chunking import image_slices
-from absgrad.methods.gradients import check_target_range, class_scores
+from absgrad.methods.gradients import check_target_range, class_scores, differentiable_logits
 from absgrad.methods.samplers import GradContext, Piece, Sampler, Samples
-from absgrad.utils.validation import check_logits
 
 
 def default_layer(model: nn.Module) -> str:
@@ -44,16 +43,17 @@ def gradcam(
             captured.clear()
             with torch.enable_grad():
                 xi = x[imgs].detach().requires_grad_(True)  # so the layer output is in the graph
-                logits = check_logits(model(xi), xi.shape[0])
+                logits = differentiable_logits(model, xi)
                 check_target_range(logits, target[imgs])
                 if not captured:
                     raise layers.LayerError(
                         f"Grad-CAM layer {name!r} was not called in the model's forward pass"
                     )
                 size = (x.shape[-2], x.shape[-1])
-                act = layers.feature_map(captured[0], model, name, size)  # (B, C, h, w)
+                out = layers.layer_tensor(captured[0])  # a tuple's first entry (Hugging Face)
+                act = layers.feature_map(out, model, name, size)  # (B, C, h, w)
                 score = class_scores(logits, target[imgs], objective).sum()
-                (raw,) = torch.autograd.grad(score, captured[0])
+                (raw,) = torch.autograd.grad(score, out)
                 grad = layers.feature_map(raw, model, name, size)
                 layers.check_patch_gradient(raw, grad, name)
             weights = grad.mean(dim=(2, 3), keepdim=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from absgrad.errors import InputError
 from absgrad.names import OBJECTIVES
-from absgrad.utils.validation import check_logits
+from absgrad.utils.validation import check_logits, check_target_classes
 
 
 def class_scores(logits: Tensor, target: Tensor, objective: str) -> Tensor:
@@ -26,16 +27,27 @@ def class_scores(logits: Tensor, target: Tensor, objective: str) -> Tensor:
 
 
 def check_target_range(logits: Tensor, target: Tensor) -> None:
-    k = logits.shape[1]
-    if int(target.max()) >= k or int(target.min()) < 0:
-        raise ValueError(f"target {target.tolist()} out of range for a model with {k} classes")
+    """``target (n,)`` holds class indices of the model whose ``logits`` are ``(n, K)``."""
+    check_target_classes(target, logits.shape[1])
+
+
+def differentiable_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """``(n, K)`` logits of ``x`` (which requires grad) that carry its gradient; a model whose
+    output has none (detached, computed under ``no_grad``) is an :class:`InputError`."""
+    logits = check_logits(model(x), x.shape[0])
+    if not logits.requires_grad:
+        raise InputError(
+            "the model's output has no gradient with respect to its input (is it detached, or "
+            "computed under torch.no_grad() or inference_mode?): saliency maps need one"
+        )
+    return logits
 
 
 def input_gradient(model: nn.Module, x: Tensor, target: Tensor, objective: str = "logit") -> Tensor:
     """``d objective(model(x))_target / d x`` for a batch ``x (n, C, H, W)``, ``target (n,)``."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        logits = check_logits(model(xg), xg.shape[0])
+        logits = differentiable_logits(model, xg)
         check_target_range(logits, target)
         score = class_scores(logits, target, objective).sum()
         (grad,) = torch.autograd.grad(score, xg)

@@ -5,22 +5,28 @@ Default layer (first rule that applies; a model wrapping a backbone, e.g. ``self
 
 1. Vision transformers (a ``patch_embed`` and a ``blocks`` container whose blocks have
    ``norm1``, e.g. timm ViT, DeiT, BEiT, EVA): ``blocks.<last>.norm1``; torchvision's
-   ``VisionTransformer``: ``encoder.layers.<last>.ln_1``. The last block's *input* norm is used
-   because the block's output reaches the logits only through the class token(s).
+   ``VisionTransformer``: ``encoder.layers.<last>.ln_1``; Hugging Face ViT, DeiT, BEiT (patch
+   embeddings and a ``layers`` / ``encoder.layer`` list of blocks with ``layernorm_before``):
+   ``<base>.layers.<last>.layernorm_before``. The last block's *input* norm is used because
+   the block's output reaches the logits only through the class token(s).
 2. The last ``features.denseblockN`` (DenseNet); else the last feature stage a timm model
    declares (``model.feature_info[-1]["module"]``: ``layer4`` of a ResNet, ``stages.3`` of a
    ConvNeXt, ``layers.3`` of a Swin, ``blocks.6`` of an EfficientNet, ``s4`` of a RegNet);
-   else ``stages.<last>``, ``layers.<last>``, the last ``layerN`` (torchvision ResNet).
+   else ``stages.<last>``, ``layers.<last>``, ``encoder.stages.<last>`` (Hugging Face
+   ConvNeXt, ResNet), ``encoder.layers.<last>`` (Hugging Face Swin), the last ``layerN``
+   (torchvision ResNet).
 3. ``blocks.<last>`` (timm EfficientNet, MobileNet), then ``features.<last>`` (torchvision
    ConvNeXt, EfficientNet, MobileNet, Swin, VGG).
 4. Otherwise the last ``nn.Conv2d`` in module order.
 
-Feature maps: a rank-4 output is ``(B, C, h, w)`` or ``(B, h, w, C)`` (Swin, inside ConvNeXt
+Feature maps: a layer returning a tuple (Hugging Face stages and blocks: hidden states first)
+gives its first entry. A rank-4 output is ``(B, C, h, w)`` or ``(B, h, w, C)`` (Swin, inside ConvNeXt
 blocks), told apart by which pair of dimensions has the input's aspect ratio at an integer
 stride (ties: the model's ``output_fmt``, else channels first). A rank-3 output ``(B, N, C)``
 is tokens: the prefix tokens (class, distillation, register: timm's ``num_prefix_tokens``; a
-model that does not declare it may have none or one) are dropped and the rest reshaped to the
-patch grid. Anything else is a :class:`LayerError`.
+model that does not declare it may have none or one; a Hugging Face model counts the class,
+distillation and register tokens of its ``embeddings``) are dropped and the rest reshaped to
+the patch grid. Anything else is a :class:`LayerError`.
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ def _numbered(modules: dict[str, nn.Module], stem: str) -> str | None:
     return max(found)[1] if found else None
 
 
+#: Hugging Face vision transformers: their block lists (v5, v4) and the blocks' input norm.
+_HF_BLOCKS = ("layers", "encoder.layer", "encoder.layers")
+_HF_NORM = "layernorm_before"
+
+
 def _rule(model: nn.Module) -> str | None:
     modules = dict(model.named_modules())
     blocks = modules.get("blocks")
@@ -71,6 +82,11 @@ def _rule(model: nn.Module) -> str | None:
     last_layer = _last_child(modules, "encoder.layers")
     if last_layer and f"{last_layer}.ln_1" in modules:
         return f"{last_layer}.ln_1"
+    if "embeddings.patch_embeddings" in modules:
+        for name in _HF_BLOCKS:
+            last_layer = _last_child(modules, name)
+            if last_layer and f"{last_layer}.{_HF_NORM}" in modules:
+                return f"{last_layer}.{_HF_NORM}"
     # 2. DenseNet, then the last feature stage timm declares, then staged backbones
     found = _numbered(modules, "features.denseblock")
     if found:
@@ -80,7 +96,7 @@ def _rule(model: nn.Module) -> str | None:
         found = info[-1].get("module")
         if isinstance(found, str) and found in modules and found:
             return found
-    for name in ("stages", "layers"):
+    for name in ("stages", "layers", "encoder.stages", "encoder.layers"):
         found = _last_child(modules, name)
         if found and isinstance(modules[name], (nn.Sequential, nn.ModuleList)):
             return found
@@ -148,6 +164,32 @@ def _owner_attr(model: nn.Module, name: str, attr: str) -> object:
     return None
 
 
+def layer_tensor(out: object) -> object:
+    """A layer's output as the tensor Grad-CAM uses: the output itself, or the first entry of
+    a tuple (Hugging Face blocks and stages return ``(hidden_states, ...)``)."""
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    return out
+
+
+def _prefix_tokens(model: nn.Module, name: str) -> object:
+    """The prefix tokens before the patch tokens at layer ``name``: timm's
+    ``num_prefix_tokens``; for a Hugging Face model, the class, distillation and register
+    tokens of its ``embeddings``; None when the model does not say."""
+    declared = _owner_attr(model, name, "num_prefix_tokens")
+    if declared is not None:
+        return declared
+    emb = _owner_attr(model, name, "embeddings")
+    if not isinstance(emb, nn.Module) or not hasattr(emb, "patch_embeddings"):
+        return None
+    count = 0
+    for attr in ("cls_token", "distillation_token", "register_tokens"):
+        t = getattr(emb, attr, None)
+        if isinstance(t, Tensor) and t.dim() == 3:
+            count += int(t.shape[1])
+    return count
+
+
 def _spatial_ok(h: int, w: int, size: tuple[int, int]) -> bool:
     """Whether an ``h x w`` grid is the input ``size`` at one integer stride (both floor or ceil)."""
     big_h, big_w = size
@@ -183,6 +225,7 @@ def feature_map(out: object, model: nn.Module, name: str, size: tuple[int, int])
 
     Raises :class:`LayerError` naming the layer and the shape when that is not possible.
     """
+    out = layer_tensor(out)
     if not isinstance(out, Tensor):
         raise LayerError(
             f"Grad-CAM layer {name!r} returns a {type(out).__name__}, not a tensor; "
@@ -209,7 +252,7 @@ def feature_map(out: object, model: nn.Module, name: str, size: tuple[int, int])
             return out  # channels first, from unpadded ("valid") convolutions: no integer stride
     elif out.dim() == 3:
         grid = getattr(_owner_attr(model, name, "patch_embed"), "grid_size", None)
-        prefix = _owner_attr(model, name, "num_prefix_tokens")
+        prefix = _prefix_tokens(model, name)
         cands = _token_grid(shape[1], prefix, size)
         if grid is not None and isinstance(prefix, int):
             gh, gw = (int(g) for g in grid)

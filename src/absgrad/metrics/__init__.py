@@ -12,8 +12,9 @@ package never needs torchmetrics.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from absgrad.utils.lazy import lazy_exports
 
 # Names resolve on first use, so that torch-free parts (absgrad.metrics.grid, used by the
 # report) import without torch.
@@ -89,17 +90,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'absgrad.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports("absgrad.metrics", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

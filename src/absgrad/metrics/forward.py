@@ -14,7 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.utils.model_state import eval_mode
-from absgrad.utils.validation import check_batch_size, check_logits, resolve_target
+from absgrad.utils.validation import (
+    check_batch_size,
+    check_finite_logits,
+    check_logits,
+    check_target_classes,
+    resolve_target,
+)
 
 if TYPE_CHECKING:
     from absgrad.metrics.perturbation import PerturbedBatch
@@ -37,9 +43,7 @@ def chunk_probs(model: nn.Module, chunk: Tensor) -> Tensor:
 
     The metrics' only call of the model.
     """
-    logits = check_logits(model(chunk), chunk.shape[0])
-    if not torch.isfinite(logits).all():
-        raise ValueError("the model returned NaN or infinite logits")
+    logits = check_finite_logits(check_logits(model(chunk), chunk.shape[0]))
     return torch.softmax(logits.float(), dim=1)
 
 
@@ -113,10 +117,7 @@ class ForwardQueue:
         chunk = images[0] if len(images) == 1 else torch.cat(images)
         t = targets[0] if len(targets) == 1 else torch.cat(targets)
         probs = chunk_probs(self.model, chunk)
-        if int(t.max()) >= probs.shape[1]:
-            raise ValueError(
-                f"target class {int(t.max())} is out of range for {probs.shape[1]} model outputs"
-            )
+        check_target_classes(t, probs.shape[1])
         self._outs.append(probs.gather(1, t.to(probs.device)[:, None])[:, 0])
         self._pending -= n
 

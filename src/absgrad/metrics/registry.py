@@ -151,10 +151,12 @@ METRICS: dict[str, MetricDef] = {
 
 
 def get_metric(name: str) -> MetricDef:
-    """The declaration of metric ``name``; unknown names raise, listing the metrics."""
-    if name not in METRICS:
+    """The declaration of metric ``name`` (case-insensitive, as method and map names are);
+    unknown names raise, listing the metrics."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in METRICS:
         raise AbsgradError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-    return METRICS[name]
+    return METRICS[key]
 
 
 mask_free_metrics = names.mask_free_metrics

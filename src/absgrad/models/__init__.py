@@ -4,8 +4,13 @@
 module                 what it holds
 =====================  =========================================================================
 ``spec``               ``ModelSpec`` and ``parse_model_spec`` (``timm:``, ``torchvision:``,
-                       ``module:factory``, ``file.py:factory``), file fingerprints; torch-free
+                       ``hf:``, ``module:factory``, ``file.py:factory``), file and source
+                       fingerprints; torch-free
+``pretrained``         weights by name: ``pretrained`` (fetched once into the library's cache,
+                       an offline error naming it), ``random``, a file; the model's class names
 ``build``              ``build_architecture`` and ``load_model``: a spec with its weights
+``fingerprint``        ``model_fingerprint``: a built model's parameters and buffers
+``catalog``            the names with published weights (``absgrad list models``); torch-free
 ``checkpoint``         ``read_state_dict``: every weights file -> a state dict (the only reader),
                        prefix stripping, ``load_exact``, ``CheckpointError``
 ``logits``             ``to_logits``, ``logits_model``: any output -> ``(B, K)`` logits
@@ -18,15 +23,17 @@ module                 what it holds
 Quick use::
 
     from absgrad.models import load_model, model_defaults
-    model = load_model("timm:resnet18", "r18.pth")      # eval mode, (B, K) logits
+    model = load_model("timm:resnet18")                 # published weights, (B, K) logits
+    model = load_model("timm:resnet18", "r18.pth")      # your weights file, eval mode
     prep = model_defaults("timm:resnet18").preprocess   # size, crop or stretch, mean/std
     x = prep.normalize(prep.pixels(pil_image)[None])    # (1, 3, 224, 224) model input
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from absgrad.utils.lazy import lazy_exports
 
 # Names resolve on first use, so that ``absgrad.models.spec`` (the config check) imports
 # without torch.
@@ -39,6 +46,10 @@ _EXPORTS = {
     "spec_fingerprint": "absgrad.models.spec",
     "build_architecture": "absgrad.models.build",
     "load_model": "absgrad.models.build",
+    "PretrainedError": "absgrad.models.pretrained",
+    "fetch": "absgrad.models.pretrained",
+    "model_class_names": "absgrad.models.pretrained",
+    "model_fingerprint": "absgrad.models.fingerprint",
     "CheckpointError": "absgrad.models.checkpoint",
     "load_exact": "absgrad.models.checkpoint",
     "read_state_dict": "absgrad.models.checkpoint",
@@ -58,15 +69,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'absgrad.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("absgrad.models", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,8 +88,10 @@ if TYPE_CHECKING:  # pragma: no cover
         strip_prefixes,
     )
     from absgrad.models.defaults import ModelDefaults, model_defaults
+    from absgrad.models.fingerprint import model_fingerprint
     from absgrad.models.logits import logits_model, output_classes, to_logits
     from absgrad.models.preprocess import Preprocess, PreprocessError
+    from absgrad.models.pretrained import PretrainedError, fetch, model_class_names
     from absgrad.models.spec import (
         ModelSpec,
         ModelSpecError,
@@ -103,15 +108,19 @@ __all__ = [
     "ModelSpecError",
     "Preprocess",
     "PreprocessError",
+    "PretrainedError",
     "build_architecture",
     "densenet161_places365",
+    "fetch",
     "file_fingerprint",
     "isic_model",
     "lite0_model",
     "load_exact",
     "load_model",
     "logits_model",
+    "model_class_names",
     "model_defaults",
+    "model_fingerprint",
     "output_classes",
     "parse_model_spec",
     "read_state_dict",

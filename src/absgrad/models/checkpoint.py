@@ -2,8 +2,8 @@
 
 Every model absgrad loads (the built-in cases' networks, model specs, the synthetic CNN) reads
 its weights through :func:`read_state_dict`: a state dict, a checkpoint holding one under a
-usual key (``state_dict``, ``model_state_dict``, ``model``, ``net``, ...), or a TorchScript file;
-nothing is downloaded. Key prefixes left by wrappers (``module.``, ``model.``, ``_orig_mod.``)
+usual key (``state_dict``, ``model_state_dict``, ``model``, ``net``, ...), a ``.safetensors``
+file, or a TorchScript file; nothing is downloaded. Key prefixes left by wrappers (``module.``, ``model.``, ``_orig_mod.``)
 are stripped where that matches the model (:func:`strip_prefixes`); any missing, unexpected or
 mis-shaped key is a :class:`CheckpointError` listing them (:func:`load_exact`).
 """
@@ -51,13 +51,23 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
 
 
+def _read_safetensors(path: Path, what: str) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {what} safetensors file {path}: {e}") from e
+
+
 def read_state_dict(path: str | Path, what: str = "model") -> dict[str, Tensor]:
     """The tensors of a weights file, the one place every model's weights are read.
 
     Accepted: a state dict saved with ``torch.save``; a checkpoint dict holding one under
     ``STATE_KEYS`` (``state_dict``, ``model_state_dict``, ``model``, ``net``, ``module``,
-    ``state_dict_ema``, the first that is a dict of tensors); a TorchScript file; pickles written
-    by Python 2. Keys are returned as stored (see :func:`strip_prefixes`). ``what`` names the
+    ``state_dict_ema``, the first that is a dict of tensors); a ``.safetensors`` file (Hugging
+    Face, timm); a TorchScript file; pickles written by Python 2. Keys are returned as stored (see :func:`strip_prefixes`). ``what`` names the
     model in messages. A missing file is a ``MissingFileError``; an empty, unreadable or
     tensor-less file a :class:`CheckpointError`.
     """
@@ -69,6 +79,8 @@ def read_state_dict(path: str | Path, what: str = "model") -> dict[str, Tensor]:
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{what} checkpoint {path} is an empty file (0 bytes)")
+    if path.suffix.lower() == ".safetensors":
+        return _read_safetensors(path, what)
     if _is_torchscript(path):
         try:
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())

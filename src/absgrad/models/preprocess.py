@@ -2,8 +2,10 @@
 
 A :class:`Preprocess` says how a photo becomes an input: ``size`` ``(H, W)``; ``resize``, the
 shorter side before a centre crop of ``size`` (``"crop"`` geometry: the photo keeps its aspect,
-and grows if needed to cover ``size``) or ``"stretch"`` (resized straight to ``size``); the
-``interpolation``; and ``mean``/``std`` of ``(pixel - mean) / std``. Every case declares one, the
+and grows if needed to cover ``size``), ``"stretch"`` (resized straight to ``size``) or
+``(H', W')`` (resized straight to ``H' x W'``, then centre-cropped to ``size``, as Hugging
+Face's DeiT processor does); the ``interpolation``; and ``mean``/``std`` of
+``(pixel - mean) / std``. Every case declares one, the
 folder case builds it from the model's defaults and the user's ``size``/``resize``/``norm``, and
 ``Case.load_image`` (what ``explain`` uses) applies the same one as ``Case.samples()``.
 
@@ -35,6 +37,14 @@ RESAMPLE = {
 }
 
 
+#: The largest input side (``size``) absgrad accepts: a 4096 x 4096 input is 200 MB as float32;
+#: the sizes of image classifiers lie far below it (224 to 1024), while a typo such as 100000
+#: would ask for 120 GB per image before anything else happens.
+MAX_SIDE = 4096
+#: The largest ``resize`` (the shorter side before the crop): twice ``MAX_SIDE``.
+MAX_RESIZE = 2 * MAX_SIDE
+
+
 class PreprocessError(AbsgradError):
     """A preprocessing option (size, resize, norm, interpolation) is invalid; the message says how."""
 
@@ -42,13 +52,14 @@ class PreprocessError(AbsgradError):
 @dataclass(frozen=True)
 class Preprocess:
     """How a photo becomes model pixels: ``size`` ``(H, W)``, ``resize`` (shorter side before the
-    centre crop, or ``"stretch"``), ``interpolation`` (a key of ``RESAMPLE``) and ``mean``/``std``.
+    centre crop, ``"stretch"``, or ``(H', W')`` stretched to before the crop), ``interpolation``
+    (a key of ``RESAMPLE``) and ``mean``/``std``.
 
     The defaults are the ImageNet convention: resize 256, crop 224, bilinear, ImageNet mean/std.
     """
 
     size: tuple[int, int] = (224, 224)
-    resize: int | str = 256
+    resize: int | str | tuple[int, int] = 256
     interpolation: str = "bilinear"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -57,10 +68,33 @@ class Preprocess:
         h, w = self.size
         if min(h, w) < 1:
             raise PreprocessError(f"size must be positive (H, W), got {self.size}")
-        if self.resize != STRETCH and (
+        if max(h, w) > MAX_SIDE:
+            raise PreprocessError(_too_large("size", self.size, self.size, MAX_SIDE))
+        if isinstance(self.resize, (tuple, list)):
+            if (
+                len(self.resize) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.resize)
+                or self.resize[0] < h
+                or self.resize[1] < w
+            ):
+                raise PreprocessError(
+                    f"resize (H, W) must be two ints at least the size {self.size}, "
+                    f"got {self.resize!r}"
+                )
+            sides = (int(self.resize[0]), int(self.resize[1]))
+            object.__setattr__(self, "resize", sides)
+            if max(sides) > MAX_RESIZE:
+                raise PreprocessError(_too_large("resize", sides, sides, MAX_RESIZE))
+        elif self.resize != STRETCH and (
             not isinstance(self.resize, int) or isinstance(self.resize, bool) or self.resize < 1
         ):
-            raise PreprocessError(f"resize must be an int >= 1 or 'stretch', got {self.resize!r}")
+            raise PreprocessError(
+                f"resize must be an int >= 1, 'stretch' or (H, W), got {self.resize!r}"
+            )
+        elif self.resize != STRETCH and self.resize > MAX_RESIZE:
+            raise PreprocessError(
+                _too_large("resize", self.resize, (self.resize, self.resize), MAX_RESIZE)
+            )
         if self.interpolation not in RESAMPLE:
             raise PreprocessError(
                 f"interpolation must be one of {', '.join(RESAMPLE)}, got {self.interpolation!r}"
@@ -89,6 +123,10 @@ class Preprocess:
         h, w = self.size
         if not self.crops:
             return (w, h), (0, 0, w, h)
+        if isinstance(self.resize, tuple):
+            rh, rw = self.resize
+            left, top = int(round((rw - w) / 2.0)), int(round((rh - h) / 2.0))
+            return (rw, rh), (left, top, left + w, top + h)
         s = max(self.resize / min(width, height), h / height, w / width)
         nw, nh = max(w, round(width * s)), max(h, round(height * s))
         left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
@@ -121,14 +159,20 @@ class Preprocess:
 
     # -- user options -------------------------------------------------------------------------------
     def with_options(self, size: Any = None, resize: Any = None, norm: Any = None) -> Preprocess:
-        """These settings with the user's ``size`` (``N``, ``HxW``), ``resize`` (``N`` or
-        ``stretch``) and ``norm`` (see :func:`parse_norm`) where given. ``size`` without
-        ``resize`` keeps the crop ratio (``resize / min(size)``)."""
+        """These settings with the user's ``size`` (``N``, ``HxW``), ``resize`` (``N``,
+        ``stretch`` or ``HxW``) and ``norm`` (see :func:`parse_norm`) where given. ``size``
+        without ``resize`` keeps the crop ratio (``resize / min(size)``, per side for
+        ``(H', W')``)."""
         out = self
         if size is not None:
             new = parse_size(size)
             keep = self.resize
-            if resize is None and self.crops:
+            if resize is None and isinstance(self.resize, tuple):
+                keep = tuple(
+                    max(n, round(n * r / o))
+                    for n, r, o in zip(new, self.resize, self.size, strict=True)
+                )
+            elif resize is None and self.crops:
                 keep = round(min(new) * self.resize / min(self.size))
             out = replace(out, size=new, resize=keep)
         if resize is not None:
@@ -137,6 +181,12 @@ class Preprocess:
             mean, std = parse_norm(norm)
             out = replace(out, mean=mean, std=std)
         return out
+
+
+def _too_large(name: str, value: Any, sides: tuple[int, int], limit: int) -> str:
+    gb = 3 * sides[0] * sides[1] * 4 / 1e9
+    cost = f" (one {sides[0]}x{sides[1]} image would take {gb:.3g} GB)" if gb >= 1 else ""
+    return f"{name} {value!r} is larger than {limit} pixels a side, the most absgrad accepts{cost}"
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:
@@ -181,21 +231,28 @@ def parse_size(value: Any) -> tuple[int, int]:
         hw = hw * 2
     if len(hw) != 2 or min(hw) < 8:
         raise PreprocessError(f"size must be N or HxW with sides >= 8 pixels, got {value!r}")
+    if max(hw) > MAX_SIDE:
+        raise PreprocessError(_too_large("size", value, (hw[0], hw[1]), MAX_SIDE))
     return hw[0], hw[1]
 
 
-def parse_resize(value: Any) -> int | str:
-    """An integer (the shorter side before the center crop) or ``"stretch"``."""
+def parse_resize(value: Any) -> int | str | tuple[int, int]:
+    """An integer (the shorter side before the center crop), ``"stretch"``, or ``HxW`` /
+    ``[H, W]`` (stretched to before the center crop)."""
     if isinstance(value, str) and value.strip().lower() == STRETCH:
         return STRETCH
+    if isinstance(value, (list, tuple)) or (isinstance(value, str) and "x" in value.lower()):
+        return parse_size(value)
     try:
         r = int(value)
     except (TypeError, ValueError):
         r = 0
     if r < 8 or isinstance(value, bool):
         raise PreprocessError(
-            f"resize must be the shorter side in pixels (>= 8) or 'stretch', got {value!r}"
+            f"resize must be the shorter side in pixels (>= 8), 'stretch' or HxW, got {value!r}"
         )
+    if r > MAX_RESIZE:
+        raise PreprocessError(_too_large("resize", value, (r, r), MAX_RESIZE))
     return r
 
 
@@ -227,6 +284,8 @@ def norm_text(norm: tuple[Sequence[float], Sequence[float]]) -> str:
 
 
 __all__ = [
+    "MAX_RESIZE",
+    "MAX_SIDE",
     "RESAMPLE",
     "STRETCH",
     "Preprocess",

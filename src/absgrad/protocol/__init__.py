@@ -9,8 +9,9 @@ submodule such as ``absgrad.protocol.config`` does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from absgrad.utils.lazy import lazy_exports
 
 #: public name -> the submodule that defines it
 _EXPORTS = {
@@ -66,17 +67,9 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'absgrad.protocol' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"absgrad.protocol.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(
+    "absgrad.protocol", {k: f"absgrad.protocol.{m}" for k, m in _EXPORTS.items()}, globals()
+)
 
 
 if TYPE_CHECKING:  # pragma: no cover

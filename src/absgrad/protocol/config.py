@@ -30,17 +30,17 @@ class RunConfig:
 
     case: str
     data: str | None = None
-    weights: str | None = None
+    weights: str | None = None  # a file, or for a model spec "pretrained" (default) or "random"
     # the folder case (your data and model; see docs/own-model.md); None: not used / default
     model: str | None = None  # model spec: timm:NAME, torchvision:NAME, module:factory
     masks: str | None = None
     classes: str | None = None  # class table file, or "imagenet"
     labels: str | None = None  # label table CSV (file,label)
     size: tuple[int, int] | None = None
-    resize: int | str | None = None
+    resize: int | str | tuple[int, int] | None = None
     norm: str | None = None
-    weights_sha: str | None = None  # set from the weights file: part of the hash
-    model_sha: str | None = None  # set from a model spec's .py file: part of the hash
+    weights_sha: str | None = None  # the weights file's or published files' SHA-256: hashed
+    model_sha: str | None = None  # a factory's source files' SHA-256: part of the hash
     tables: tuple[int, ...] = (1, 2, 3)
     maps: tuple[str, ...] | None = None  # restrict to these map labels
     metrics: tuple[str, ...] | None = None  # None: the case's default metrics
@@ -169,6 +169,17 @@ def _path(name: str, v: Any) -> str | None:
     return str(Path(v).expanduser().resolve())
 
 
+#: What ``weights`` may name besides a file (a model spec's published or random weights).
+WEIGHT_WORDS = ("pretrained", "random")
+
+
+def _weights(name: str, v: Any) -> str | None:
+    """A weights file (made absolute), or ``pretrained`` / ``random`` (any case)."""
+    if isinstance(v, str) and v.strip().lower() in WEIGHT_WORDS:
+        return v.strip().lower()
+    return _path(name, v)
+
+
 def _tables(name: str, v: Any) -> tuple[int, ...]:
     t = v
     if isinstance(t, (int, str)):
@@ -190,6 +201,13 @@ def _str_list(name: str, v: Any) -> tuple[str, ...] | None:
     if not isinstance(v, (list, tuple)) or not v or not all(isinstance(s, str) for s in v):
         raise _fail(name, "must be a non-empty list of names", v)
     return tuple(v)
+
+
+def _names(name: str, v: Any) -> tuple[str, ...] | None:
+    """A list of map labels or metric names; names are case-insensitive, kept in lower case
+    (so ``VG`` and ``vg`` are one map, and one run)."""
+    names = _str_list(name, v)
+    return None if names is None else tuple(n.lower() for n in names)
 
 
 def _eval_batch(name: str, v: Any) -> int | str:
@@ -256,10 +274,10 @@ def _unit(*, low_open: bool = False, optional: bool = False) -> Callable[[str, A
 #: ``extra_maps`` have their own checks below.
 CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "data": _path,
-    "weights": _path,
+    "weights": _weights,
     "tables": _tables,
-    "maps": _str_list,
-    "metrics": _str_list,
+    "maps": _names,
+    "metrics": _names,
     "limit": _int(1, optional=True),
     "select": _ruled(Rule("bool")),
     "threshold": _unit(optional=True),
@@ -318,6 +336,12 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             own[0], f"applies to case 'folder' (your data and model), not to case {d['case']!r}",
             d[own[0]],
         )  # fmt: skip
+    word = _weights("weights", d.get("weights"))
+    if d["case"] != "folder" and word in WEIGHT_WORDS:
+        raise _fail(
+            "weights", f"'{word}' applies to a model spec (--model); case {d['case']!r} takes "
+            "a weights file", word,
+        )  # fmt: skip
     if d["case"] == "folder":
         from absgrad.models.preprocess import PreprocessError, norm_text, parse_norm, parse_resize
         from absgrad.models.preprocess import parse_size as _size
@@ -331,6 +355,14 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             spec = parse_model_spec(str(d["model"]))
             out["model"] = str(spec)
             out["model_sha"] = spec_fingerprint(spec)
+            out["weights"] = word or "pretrained"  # a model spec without weights: published
+            if word == "random" and "select" not in d:
+                out["select"] = False  # no image of a random model passes the selection rule
+            if spec.kind == "callable" and word == "random":
+                raise _fail(
+                    "weights", f"'random' applies to timm:, torchvision: and hf: specs; the "
+                    f"factory {spec} builds its model itself", word,
+                )  # fmt: skip
             for k in ("masks", "labels"):
                 if d.get(k) is not None:
                     out[k] = str(Path(d[k]).expanduser().resolve())
@@ -348,7 +380,7 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
         except (PreprocessError, ModelSpecError) as e:
             raise ConfigError(f"config: {e}") from None
     w = d.get("weights")
-    if w is not None and Path(w).expanduser().is_file():
+    if w is not None and word not in WEIGHT_WORDS and Path(w).expanduser().is_file():
         from absgrad.models.spec import file_fingerprint
 
         sha = file_fingerprint(Path(w).expanduser())
@@ -398,7 +430,9 @@ def _check_extra_maps(extra: Any) -> dict[str, dict[str, Any]]:
             make_request(spec["method"], params)
         except AbsgradError as e:
             raise ConfigError(f"config field '{name}': {e}") from None
-        out[label] = {"method": spec["method"], "params": params}
+        if label.lower() in out:  # labels are case-insensitive, kept in lower case
+            raise _fail(name, "label differs from another only in case", label)
+        out[label.lower()] = {"method": spec["method"].lower(), "params": params}
     return out
 
 

@@ -373,6 +373,8 @@ def _warn_relative_paths(worker: Worker) -> None:
     for arg in getattr(worker, "args", ()):
         for field in ("data", "weights"):
             value = getattr(arg, field, None)
+            if value in ("pretrained", "random"):  # published or random weights, not a path
+                continue
             if isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
                 log.warning(
                     "ray: %s path %r is relative; workers on other nodes resolve it from their own "

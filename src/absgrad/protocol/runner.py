@@ -22,15 +22,23 @@ from typing import Any
 from tqdm import tqdm
 
 from absgrad.errors import AbsgradError
+from absgrad.models.fingerprint import fingerprint_changes, model_fingerprint
 from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, UnitResult, group_specs, make_plan
 from absgrad.protocol.store import RunDirError, RunStore, UnitWriter
-from absgrad.protocol.worker import WorkerContext, get_context, run_unit, set_context
+from absgrad.protocol.worker import (
+    WorkerContext,
+    get_context,
+    resolve_weights,
+    run_unit,
+    set_context,
+)
 from absgrad.utils import determinism
 from absgrad.utils.determinism import set_deterministic
 from absgrad.utils.devices import describe_device
+from absgrad.utils.files import check_writable, output_errors
 
 log = logging.getLogger("absgrad.protocol")
 LOG_FILE = "absgrad.log"
@@ -45,11 +53,19 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file. A line that cannot be written (a full disk) is lost without the
+    traceback logging prints by default: the run's own next write reports the disk."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 @contextlib.contextmanager
 def run_logging(out: Path, quiet: bool) -> Iterator[None]:
     """Log to ``out/absgrad.log`` (always) and to the console (unless ``quiet``)."""
     out.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(out / LOG_FILE)]
+    handlers: list[logging.Handler] = [_LogFile(out / LOG_FILE)]
     handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     if not quiet:
         console = _TqdmHandler()
@@ -103,8 +119,11 @@ def select_images(
     config: RunConfig, ctx: WorkerContext, progress: bool = False
 ) -> tuple[list[int], list[str], int]:
     """The run's images: the case's samples passing the selection rule, cut to ``limit``
-    (``progress``: a progress bar for the selection pass)."""
+    (``progress``: a progress bar for the selection pass). An image file that cannot be read
+    is skipped with a warning, with or without selection (``samples().unreadable`` lists them).
+    """
     from absgrad.cases import select
+    from absgrad.cases.select import readable
 
     samples = ctx.case.samples()
     total = len(samples)
@@ -117,8 +136,8 @@ def select_images(
             device=ctx.device,
             progress=progress,
         )
-    else:
-        indices = list(range(total))
+    else:  # every image is decoded once, so that one that cannot be is skipped here too
+        indices = readable(ctx.case, config.limit)
     if config.limit is not None:
         indices = indices[: config.limit]
     if not indices:
@@ -131,7 +150,18 @@ def select_images(
     return indices, [ids[i] for i in indices], total
 
 
-def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
+def class_names(case: Any, indices: list[int]) -> dict[str, str]:
+    """``{label: name}`` of the labels of the images ``indices``, where the case names its
+    classes (the user's names, or the model's where the labels are its output indices)."""
+    names = case.class_names() if hasattr(case, "class_names") else None
+    if not names:
+        return {}
+    records = getattr(case.samples(), "records", None)
+    labels = sorted({records[i].label for i in indices}) if records else range(len(names))
+    return {str(y): str(names[y]) for y in labels if 0 <= y < len(names)}
+
+
+def _case_facts(ctx: WorkerContext, indices: list[int]) -> dict[str, Any]:
     c = ctx.case
     return {
         "name": c.name,
@@ -145,6 +175,7 @@ def _case_facts(ctx: WorkerContext) -> dict[str, Any]:
         "data": str(c.data) if getattr(c, "data", None) else None,
         "weights": str(c.weights) if getattr(c, "weights", None) else None,
         **({"folder": c.describe()} if hasattr(c, "describe") else {}),
+        "class_names": class_names(c, indices),
     }
 
 
@@ -158,16 +189,24 @@ def plan_run(
             meta["images"]["ids"],
             meta["images"]["candidates"],
         )
+        unreadable = meta["images"].get("unreadable", [])
     else:
         indices, ids, total = select_images(config, ctx, progress)
+        # a case's own sequence of samples (not a CaseDataset) may keep no such list
+        unreadable = list(getattr(ctx.case.samples(), "unreadable", []))
     groups = group_specs(ctx.specs)
     units = make_plan(config, groups, indices, ids)
     new_meta = {
         "config": config.to_dict(),
         "config_hashed": config.hash_dict(),
         "config_hash": config.config_hash(),
-        "case": _case_facts(ctx),
-        "images": {"indices": indices, "ids": ids, "candidates": total},
+        "case": _case_facts(ctx, indices),
+        "images": {
+            "indices": indices,
+            "ids": ids,
+            "candidates": total,
+            "unreadable": unreadable,
+        },
         "maps": {lb: s.as_dict() for lb, s in ctx.specs.items()},
         "groups": [
             {"name": g.name, "labels": list(g.labels), "derived": list(g.derived)} for g in groups
@@ -275,9 +314,12 @@ class RunSession:
             stack.enter_context(self.store.lock())
             old = self.store.check(self.config, self.resume)  # again, now that we hold the lock
             fingerprint = self.ctx.case.data_fingerprint()
+            model = model_fingerprint(self.ctx.model)
             if old is not None:
                 self._check_data(old, fingerprint)
+                self._check_model(old, model)
             self.units, self.meta = plan_run(self.config, self.ctx, old, progress=not self.quiet)
+            self.meta["model"] = model
             ids = self.meta["images"]["ids"]
             self.meta["data"] = {
                 "digest": fingerprint["digest"],
@@ -311,6 +353,26 @@ class RunSession:
             "run (another --out) to use the new data, or restore the old files to resume."
         )
 
+    def _check_model(self, old: dict[str, Any], model: dict[str, Any]) -> None:
+        """Refuse to resume with a model whose parameters or buffers differ from the stored
+        units' (a factory edited, or loading other weights itself)."""
+        stored = old.get("model")
+        if not stored:
+            return  # a run from before model fingerprints
+        changed = fingerprint_changes(stored, model)
+        if not changed:
+            return
+        shown = ", ".join(changed[:6]) + (
+            f", ... ({len(changed)} in all)" if len(changed) > 6 else ""
+        )
+        raise RunDirError(
+            f"the model of the run in {self.store.root} changed since it started: its "
+            f"parameters differ in {shown} (fingerprint {stored.get('digest')} -> "
+            f"{model.get('digest')}; {self.config.model or self.config.case}). Its stored units "
+            "were scored with the old model; nothing was overwritten. Start a new run (another "
+            "--out) for the new model, or restore the old one to resume."
+        )
+
     def _start(self, old: dict[str, Any] | None) -> None:
         store, meta, config = self.store, self.meta, self.config
         log.info(
@@ -319,6 +381,11 @@ class RunSession:
             meta["images"]["candidates"],
             "selection as stored" if old else ("selected" if config.select else "no selection"),
         )
+        if meta["images"]["unreadable"]:
+            log.warning(
+                "%d image file(s) cannot be read and are skipped (run.json: images.unreadable)",
+                len(meta["images"]["unreadable"]),
+            )
         if self.auto_chunk:
             log.info("eval_batch_size auto: measured %d", self.ctx.eval.batch_size)
         removed = store.clean_temporaries()
@@ -545,8 +612,32 @@ def run_protocol(
     affects in-process executors.
     A second run into the same folder while one is running is refused (the folder's lock).
     """
+    if not str(out).strip():  # Path("") would be the current folder
+        raise RunDirError("the run folder's name is empty: name the folder to write the run into")
     out = Path(out)
+    # the one place an OSError of writing into the run folder becomes a one-line error
+    with output_errors(out, "the run folder", full_hint=FULL_DISK_HINT):
+        check_writable(out, "the run folder")  # before loading anything
+        return _run_protocol(config, out, resume, executor, quiet, context)
+
+
+#: What to do after a full disk stopped a run.
+FULL_DISK_HINT = (
+    "; free some space and run the same command again: the units stored so far are kept"
+)
+
+
+def _run_protocol(
+    config: RunConfig,
+    out: Path,
+    resume: bool | None,
+    executor: Executor | None,
+    quiet: bool,
+    context: WorkerContext | None,
+) -> dict[str, Any]:
     store = RunStore(out)
+    # published weights fetched and identified (part of the hash) before anything is written
+    config = resolve_weights(config)
     store.check(config, resume)  # refuse early, before loading anything
     executor = executor or LocalExecutor()
     started, t0 = _now(), time.perf_counter()

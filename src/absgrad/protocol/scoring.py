@@ -42,11 +42,12 @@ def check_metrics(names: Sequence[str], has_masks: bool, case: str) -> tuple[str
     """Validate metric names for a case; errors name the unknown or inapplicable metric."""
     out = []
     for name in names:
-        if get_metric(name).needs_mask and not has_masks:
+        metric = get_metric(name)
+        if metric.needs_mask and not has_masks:
             raise AbsgradError(
                 f"metric {name!r} needs ground-truth masks and case {case!r} has none"
             )
-        out.append(name)
+        out.append(metric.key)
     return tuple(sorted(set(out), key=list(METRICS).index))
 
 

@@ -25,7 +25,7 @@ from absgrad.inference.allocator import tune_allocator
 from absgrad.inference.chunk_sizes import auto_eval_batch_size, auto_grad_batch_size
 from absgrad.methods.layers import find_layer
 from absgrad.protocol.catalogue import MapSpec
-from absgrad.protocol.config import FOLDER_OPTIONS, ConfigError, RunConfig
+from absgrad.protocol.config import FOLDER_OPTIONS, WEIGHT_WORDS, ConfigError, RunConfig
 from absgrad.protocol.plan import Unit, UnitResult, resolve_specs
 from absgrad.protocol.scoring import (
     EvalSettings,
@@ -160,7 +160,7 @@ def load_case(config: RunConfig) -> Any:
         raise ConfigError(
             f"config field 'case': unknown case {config.case!r}; choose one of {', '.join(CASES)}"
         )
-    if config.weights_sha is not None and config.weights is not None:
+    if config.weights_sha is not None and config.weights not in (None, *WEIGHT_WORDS):
         from absgrad.models.spec import file_fingerprint
 
         if file_fingerprint(config.weights) != config.weights_sha:
@@ -170,8 +170,41 @@ def load_case(config: RunConfig) -> Any:
             )
     if config.case == "folder":
         kw = {k: getattr(config, k) for k in FOLDER_OPTIONS if getattr(config, k) is not None}
-        return get_case("folder", data=config.data, weights=config.weights, **kw)
+        case = get_case("folder", data=config.data, weights=config.weights, **kw)
+        if config.weights_sha is not None and config.weights == "pretrained":
+            _check_published(case, config.weights_sha)
+        return case
     return get_case(config.case, data=config.data, weights=config.weights)
+
+
+def _check_published(case: Any, expected: str) -> None:
+    """Refuse published weights whose files here differ from those the run was made with."""
+    if case.spec.kind != "callable" and case.weights_sha() != expected:
+        raise ConfigError(
+            f"config field 'weights': the published weights of {case.spec} here "
+            f"({case.weights_description()}) differ from those the run was configured with "
+            f"(SHA-256 prefix {expected})"
+        )
+
+
+def resolve_weights(config: RunConfig) -> RunConfig:
+    """``config`` with the published weights of its model spec (``weights: pretrained``)
+    fetched into the library's cache and identified in ``weights_sha`` (part of the run's
+    hash). The data's layout is checked first, so a wrong folder fails before any download;
+    any other config comes back unchanged."""
+    if config.case != "folder" or config.weights != "pretrained":
+        return config
+    from absgrad.models.spec import parse_model_spec
+
+    if parse_model_spec(str(config.model)).kind == "callable":
+        return config  # a factory's own weights: its parameters' fingerprint guards them
+    sha = load_case(config).weights_sha()
+    if config.weights_sha not in (None, sha):
+        raise ConfigError(
+            f"config field 'weights_sha': the published weights of {config.model} here have "
+            f"SHA-256 prefix {sha}, the config names {config.weights_sha}"
+        )
+    return dataclasses.replace(config, weights_sha=sha)
 
 
 def supported_specs(
@@ -181,10 +214,14 @@ def supported_specs(
     modules to guide, Grad-CAM a layer (the given one, or one the default rule finds). A map
     that cannot run is an error naming it and why, or with ``skip`` (``--skip-unsupported``) is
     left out with a warning, together with the maps reversed from it."""
+    from absgrad.methods.gradients import differentiable_logits
     from absgrad.methods.guided_backprop import guided_backprop_support
     from absgrad.methods.layers import LayerError
+    from absgrad.utils.validation import check_finite_logits
 
     example = case.normalize(torch.zeros(1, 3, *case.image_size)).to(_device_of(model))
+    with torch.enable_grad():  # every map needs the output's gradient: no model without one
+        check_finite_logits(differentiable_logits(model, example.clone().requires_grad_(True)))
     problems: dict[str, str] = {}
     if any(s.method == "gb" for s in specs.values()):
         problem, caveat = guided_backprop_support(model, example)

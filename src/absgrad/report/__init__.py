@@ -7,8 +7,9 @@ Nothing here imports torch: a finished run is read from its folder (:mod:`absgra
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from absgrad.utils.lazy import lazy_exports
 
 #: public name -> the submodule that defines it
 _EXPORTS = {
@@ -21,17 +22,7 @@ _EXPORTS = {
 __all__ = ["Results", "build_report", "compare_runs", "load_results"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'absgrad.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports("absgrad.report", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -25,6 +25,7 @@ from absgrad.report.gallery import Gallery, write_gallery
 from absgrad.report.render import to_csv, to_html, to_latex, to_markdown
 from absgrad.report.results import Results, load_results, write_scores
 from absgrad.report.tables import Table, build_tables, paper_case_name, paper_numbers
+from absgrad.utils.files import output_errors
 
 FIGURE_TITLES = {
     "maps": "Saliency maps over their photo (images x Table 2's methods)",
@@ -78,6 +79,14 @@ def _ground_truth_fact(res: Results) -> list[tuple[str, str]]:
     return [("ground truth", f"{n} image(s) with an empty mask left out of {titles}")]
 
 
+def _unreadable(files: list[str]) -> str:
+    """The note on image files the run skipped because they cannot be read."""
+    if not files:
+        return ""
+    shown = ", ".join(Path(f).name for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    return f"; {len(files)} unreadable image file(s) skipped: {shown}"
+
+
 def _facts(res: Results) -> list[tuple[str, str]]:
     m = res.meta
     cfg = m["config"]
@@ -92,7 +101,8 @@ def _facts(res: Results) -> list[tuple[str, str]]:
         (
             "images",
             f"{len(m['images']['ids'])} of {m['images']['candidates']} "
-            f"(selection: {'on' if cfg['select'] else 'off'}, limit {cfg['limit']})",
+            f"(selection: {'on' if cfg['select'] else 'off'}, limit {cfg['limit']})"
+            + _unreadable(m["images"].get("unreadable", [])),
         ),
         (
             "maps / metrics",
@@ -287,8 +297,19 @@ def build_report(
     tables: tuple[int, ...] | None = None,
     results: Results | None = None,
 ) -> Report:
-    """Write tables/, figures/, claims.md and report.html into the run folder ``out``."""
+    """Write tables/, figures/, claims.md and report.html into the run folder ``out``; a
+    folder that cannot be written (no permission, a full disk) is an ``OutputError``."""
     out = Path(out)
+    with output_errors(out, "the report into"):
+        return _build_report(out, compare, tables, results)
+
+
+def _build_report(
+    out: Path,
+    compare: str | bool | None,
+    tables: tuple[int, ...] | None,
+    results: Results | None,
+) -> Report:
     res = results or load_results(out)
     computed = tuple(res.meta["config"].get("tables", (1, 2, 3)))
     numbers = tables or computed

@@ -29,6 +29,7 @@ from absgrad.report.stats import (
     paired_test,
     unpaired_diff,
 )
+from absgrad.utils.files import output_errors
 
 #: Fewest shared images for a paired comparison.
 MIN_PAIRED = 2
@@ -349,6 +350,7 @@ def compare_runs(
         folder = Path(out)
         files["compare.md"] = folder / "compare.md"
         files["compare.html"] = folder / "compare.html"
-        atomic_write_bytes(files["compare.md"], comparison_markdown(c).encode())
-        atomic_write_bytes(files["compare.html"], comparison_html(c).encode())
+        with output_errors(folder, "the comparison into"):
+            atomic_write_bytes(files["compare.md"], comparison_markdown(c).encode())
+            atomic_write_bytes(files["compare.html"], comparison_html(c).encode())
     return c, files

@@ -67,8 +67,17 @@ def _imagenet_names() -> tuple[str, ...] | None:
 
 
 def class_name(meta: Mapping[str, Any], target: int) -> str | None:
-    """A readable name of class ``target`` where the case's label set is known (ImageNet-1k)."""
-    if int(meta.get("case", {}).get("num_classes", 0)) == 1000:
+    """The name of class ``target`` the run recorded (``case.class_names``: the user's names,
+    or the model's where the labels are its output indices), None when it has none.
+
+    Runs from before class names were recorded: ImageNet's names for the built-in 1000-class
+    cases, none for a model spec's run (its labels may be the user's own classes)."""
+    case = meta.get("case", {})
+    recorded = case.get("class_names")
+    if isinstance(recorded, Mapping):
+        name = recorded.get(str(target))
+        return str(name) if name is not None else None
+    if case.get("name") != "folder" and int(case.get("num_classes", 0)) == 1000:
         names = _imagenet_names()
         if names is not None and 0 <= target < 1000:
             return names[target]

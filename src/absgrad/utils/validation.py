@@ -61,6 +61,8 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
     """Turn ``int``, sequence or 1-D tensor targets into a ``(B,)`` long tensor.
 
     Returns ``None`` when ``target`` is ``None`` (the caller then uses the predicted class).
+    With ``num_classes`` the indices are checked here; without, where the model's logits give
+    the class count (:func:`check_target_classes`), so that the error names it.
     """
     if target is None:
         return None
@@ -90,13 +92,20 @@ def resolve_target(target: object, batch: int, num_classes: int | None = None) -
         )
     if t.numel() != batch:
         raise InputError(f"target has {t.numel()} entries but the batch has {batch} images")
-    if (t < 0).any() or (num_classes is not None and (t >= num_classes).any()):
-        raise InputError(
-            f"target {t.tolist()} out of range: class indices must lie in [0, {num_classes})"
-            if num_classes is not None
-            else f"target {t.tolist()} out of range: class indices must be >= 0"
-        )
+    if num_classes is not None:
+        check_target_classes(t, num_classes)
     return t
+
+
+def check_target_classes(target: Tensor, num_classes: int) -> None:
+    """Every class index of ``target`` lies in ``[0, num_classes)``; else an :class:`InputError`
+    naming the target and the model's class count."""
+    bad = (target < 0) | (target >= num_classes)
+    if bad.any():
+        raise InputError(
+            f"target {int(target[bad][0])} is out of range for a model with {num_classes} "
+            f"classes (class indices 0..{num_classes - 1})"
+        )
 
 
 def check_logits(out: object, batch: int) -> Tensor:
@@ -110,6 +119,19 @@ def check_logits(out: object, batch: int) -> Tensor:
             f"the model must return (B, K) logits with B = {batch}, got shape {tuple(out.shape)}"
         )
     return out
+
+
+def check_finite_logits(logits: Tensor) -> Tensor:
+    """``(B, K)`` logits without NaN or infinite values; else an :class:`InputError` saying how
+    many inputs gave them (the model, not the input, is at fault)."""
+    finite = torch.isfinite(logits).all(dim=1)
+    if not finite.all():
+        raise InputError(
+            f"the model returned NaN or infinite logits for {int((~finite).sum())} of "
+            f"{logits.shape[0]} inputs: check its weights (NaN after training?) and its input "
+            "(size, normalisation)"
+        )
+    return logits
 
 
 def check_positive_int(value: object, name: str) -> int:
