@@ -131,7 +131,9 @@ def test_overhead_benchmark_breaks_the_run_down():
     stages = {k: float(v) for k, v in rows.items()}
     # the exclusive seconds add up to the instrumented run's time (each printed to 0.01 s)
     assert sum(stages[s] for s in STAGES) == pytest.approx(stages["total"], abs=0.006 * len(STAGES))
-    assert all(stages[s] > 0 for s in ("gradient passes", "forward passes", "store writes"))
+    assert all(stages[s] > 0 for s in ("gradient passes", "forward passes"))
+    # the maps are compressed and written on the writer thread; the main thread only hands over
+    assert number(r"off the main thread: store writes (\S+) s", out) > 0
     chunks = number(r"in (\d+) chunks\)", out)
     assert number(r"(?m)^forward passes +\S+ +\S+ +(\d+)", out) == chunks
     # on the main thread, one hand-over to the writer thread per unit (1 image batch x the 10
