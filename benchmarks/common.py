@@ -89,6 +89,16 @@ def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return best, out
 
 
+def fmt_cost(seconds: float) -> str:
+    """A per-pass or per-image cost: microseconds below a millisecond, else milliseconds (one
+    decimal) below a second, else seconds."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
 def machine() -> str:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return f"{platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {dev}, torch {torch.__version__}"

@@ -83,7 +83,11 @@ def main() -> None:
         )
 
 
-SETUP = {"onnx": "export and check", "compile": "the first, compiling call"}
+SETUP = {
+    "onnx": "export and check",
+    "cudagraph": "capture and check",
+    "compile": "the first, compiling call",
+}
 
 
 def add_engines_arg(p) -> None:

@@ -12,6 +12,7 @@ first run) and prints it against the same eager floor.
 
 from __future__ import annotations
 
+from common import fmt_cost
 from protocol_common import pass_costs, protocol_args, protocol_config, run_absgrad
 
 
@@ -32,14 +33,15 @@ def main() -> None:
     fw = min(costs["fwd"].values())
     print(
         "per-image cost, forward+backward: "
-        + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd_bwd"].items())
+        + ", ".join(f"bs {k}: {fmt_cost(v)}" for k, v in costs["fwd_bwd"].items())
     )
     print(
         "per-image cost, forward:          "
-        + ", ".join(f"bs {k}: {v * 1e3:.1f} ms" for k, v in costs["fwd"].items())
+        + ", ".join(f"bs {k}: {fmt_cost(v)}" for k, v in costs["fwd"].items())
     )
     print(
-        f"runner chunks: {config.batch_size} images per unit and gradient chunk, {ctx.eval.batch_size} per forward pass"
+        f"runner chunks: {config.batch_size} images per unit, {ctx.config.grad_batch_size} per "
+        f"gradient pass, {ctx.eval.batch_size} per forward pass"
     )
     n_fb, n_f = counts
     floor = n_fb * fb + n_f * fw
@@ -49,8 +51,8 @@ def main() -> None:
     print(
         f"perturbed images per image: {asked / args.images:.0f} asked, {run / args.images:.0f} run (each distinct image once)"
     )
-    print(f"floor = {n_fb} x {fb * 1e3:.1f} ms + {n_f} x {fw * 1e3:.1f} ms = {floor:.1f} s")
-    print(f"absgrad = {best:.1f} s")
+    print(f"floor = {n_fb} x {fmt_cost(fb)} + {n_f} x {fmt_cost(fw)} = {floor:.2f} s")
+    print(f"absgrad = {best:.2f} s")
     print(f"absgrad / floor = {best / floor:.2f}")
     if engine != "eager":
         cconfig = protocol_config(args, engine=engine, precision=args.precision)

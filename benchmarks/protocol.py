@@ -1,8 +1,9 @@
 """The whole protocol (Tables 1-3): absgrad's runner vs a per-method baseline, same outputs.
 
 The baseline computes every map of the same tables separately with the same library functions
-(no sampler sharing; each metric call computes its own clean/blurred predictions). Both run in
-this process, best of ``--repeats``; the scores are checked equal; prints ``speedup``.
+(no sampler sharing; each metric call computes its own clean/blurred predictions, with the
+eager model). Both run in this process, best of ``--repeats``; the scores are checked equal;
+prints ``speedup``. ``--engine`` sets the runner's forward engine (eager by default).
 
     python benchmarks/protocol.py --images 4
 """
@@ -20,7 +21,7 @@ from protocol_common import (
 
 def main() -> None:
     args, case = protocol_args(__doc__)
-    config = protocol_config(args)
+    config = protocol_config(args, engine=args.engine)
     best_a = best_b = float("inf")
     for r in range(args.repeats):
         ta, scores_a, ctx = run_absgrad(config, case=case)

@@ -59,12 +59,27 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
         help="perturbed images per forward pass, or auto",
     )
     p.add_argument(
+        "--grad-batch-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="images per gradient pass, or auto (the runner's default: --batch-size on a CPU, "
+        "measured on a GPU)",
+    )
+    p.add_argument(
         "--engine",
-        choices=("eager", "compile", "onnx"),
+        choices=("eager", "compile", "onnx", "cudagraph"),
         default="eager",
-        help="floor.py: also time the runner with this engine against the eager floor",
+        help="the runner's forward engine (floor.py: also time the runner with it against the "
+        "eager floor)",
     )
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="engine precision")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's); 1 keeps a shared machine's load from stalling "
+        "every op on its thread pool, for steadier ratios",
+    )
     p.add_argument(
         "--deterministic",
         action=argparse.BooleanOptionalAction,
@@ -84,6 +99,10 @@ def protocol_args(description: str | None, extra=None) -> tuple[argparse.Namespa
     if extra is not None:
         extra(p)
     args = p.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     return args, bench_case(args)
 
@@ -98,6 +117,7 @@ def protocol_config(args: argparse.Namespace, **extra):
             "device": args.device,
             "batch_size": args.batch_size,
             "eval_batch_size": args.eval_batch_size,
+            "grad_batch_size": args.grad_batch_size,
             "tables": [1, 2, 3],
             "save_maps": False,
             "select": False,  # the first K images: selection would time the selection pass too

@@ -18,6 +18,17 @@ import pytest
 from support.paper import PAPER_MAPS
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+#: the stages benchmarks/overhead.py prints (benchmarks/stages.py: STAGES)
+STAGES = (
+    "loading images",
+    "gradient passes",
+    "sampler arithmetic",
+    "perturbation building",
+    "dedupe",
+    "forward passes",
+    "store writes",
+    "Python/other",
+)
 TINY = ["--case", "synthetic", "--data", "", "--images", "2", "--repeats", "1", "--device", "cpu"]
 
 
@@ -53,6 +64,32 @@ def assert_ratio(ratio: float, num: float, den: float, step: float = 0.05) -> No
     assert lo <= ratio <= hi, (ratio, num, den)
 
 
+#: a cost as the scripts print it (``common.fmt_cost``): "123 µs", "12.3 ms" or "1.23 s"
+COST = r"(\S+ (?:µs|ms|s))"
+UNITS = {"µs": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def seconds(cost: str) -> float:
+    value, unit = cost.split()
+    return float(value) * UNITS[unit]
+
+
+def floor_terms(out: str) -> tuple[float, float, float, float, float]:
+    """(forward+backward images, their cost, forward images, their cost, floor seconds) of a
+    printed ``floor = N x COST [(bs B)] + M x COST [(bs B)] = S s`` line."""
+    bs = r"(?: \(bs \d+\))?"
+    m = re.search(rf"floor = (\d+) x {COST}{bs} \+ (\d+) x {COST}{bs} = (\S+) s", out)
+    assert m, out
+    n_fb, fb, n_f, fw, floor = m.groups()
+    return float(n_fb), seconds(fb), float(n_f), seconds(fw), float(floor)
+
+
+def printed_cost_error(n_fb: float, n_f: float) -> float:
+    """How far ``n_fb * fb + n_f * fw`` can move when costs print to 3 digits (below 1 ms:
+    whole µs, 0.5 µs rounding; else 0.05 ms)."""
+    return (n_fb + n_f) * 5e-5
+
+
 def test_protocol_benchmark_finds_equal_scores():
     out = bench("protocol.py")
     assert number(r"max \|score difference\| = (\S+)", out) < 1e-5
@@ -70,14 +107,38 @@ def test_floor_benchmark_counts_the_protocol_passes():
     # 989 perturbed images per image are asked for; the GB "both" map equals VG (23 images)
     assert "perturbed images per image: 989 asked, 966 run" in out, out
     assert "passes per image: 76 forward+backward, 968 forward" in out  # + clean and blurred
-    m = re.search(r"floor = (\d+) x (\S+) ms \+ (\d+) x (\S+) ms = (\S+) s", out)
-    assert m, out
-    n_fb, fb, n_f, fw, floor = (float(v) for v in m.groups())
+    n_fb, fb, n_f, fw, floor = floor_terms(out)
     per_image = re.search(r"passes per image: (\d+) forward\+backward, (\d+) forward", out)
     assert per_image and (n_fb, n_f) == tuple(2.0 * float(v) for v in per_image.groups())
-    assert floor == pytest.approx((n_fb * fb + n_f * fw) / 1e3, abs=0.05 + (n_fb + n_f) * 5e-5)
+    assert floor == pytest.approx(n_fb * fb + n_f * fw, abs=0.005 + printed_cost_error(n_fb, n_f))
     assert_ratio(number(r"absgrad / floor = (\S+)", out), number(r"absgrad = (\S+) s", out), floor)
     assert number(r"absgrad onnx / eager floor = (\S+)", out) > 0
+
+
+def test_overhead_benchmark_breaks_the_run_down():
+    # --batch-size 2: the 2 images fill their unit (no padded Guided IG calls in the counts)
+    out = bench("overhead.py", "--batch-size", "2")
+    # the engine counts the forward images: the same numbers as floor.py's model hook
+    assert "passes: 152 forward+backward (76 per image), 1936 forward (968 per image" in out
+    n_fb, fb, n_f, fw, floor = floor_terms(out)
+    assert (n_fb, n_f) == (152, 1936)
+    assert floor == pytest.approx(n_fb * fb + n_f * fw, abs=0.005 + printed_cost_error(n_fb, n_f))
+    assert_ratio(
+        number(r"runner / floor = (\S+)", out), number(r"runner = (\S+) s", out), floor, 0.005
+    )
+    rows = dict(re.findall(r"(?m)^([A-Za-z/ ]+?) +(\d+\.\d\d) +\d+%", out))
+    assert list(rows) == [*STAGES, "total"], out
+    stages = {k: float(v) for k, v in rows.items()}
+    # the exclusive seconds add up to the instrumented run's time (each printed to 0.01 s)
+    assert sum(stages[s] for s in STAGES) == pytest.approx(stages["total"], abs=0.006 * len(STAGES))
+    assert all(stages[s] > 0 for s in ("gradient passes", "forward passes"))
+    # the maps are compressed and written on the writer thread; the main thread only hands over
+    assert number(r"off the main thread: store writes (\S+) s", out) > 0
+    chunks = number(r"in (\d+) chunks\)", out)
+    assert number(r"(?m)^forward passes +\S+ +\S+ +(\d+)", out) == chunks
+    # on the main thread, one hand-over to the writer thread per unit (1 image batch x the 10
+    # sampler groups of Tables 1-3) and the writer's close at the end
+    assert number(r"(?m)^store writes +\S+ +\S+ +(\d+)", out) == 10 + 1
 
 
 def test_engine_benchmark_finds_equal_scores():
@@ -168,7 +229,7 @@ def test_another_architecture_on_the_case_photos():
     # one image in a unit of 4: Guided IG's 20 gradient calls carry 4 images (3 padded)
     assert "passes per image: 136 forward+backward, " in out
     assert "perturbed images per image: 989 asked" in out
-    assert "runner chunks: 4 images per unit and gradient chunk, 16 per forward pass" in out
+    assert "runner chunks: 4 images per unit, 4 per gradient pass, 16 per forward pass" in out
 
 
 def test_guided_ig_benchmark_finds_the_same_paths():

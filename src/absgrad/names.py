@@ -42,7 +42,7 @@ GB_HOOKS: dict[str, str] = {
 PATH_RULES: tuple[str, ...] = ("mean", "trapezoid", "left", "right", "middle")
 
 #: forward engines of the metrics (:mod:`absgrad.inference.engine`)
-ENGINES: tuple[str, ...] = ("auto", "eager", "compile", "onnx")
+ENGINES: tuple[str, ...] = ("auto", "eager", "compile", "onnx", "cudagraph")
 #: numeric precision of the metrics' forward passes
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 

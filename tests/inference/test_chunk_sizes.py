@@ -1,4 +1,5 @@
-"""Choosing the forward chunk size by measurement (eval_batch_size: auto)."""
+"""Choosing the forward and gradient chunk sizes by measurement (eval_batch_size and
+grad_batch_size: auto)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import torch
 
 from absgrad.inference.chunk_sizes import (
     CPU_CANDIDATES,
+    GPU_GRAD_CANDIDATES,
     auto_eval_batch_size,
+    auto_grad_batch_size,
     best_chunk_size,
     forward_cost,
+    gradient_cost,
 )
 from absgrad.protocol import make_config, run_protocol
 from absgrad.protocol.config import ConfigError
@@ -90,3 +94,36 @@ def test_auto_run_uses_one_measured_size_and_matches_a_fixed_run(tmp_path):
         }
 
     assert scores("auto") and scores("auto") == scores("fixed")
+
+
+def test_gradient_chunk_auto_measures_on_cuda_only(monkeypatch, tiny_model):
+    from absgrad.inference import chunk_sizes
+
+    # a CPU (or MPS): the unit's image batch, nothing measured
+    assert auto_grad_batch_size(tiny_model, (3, 16, 16), "cpu", 4) == (4, {})
+    assert auto_grad_batch_size(tiny_model, (3, 16, 16), "mps", 8) == (8, {})
+    # CUDA: from the batch up, the smallest size within 3% of the best, stopping at OOM
+    cost, tried = recorded({16: 0.6, 32: 0.35, 64: 0.3, 128: 0.295}, oom_from=256)
+    monkeypatch.setattr(chunk_sizes, "gradient_cost", lambda model, shape, device: cost)
+    size, costs = auto_grad_batch_size(tiny_model, (3, 16, 16), "cuda", 16)
+    assert size == 64 and tried == [16, 32, 64, 128, 256] and 256 not in costs
+    assert set(GPU_GRAD_CANDIDATES) >= set(costs)
+    cost, tried = recorded({24: 0.5, 32: 0.5, 64: 0.9})  # no gain above the batch: keep it
+    monkeypatch.setattr(chunk_sizes, "gradient_cost", lambda model, shape, device: cost)
+    assert auto_grad_batch_size(tiny_model, (3, 16, 16), "cuda:0", 24)[0] == 24
+    assert tried == [24, 32, 64]  # from the batch up; 64 costs > 1.25x the best: stop
+
+
+def test_real_gradient_measurement_on_a_small_model(tiny_model):
+    cost = gradient_cost(tiny_model, (3, 16, 16), "cpu", repeats=1)
+    assert cost(2) > 0 and cost(4) > 0
+
+
+def test_config_takes_a_gradient_chunk_that_is_not_hashed():
+    base = make_config({"case": "synthetic"})
+    assert base.grad_batch_size == "auto" and "grad_batch_size" not in base.hash_dict()
+    assert make_config({"case": "synthetic", "grad_batch_size": 64}).config_hash() == (
+        base.config_hash()
+    )
+    with pytest.raises(ConfigError, match="grad_batch_size.*integer >= 1 or 'auto'"):
+        make_config({"case": "synthetic", "grad_batch_size": 0})

@@ -4,16 +4,22 @@ and the runner."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
+from absgrad.inference import engine as E
 from absgrad.inference.engine import (
     AUTO_MIN_IMAGES,
     CACHE_ENV,
+    CUDA_CANDIDATES,
     Engine,
     EngineError,
     compile_cache_dir,
+    engine_costs,
+    fastest_engine,
     resolve_engine,
     use_compile_cache,
 )
@@ -63,6 +69,25 @@ def test_eager_engine_equals_the_model_in_eval_mode_and_restores_flags(model):
     assert eng.stats["chunks"] == 3 and eng.stats["images"] == 7 and eng.stats["padded"] == 0
 
 
+def test_a_model_in_eval_mode_is_not_switched_at_each_call(monkeypatch):
+    m = tiny_model().eval()
+    switched: list[bool] = []
+    train = nn.Module.train
+    monkeypatch.setattr(
+        nn.Module, "train", lambda self, mode=True: switched.append(mode) or train(self, mode)
+    )
+    eng = Engine(m, "eager", chunk=2)
+    x = torch.randn(5, 3, 8, 8)
+    ref = eager_logits(copy.deepcopy(m), x)
+    switched.clear()
+    assert torch.allclose(eng(x), ref, atol=1e-6)
+    assert switched == []  # the runner's model: its flags are read, never set
+    # one submodule back in training mode: the call runs in eval mode and sets only it back
+    m[1].train()
+    assert torch.allclose(eng(x), ref, atol=1e-6)
+    assert [mod.training for mod in m.modules()] == [mod is m[1] for mod in m.modules()]
+
+
 def test_compiled_engine_pads_to_one_shape_and_compiles_once(model):
     backend = CountingBackend()
     eng = Engine(model, "compile", chunk=4, backend=backend)
@@ -101,8 +126,8 @@ def test_bad_settings_name_the_problem(model):
 
 
 def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch):
-    # a GPU, or a CPU without ONNX Runtime: compile when the run repays it
-    for device, ort_installed in (("cuda", True), ("cpu", False)):
+    # a CPU without ONNX Runtime, or MPS: compile when the run repays it
+    for device, ort_installed in (("mps", True), ("cpu", False)):
         monkeypatch.setattr("absgrad.inference.ort.available", lambda v=ort_installed: v)
         assert resolve_engine("auto", AUTO_MIN_IMAGES - 1, device=device) == "eager"
         assert resolve_engine("auto", AUTO_MIN_IMAGES, device=device) == "compile"
@@ -113,8 +138,97 @@ def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch):
 def test_auto_uses_onnx_runtime_on_a_cpu_in_fp32(monkeypatch):
     monkeypatch.setattr("absgrad.inference.ort.available", lambda: True)
     assert resolve_engine("auto", 1, device="cpu") == "onnx"  # its set-up takes about a second
-    assert resolve_engine("auto", 1, device="cuda:0") == "eager"
     assert resolve_engine("auto", AUTO_MIN_IMAGES, device="cpu", precision="bf16") == "compile"
+
+
+def test_auto_on_cuda_takes_the_engine_that_measures_fastest():
+    asked = []
+
+    def measure(costs):
+        def run(kinds):
+            asked.append(kinds)
+            return {k: costs[k] for k in kinds if k in costs}
+
+        return run
+
+    many = AUTO_MIN_IMAGES * 10  # the run's size does not matter: nothing is compiled
+    graphs_win = measure({"eager": 100e-6, "cudagraph": 60e-6})
+    assert resolve_engine("auto", many, device="cuda:0", measure=graphs_win) == "cudagraph"
+    assert asked == [CUDA_CANDIDATES] and "compile" not in CUDA_CANDIDATES
+    eager_wins = measure({"eager": 60e-6, "cudagraph": 100e-6})
+    assert resolve_engine("auto", 1, device="cuda", measure=eager_wins) == "eager"
+    close = measure({"eager": 101e-6, "cudagraph": 100e-6})  # within 3%: eager, nothing to set up
+    assert resolve_engine("auto", 1, device="cuda", measure=close) == "eager"
+    failed = measure({"eager": 100e-6})  # the capture failed: not measured
+    assert resolve_engine("auto", 1, device="cuda", measure=failed) == "eager"
+    assert resolve_engine("auto", many, device="cuda") == "eager"  # nothing measured
+    assert resolve_engine("cudagraph", 1, device="cuda", measure=eager_wins) == "cudagraph"
+    assert fastest_engine({}) == "eager"
+    assert fastest_engine({"cudagraph": 2.0, "compile": 1.0}) == "compile"
+
+
+class FakeGraph:
+    """Stands in for :class:`absgrad.inference.cudagraph.GraphedForward` on a CPU: runs the
+    model eagerly on the capture's shape (``scale`` != 1: its replay disagrees with eager)."""
+
+    scale = 1.0
+    shapes: list[tuple[int, ...]] = []
+
+    def __init__(self, model, example, autocast):
+        from absgrad.inference.cudagraph import GraphError
+
+        if self.scale != 1.0:  # as the real check finds a replay that disagrees
+            raise GraphError("the replayed graph's probabilities differ")
+        self.model, self.shape, self.difference = model, tuple(example.shape), 0.0
+
+    def __call__(self, x):
+        assert tuple(x.shape) == self.shape  # one shape: padded to the chunk
+        FakeGraph.shapes.append(tuple(x.shape))
+        with torch.inference_mode():
+            return self.model(x)
+
+
+@pytest.fixture
+def on_cuda(monkeypatch):
+    """Engines take the model for a CUDA one, and capture it with :class:`FakeGraph`."""
+    monkeypatch.setattr(E, "model_device", lambda model: torch.device("cuda"))
+    monkeypatch.setattr("absgrad.inference.cudagraph.GraphedForward", FakeGraph)
+    FakeGraph.shapes = []
+
+
+def test_cudagraph_engine_replays_one_shape_and_equals_eager(model, on_cuda):
+    eng = Engine(model, "cudagraph", chunk=4)
+    for n in (4, 7, 1):
+        x = torch.randn(n, 3, 8, 8)
+        assert torch.allclose(eng(x), eager_logits(model, x), atol=1e-6)
+    assert eng.compiled and eng.kind == "cudagraph"
+    assert set(FakeGraph.shapes) == {(4, 3, 8, 8)} and eng.stats["padded"] == 1 + 3
+    assert "graph_difference" in eng.stats
+
+
+def test_cudagraph_capture_failures_fall_back_to_eager(model, on_cuda, monkeypatch):
+    monkeypatch.setattr(FakeGraph, "scale", 2.0)  # the replay disagrees with eager
+    eng = Engine(model, "cudagraph", chunk=4)
+    assert_falls_back_once(eng, model, torch.randn(5, 3, 8, 8), "CUDA graph capture failed")
+    # the real capture on CPU tensors: refused, and the engine runs eagerly
+    monkeypatch.undo()
+    monkeypatch.setattr(E, "model_device", lambda model: torch.device("cuda"))
+    eng = Engine(model, "cudagraph", chunk=4)
+    assert_falls_back_once(eng, model, torch.randn(5, 3, 8, 8), "CUDA graph.*need a CUDA device")
+
+
+def test_engine_costs_time_each_engine_and_leave_out_the_failed(model, on_cuda, monkeypatch):
+    costs = engine_costs(model.eval(), (3, 8, 8), "cpu", 4, ("eager", "cudagraph"), repeats=2)
+    assert set(costs) == {"eager", "cudagraph"} and all(v > 0 for v in costs.values())
+    monkeypatch.setattr(FakeGraph, "scale", 2.0)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+        costs = engine_costs(model, (3, 8, 8), "cpu", 4, ("eager", "cudagraph"), repeats=1)
+    assert set(costs) == {"eager"}
+
+
+def test_cudagraph_engine_needs_a_cuda_model(model):
+    with pytest.raises(EngineError, match="'cudagraph' needs the model on a CUDA device"):
+        Engine(model, "cudagraph")
 
 
 def test_bf16_is_explicit_and_moves_probabilities_little(model):

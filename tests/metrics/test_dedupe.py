@@ -173,3 +173,36 @@ def test_bad_key_count_is_refused(setup):
     q = DedupQueue(nn.Identity(), 4, x, target)
     with pytest.raises(ValueError, match="2 keys for 3 images"):
         q.put(x, target, ["a", "b"])
+
+
+def test_input_keys_are_kept_per_tensor_and_follow_in_place_changes():
+    cache = ProbCache()
+    x, t = torch.randn(2, 3, 4, 4), torch.tensor([0, 1])
+    first = cache.image_keys(x, t)
+    assert cache.image_keys(x, t) == first
+    assert cache.image_keys(x.clone(), t) == first  # keys come from the values
+    assert cache.image_keys(x, torch.tensor([0, 2]))[1] != first[1]  # and the targets
+    x[1, 0, 0, 0] += 1.0  # changed in place: image 1's key changes, image 0's does not
+    changed = cache.image_keys(x, t)
+    assert changed[0] == first[0] and changed[1] != first[1]
+    with torch.inference_mode():  # inference tensors have no version counter: not kept
+        xi = x.clone()
+        assert cache.image_keys(xi, t) == changed
+        xi[0] += 1.0
+        assert cache.image_keys(xi, t)[0] != changed[0]
+
+
+def test_map_keys_follow_in_place_changes_of_the_map(setup):
+    _, x, target = setup
+    q = DedupQueue(nn.Identity(), 4, x, target)
+    m = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(5))
+
+    def map_digests(keys):  # the map digests in the keys of the thresholded images
+        return {k[3] for k in keys if k[0] in ("del", "ins")}
+
+    first = q.curve_keys(m, sorted_values(m), 10, 0, 0)
+    assert q.rcap_keys(m, sorted_values(m), rcap_percentiles(0.5, 0.1))  # same map, kept digests
+    assert q.curve_keys(m.clone(), sorted_values(m), 10, 0, 0) == first  # keys come from values
+    m[1, 0, 0] += 1e-3  # changed in place: image 1's digest changes, the others' do not
+    changed = q.curve_keys(m, sorted_values(m), 10, 0, 0)
+    assert len(map_digests(first)) == 3 and len(map_digests(first) & map_digests(changed)) == 2

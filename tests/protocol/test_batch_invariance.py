@@ -39,7 +39,7 @@ def _scores(out, **extra) -> dict[tuple[str, str, str], np.ndarray]:
     return per_image
 
 
-def test_scores_do_not_depend_on_batch_size_or_forward_chunk(tmp_path):
+def test_scores_do_not_depend_on_batch_size_or_gradient_and_forward_chunks(tmp_path):
     ref = _scores(tmp_path / "b4", batch_size=4)
     assert len({k[0] for k in ref}) == 16 and set(MAPS) <= {k[1] for k in ref}
     for name, extra in {
@@ -47,6 +47,8 @@ def test_scores_do_not_depend_on_batch_size_or_forward_chunk(tmp_path):
         "b3": {"batch_size": 3},
         "b16": {"batch_size": 16},
         "eval1": {"batch_size": 4, "eval_batch_size": 1},
+        "grad1": {"batch_size": 4, "grad_batch_size": 1},  # one image per gradient pass
+        "grad16": {"batch_size": 4, "grad_batch_size": 16},  # four samples per pass
     }.items():
         got = _scores(tmp_path / name, **extra)
         assert set(got) == set(ref)

@@ -137,6 +137,27 @@ def test_plan_is_batch_major_with_one_seed_per_batch():
     assert other[0].seed != units[0].seed
 
 
+def test_gradient_chunk_sets_every_sampler_but_guided_ig_above_the_unit_batch():
+    from absgrad.protocol.catalogue import REVERSED_BASES
+    from absgrad.protocol.plan import resolve_specs
+
+    def sizes(**extra):
+        cfg = make_config({"case": "synthetic"}, {"batch_size": 4, **extra})
+        specs = resolve_specs(cfg, dict.fromkeys(REVERSED_BASES, (0.5, 0.1)), None)
+        by_method: dict[str, set[int]] = {}
+        for s in specs.values():
+            if s.method is not None:
+                by_method.setdefault(s.method, set()).add(s.params["batch_size"])
+        return by_method
+
+    # Guided IG's calls carry one image per unit image: a larger chunk would be padding only
+    big = sizes(grad_batch_size=16)
+    assert big["sg"] == big["ig"] == big["vg"] == {16} and big["guidedig"] == {4}
+    small = sizes(grad_batch_size=2)
+    assert small["sg"] == small["guidedig"] == {2}
+    assert sizes()["guidedig"] == sizes()["sg"] == {4}  # auto: the unit's batch until measured
+
+
 def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
     path = tmp_path / "d" / "f.json"
     atomic_write_bytes(path, b"one")

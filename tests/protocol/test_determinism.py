@@ -48,6 +48,24 @@ def test_set_deterministic_sets_each_switch_and_kept_gives_them_back(default_swi
     assert current() == default_switches
 
 
+def test_a_compiled_engine_gets_the_mode_the_eager_path_set_alone(default_switches):
+    # set_deterministic sets the process flag without importing the inductor (an eager run
+    # needs none of it); a compiled engine copies the flag into the inductor's config first
+    import torch._inductor.config as inductor_config
+
+    from absgrad.inference.engine import Engine
+
+    before = inductor_config.deterministic
+    try:
+        for on in (True, False):
+            torch._C._set_deterministic_algorithms(on, warn_only=True)
+            inductor_config.deterministic = not on
+            Engine(torch.nn.Linear(2, 2).eval(), kind="compile", backend="eager")
+            assert inductor_config.deterministic is on
+    finally:
+        inductor_config.deterministic = before
+
+
 def test_a_users_cublas_setting_is_kept(default_switches, monkeypatch):
     monkeypatch.setenv(CUBLAS_ENV, ":16:8")
     with kept():

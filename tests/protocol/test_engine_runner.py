@@ -94,7 +94,7 @@ def test_engine_options_are_validated_and_bf16_is_hashed():
     assert (
         make_config({"case": "synthetic", "precision": "bf16"}).config_hash() != base.config_hash()
     )
-    with pytest.raises(ConfigError, match="'engine'.*auto, eager, compile or onnx"):
+    with pytest.raises(ConfigError, match="'engine'.*auto, eager, compile, onnx or cudagraph"):
         make_config({"case": "synthetic", "engine": "jit"})
     with pytest.raises(ConfigError, match="'precision'.*fp32 or bf16"):
         make_config({"case": "synthetic", "precision": "fp16"})

@@ -213,6 +213,65 @@ def test_kill_9_leaves_a_status_that_reads_interrupted_and_sigint_stops_promptly
     assert RunStore(out).read_meta()["status"] == "complete"
 
 
+# -- row 14: the background writer: its failure stops the run, Ctrl-C loses no computed unit -------
+ARGV_4_UNITS = ["run", "--case", "synthetic", "--limit", "4", "--batch-size", "1", "--tables", "1",
+                *TINY]  # fmt: skip
+
+
+def test_a_unit_the_writer_cannot_store_stops_the_run_with_its_error(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    write, calls = RunStore.write, []
+
+    def failing(self, result):
+        calls.append(result.unit.id)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        write(self, result)
+
+    monkeypatch.setattr(RunStore, "write", failing)
+    # the writer thread's error ends the run as the main thread's would: one line, exit 2
+    user_error(capsys, [*ARGV_4_UNITS, "--out", str(out)], "No space left on device")
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["sessions"][-1]["status"] == "failed"
+    assert len(calls) == 2  # nothing was written after the failure
+    assert sorted(p.stem for p in (out / "units").glob("*.json")) == [calls[0]]
+    assert RunStore(out).damaged_units() == {}
+    assert "storing a unit failed: OSError" in (out / "absgrad.log").read_text()
+    monkeypatch.setattr(RunStore, "write", write)  # the disk has room again: resume
+    assert main([*ARGV_4_UNITS, "--out", str(out)]) == 0
+    assert "skipping 1 stored unit(s)" in (out / "absgrad.log").read_text()
+    assert len(list((out / "units").glob("*.json"))) == 4
+
+
+def test_ctrl_c_stores_every_unit_computed_before_it(tmp_path, monkeypatch):
+    from absgrad.protocol.config import make_config
+    from absgrad.protocol.executors import Executor
+    from absgrad.protocol.runner import run_protocol
+
+    write = RunStore.write
+
+    def slow(self, result):  # the writer lags behind the computation
+        time.sleep(0.3)
+        write(self, result)
+
+    class InterruptedAfterThree(Executor):
+        def run(self, units, worker, on_result):
+            for unit in units[:3]:
+                on_result(worker(unit))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "write", slow)
+    config = make_config({"case": "synthetic", "limit": 4, "batch_size": 1, "tables": [1],
+                          "maps": ["vg"], "metrics": ["rcap"]})  # fmt: skip
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(config, out, quiet=True, executor=InterruptedAfterThree())
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["done_units"] == 3
+    assert len(list((out / "units").glob("*.json"))) == 3
+    assert RunStore(out).damaged_units() == {}
+
+
 # -- issue 23, item 10: the run folder cannot be written -------------------------------------------
 SYNTHETIC = ["run", "--case", "synthetic", "--limit", "4", "--batch-size", "2", "--tables", "1"]
 

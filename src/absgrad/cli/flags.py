@@ -290,6 +290,15 @@ FLAGS: tuple[Flag, ...] = (
         "by a short measurement at start-up",
     ),
     _f(
+        "--grad-batch-size",
+        on=RUN,
+        field="grad_batch_size",
+        type=eval_batch_size,
+        metavar="N",
+        help="images per gradient pass (samples x images); default 'auto': --batch-size on "
+        "a CPU, on a CUDA device the fastest size that fits, by a short measurement",
+    ),
+    _f(
         "--channels-last",
         on=RUN,
         field="channels_last",
@@ -303,9 +312,11 @@ FLAGS: tuple[Flag, ...] = (
         on=RUN,
         field="engine",
         choices=names.ENGINES,
-        help="forward passes of the metrics: ONNX Runtime (onnx, CPU), torch.compile "
-        "(compile), plain PyTorch (eager) or auto (default: onnx on a CPU where ONNX Runtime "
-        "is installed, else compile for runs of 16+ images); scores agree to 1e-5",
+        help="forward passes of the metrics: ONNX Runtime (onnx, CPU), CUDA graphs "
+        "(cudagraph, CUDA), torch.compile (compile), plain PyTorch (eager) or auto "
+        "(default: onnx on a CPU where ONNX Runtime is installed; on CUDA the faster of "
+        "eager and cudagraph, timed at start; else compile for runs of 16+ images); "
+        "scores agree to 1e-5",
     ),
     _f(
         "--precision",

@@ -1,10 +1,11 @@
-"""Choose the forward chunk size by a short measurement (``eval_batch_size: auto``).
+"""Choose chunk sizes by a short measurement (``eval_batch_size: auto``,
+``grad_batch_size: auto``).
 
-The best number of perturbed images per forward pass depends on the model, the image size and
-the device: on a 2-core CPU every size from 8 to 64 costs about the same per image, on a GPU
-larger chunks keep getting cheaper until memory runs out. :func:`best_chunk_size` times a few
-forward passes per candidate and returns the smallest chunk within ``tolerance`` of the best
-per-image cost (smaller chunks hold less memory).
+The best number of images per pass depends on the model, the image size and the device: on a
+2-core CPU every forward chunk from 8 to 64 images costs about the same per image (and every
+gradient chunk from 4 to 16), on a GPU larger chunks keep getting cheaper until memory runs
+out. :func:`best_chunk_size` times a few passes per candidate and returns the smallest chunk
+within ``tolerance`` of the best per-image cost (smaller chunks hold less memory).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from torch import nn
 
 CPU_CANDIDATES = (4, 8, 16, 32, 64)
 GPU_CANDIDATES = (16, 32, 64, 128, 256, 512)
+#: Gradient chunks tried on a CUDA device (from the unit's image batch up): a forward+backward
+#: pass keeps every activation, so the largest size stays well below the forward chunk's.
+GPU_GRAD_CANDIDATES = (16, 32, 64, 128, 256)
 
 
 def forward_cost(
@@ -42,6 +46,39 @@ def forward_cost(
                 model(x)
                 sync()
                 best = min(best, time.perf_counter() - t)
+        return best / size
+
+    return cost
+
+
+def gradient_cost(
+    model: nn.Module, sample_shape: tuple[int, ...], device: torch.device | str, repeats: int = 2
+) -> Callable[[int], float]:
+    """A function ``size -> best seconds per image`` of a forward+backward pass of ``model``
+    (the input gradient of the summed first logit, as the samplers take it) on ``size`` random
+    images of ``sample_shape (C, H, W)`` (one warm-up pass each)."""
+    device = torch.device(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def cost(size: int) -> float:
+        x = torch.randn(size, *sample_shape, device=device)
+
+        def grad() -> None:
+            with torch.enable_grad():
+                xi = x.detach().requires_grad_(True)
+                torch.autograd.grad(model(xi)[:, 0].sum(), xi)
+
+        grad()
+        sync()
+        best = math.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            grad()
+            sync()
+            best = min(best, time.perf_counter() - t)
         return best / size
 
     return cost
@@ -86,3 +123,16 @@ def auto_eval_batch_size(
     gpu = torch.device(device).type in ("cuda", "mps")
     candidates = GPU_CANDIDATES if gpu else CPU_CANDIDATES
     return best_chunk_size(forward_cost(model, sample_shape, device), candidates)
+
+
+def auto_grad_batch_size(
+    model: nn.Module, sample_shape: tuple[int, ...], device: torch.device | str, batch_size: int
+) -> tuple[int, dict[int, float]]:
+    """Images per gradient pass: ``batch_size`` (the unit's image batch) off CUDA, where the
+    per-image cost hardly changes with the size; on a CUDA device :func:`best_chunk_size` of
+    forward+backward passes from ``batch_size`` up to :data:`GPU_GRAD_CANDIDATES`' largest (or
+    the first size that runs out of memory)."""
+    if torch.device(device).type != "cuda":
+        return batch_size, {}
+    candidates = [batch_size, *(c for c in GPU_GRAD_CANDIDATES if c > batch_size)]
+    return best_chunk_size(gradient_cost(model, sample_shape, device), candidates)

@@ -219,11 +219,16 @@ def curve_inputs(
     # r = 0 is the clean (deletion) / blurred (insertion) image: skip it when given.
     first_del = 0 if clean_probs is None else 1
     first_ins = 0 if blurred_probs is None else 1
-    deleted = torch.where(sel[:, first_del:], torch.zeros((), dtype=x.dtype), x[:, None])
-    inserted = torch.where(sel[:, first_ins:], x[:, None], base[:, None])
-    images = torch.cat([deleted, inserted], dim=1).reshape(-1, c, h, w)
+    n_del, n_ins = steps - first_del, steps - first_ins
+    # both kinds written in place into one tensor (no concatenated copy); only scored, never
+    # differentiated: detached
+    x, base = x.detach(), base.detach()
+    images = x.new_empty(b, n_del + n_ins, c, h, w)
+    zero = torch.zeros((), dtype=x.dtype)
+    torch.where(sel[:, first_del:], zero, x[:, None], out=images[:, :n_del])
+    torch.where(sel[:, first_ins:], x[:, None], base[:, None], out=images[:, n_del:])
     return CurveInputs(
-        images, b, steps, steps - first_del, steps - first_ins, clean_probs, blurred_probs
+        images.reshape(-1, c, h, w), b, steps, n_del, n_ins, clean_probs, blurred_probs
     )
 
 

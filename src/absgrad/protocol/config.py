@@ -51,6 +51,8 @@ class RunConfig:
     device: str = "auto"  # auto: CUDA, else MPS, else the CPU (resolved once, by the runner)
     deterministic: bool = True  # deterministic GPU kernels, no TF32 (see docs/performance.md)
     batch_size: int = PAPER_SAMPLING.batch_size  # images per work unit and per gradient chunk
+    # images per gradient pass, or "auto": batch_size on a CPU, measured on a CUDA device
+    grad_batch_size: int | str = "auto"
     eval_batch_size: int | str = 16  # perturbed images per forward pass, or "auto" (measured)
     channels_last: bool = False  # model weights in channels-last memory format (see docs)
     engine: str = "auto"  # forward passes of the metrics: eager, compile, onnx, or auto
@@ -102,7 +104,14 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-NOT_HASHED = ("device", "eval_batch_size", "save_maps", "engine", "deterministic")
+NOT_HASHED = (
+    "device",
+    "eval_batch_size",
+    "grad_batch_size",
+    "save_maps",
+    "engine",
+    "deterministic",
+)
 #: Bumped whenever a method's formula or its randomness changes the maps: 2 = the second |.| of
 #: ``abs`` on path samples, per-round Guided IG samples, ``floor(n * remain) + 1`` kept values on
 #: reversal and per-image random generators; 3 = the variance guide of IG and BlurIG with ``abs``
@@ -279,6 +288,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "precision": _ruled(Rule("choice", choices=names.PRECISIONS)),
     "batch_size": _ruled(PARAMS["batch_size"]),
     "eval_batch_size": _eval_batch,
+    "grad_batch_size": _eval_batch,
     "channels_last": _ruled(Rule("bool")),
     "skip_unsupported": _ruled(Rule("bool")),
     "save_maps": _save_maps,

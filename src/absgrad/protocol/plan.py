@@ -6,6 +6,7 @@ is in ``(RunConfig, Unit)``, so any executor (local, another process, a cluster)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,17 @@ def resolve_specs(
             f"config field 'reversal': no settings for {', '.join(missing)} "
             "(and the case gives none)"
         )
-    allspecs = paper_maps(Sampling.from_config(config, gradcam_layer), reversal)
+    sampling = Sampling.from_config(config, gradcam_layer)
+    if config.grad_batch_size != "auto":  # the gradient chunk, when set or measured
+        sampling = dataclasses.replace(sampling, batch_size=config.grad_batch_size)
+    allspecs = paper_maps(sampling, reversal)
+    if sampling.batch_size > config.batch_size:
+        # Guided IG's calls carry one image per image of the unit, padded to the call size:
+        # a gradient chunk above the unit's batch would only add padded images to every call
+        for lb, spec in allspecs.items():
+            if spec.method == "guidedig":
+                params = {**spec.params, "batch_size": config.batch_size}
+                allspecs[lb] = dataclasses.replace(spec, params=params)
     for label, m in config.extra_maps.items():
         if label in allspecs:
             raise ConfigError(f"config field 'extra_maps.{label}': label is already a protocol map")

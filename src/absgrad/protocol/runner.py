@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.metadata
 import logging
 import os
 import platform
@@ -26,7 +27,7 @@ from absgrad.progress import RunProgress
 from absgrad.protocol.config import RunConfig, check_device
 from absgrad.protocol.executors import Executor, LocalExecutor
 from absgrad.protocol.plan import Unit, UnitResult, group_specs, make_plan
-from absgrad.protocol.store import RunDirError, RunStore
+from absgrad.protocol.store import RunDirError, RunStore, UnitWriter
 from absgrad.protocol.worker import (
     WorkerContext,
     get_context,
@@ -103,10 +104,10 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
-    with contextlib.suppress(ImportError):
-        import timm
-
-        out["timm"] = timm.__version__
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        # the installed version, without importing timm (which imports torchvision and
+        # torch._dynamo: seconds of start-up for a run whose model needs neither)
+        out["timm"] = importlib.metadata.version("timm")
     return out
 
 
@@ -225,11 +226,23 @@ def _choose_engine(
 ) -> tuple[RunConfig, str]:
     """Resolve ``engine: auto`` by the device and the number of images left to compute; every
     worker gets the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
-    from absgrad.inference.engine import resolve_engine
+    from absgrad.inference.engine import engine_costs, resolve_engine
+
+    def measure(kinds: tuple[str, ...]) -> dict[str, float]:
+        shape = tuple(ctx.case.samples()[0].image.shape)
+        chunk = ctx.eval.batch_size
+        costs = engine_costs(ctx.model, shape, ctx.device, chunk, kinds, precision=config.precision)
+        shown = ", ".join(f"{k}: {v * 1e6:.0f} us" for k, v in costs.items())
+        log.info("engine auto: forward cost per image at %d per chunk: %s", chunk, shown)
+        return costs
 
     n_images = len({i for u in todo for i in u.indices})
     kind = resolve_engine(
-        config.engine, n_images, device=str(ctx.device), precision=config.precision
+        config.engine,
+        n_images,
+        device=str(ctx.device),
+        precision=config.precision,
+        measure=measure if todo else None,  # nothing left to compute: nothing to time
     )
     if kind != config.engine:
         config = dataclasses.replace(config, engine=kind)
@@ -289,6 +302,7 @@ class RunSession:
         self.meta: dict[str, Any] = {}
         self.session: dict[str, Any] = {}
         self.timing = {"load": 0.0, "explain": 0.0, "metrics": 0.0}
+        self.writer: UnitWriter | None = None
         self._final = threading.Lock()
         self._finished = False
         self._stack = contextlib.ExitStack()
@@ -315,6 +329,7 @@ class RunSession:
             stack.enter_context(run_logging(self.store.root, self.quiet))
             self._start(old)
             stack.enter_context(prompt_interrupt(self._on_stuck_interrupt))
+            self.writer = UnitWriter(self.store, self._stored)  # closed by finish()
         except BaseException:
             stack.close()
             if not self.store.meta_path.is_file():  # leave no trace of a run that never began
@@ -423,8 +438,18 @@ class RunSession:
 
     # -- while running ------------------------------------------------------------------------
     def record(self, result: UnitResult) -> None:
-        """Store a finished unit (atomically) and count it."""
-        self.store.write(result)
+        """Hand a finished unit to the writer thread, which stores it (atomically) and counts
+        it; an error of an earlier unit's writing raises here."""
+        if self.writer is None:
+            raise RuntimeError("record() outside the session's 'with' block")
+        try:
+            self.writer.submit(result)
+        except Exception as e:
+            log.error("storing a unit failed: %s: %s", type(e).__name__, e)
+            raise
+
+    def _stored(self, result: UnitResult) -> None:
+        """Count a stored unit (on the writer thread)."""
         self.session["computed_units"] += 1
         for k in self.timing:
             self.timing[k] += result.timing.get(k, 0.0)
@@ -437,11 +462,22 @@ class RunSession:
 
     # -- leaving ----------------------------------------------------------------------------
     def finish(self, status: str) -> None:
-        """Record the session's end and the run's status (once, whichever thread comes first)."""
+        """Store every computed unit, then record the session's end and the run's status (once,
+        whichever thread comes first). A failure to store a unit makes a complete run
+        "failed" and raises after the status is recorded; when the run ends for another
+        reason it is logged (the other reason propagates)."""
         with self._final:
             if self._finished:
                 return
             self._finished = True
+            error = None
+            try:
+                if self.writer is not None:
+                    self.writer.close()
+            except Exception as e:  # noqa: BLE001 - recorded, then raised or logged below
+                log.error("storing a unit failed: %s: %s", type(e).__name__, e)
+                if status == "complete":  # nothing else went wrong: this error ends the run
+                    error, status = e, "failed"
             n_done = len(self.store.done_ids() & {u.id for u in self.units})
             if status == "complete" and n_done < len(self.units):
                 status = "incomplete"
@@ -464,6 +500,8 @@ class RunSession:
             else:
                 n, wall = len(self.units), self.session["wall_s"]
                 log.info("all %d units stored (%.1fs this session)", n, wall)
+            if error is not None:
+                raise error
 
     def _on_stuck_interrupt(self) -> None:
         """SIGINT while the main thread is stuck in a long operation: record and leave now."""
@@ -492,7 +530,8 @@ def prompt_interrupt(on_stuck: Callable[[], None], grace: float = 1.0) -> Iterat
     to the interpreter, which a long tensor operation can delay for many seconds. A watcher
     thread wakes on the signal itself (``signal.set_wakeup_fd``); when the main thread has not
     left this block ``grace`` seconds later, it calls ``on_stuck`` and ends the process with
-    status 130. Every unit already stored is complete (units are written atomically).
+    status 130. ``on_stuck`` stores the computed units first; every stored unit is complete
+    (units are written atomically).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -566,9 +605,11 @@ def run_protocol(
 ) -> dict[str, Any]:
     """Run (or resume) the protocol of ``config`` into ``out``; return the final run.json content.
 
-    Stored units are skipped; each finished unit is stored at once (atomically), so an
-    interrupted run loses at most the units in flight. ``context`` overrides the worker
-    context of this process (e.g. a wrapped model); it only affects in-process executors.
+    Stored units are skipped; each finished unit is stored (atomically, by a background
+    writer thread, while the next units compute), so a killed run loses at most the units in
+    flight and the one or two waiting to be written; Ctrl-C loses only the units in flight.
+    ``context`` overrides the worker context of this process (e.g. a wrapped model); it only
+    affects in-process executors.
     A second run into the same folder while one is running is refused (the folder's lock).
     """
     if not str(out).strip():  # Path("") would be the current folder
@@ -632,6 +673,8 @@ def _run(
     if auto_chunk:  # every worker uses the size measured here (not hashed)
         config = dataclasses.replace(config, eval_batch_size=ctx.eval.batch_size)
         _say(quiet, f"eval_batch_size auto: {ctx.eval.batch_size} images per forward pass")
+    if config.grad_batch_size == "auto":  # likewise the gradient chunk (the unit's batch on a CPU)
+        config = dataclasses.replace(config, grad_batch_size=ctx.config.grad_batch_size)
     set_context(config, ctx)
     if config.select and not store.meta_path.is_file():
         _say(

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
 from absgrad.inference.allocator import tune_allocator
-from absgrad.inference.chunk_sizes import auto_eval_batch_size
+from absgrad.inference.chunk_sizes import auto_eval_batch_size, auto_grad_batch_size
 from absgrad.methods.layers import find_layer
 from absgrad.protocol.catalogue import MapSpec
 from absgrad.protocol.config import FOLDER_OPTIONS, WEIGHT_WORDS, ConfigError, RunConfig
@@ -284,13 +284,28 @@ def build_context(
     layer = config.gradcam_layer or case.gradcam_layer or None  # None: the default-layer rule
     specs = resolve_specs(config, case.reversal, layer)
     model = case.build_model(device)
-    specs = supported_specs(specs, model, case, layer, skip=config.skip_unsupported)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # eval mode and frozen parameters once per run: the engines and explain_many then only
+    # read the flags (gradients are taken with respect to the inputs)
+    model.eval().requires_grad_(False)
+    if config.grad_batch_size == "auto":  # the maps' gradient chunk (not hashed, as results agree)
+        shape = tuple(case.samples()[0].image.shape)
+        grad, costs = auto_grad_batch_size(model, shape, device, config.batch_size)
+        if costs:
+            log.info(
+                "grad_batch_size auto: %d (per-image forward+backward cost %s)",
+                grad,
+                ", ".join(f"{k}: {v * 1e3:.2f} ms" for k, v in costs.items()),
+            )
+        config = dataclasses.replace(config, grad_batch_size=grad)
+        specs = resolve_specs(config, case.reversal, layer)
+    # every requested map checked against the model before any work (once, on the final specs)
+    specs = supported_specs(specs, model, case, layer, skip=config.skip_unsupported)
     eval_batch_size = config.eval_batch_size
     if eval_batch_size == "auto":
         shape = tuple(case.samples()[0].image.shape)
-        eval_batch_size, costs = auto_eval_batch_size(model.eval(), shape, device)
+        eval_batch_size, costs = auto_eval_batch_size(model, shape, device)
         log.info(
             "eval_batch_size auto: %d (per-image forward cost %s)",
             eval_batch_size,
@@ -305,7 +320,8 @@ def build_context(
         auc_steps=config.auc_steps,
         batch_size=int(eval_batch_size),
     )
-    ctx = WorkerContext(config, case, model.eval(), device, specs, metrics, settings)
+    model.eval().requires_grad_(False)  # a wrapped model too
+    ctx = WorkerContext(config, case, model, device, specs, metrics, settings)
     if config.engine != "auto":  # auto: the runner chooses once it knows the run's size
         ctx.use_engine(config.engine)
     return ctx

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -78,8 +79,31 @@ def current() -> Switches:
     )
 
 
+def _set_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, without importing the compile stack.
+
+    The public function imports ``torch._inductor.config`` (and with it ``torch._dynamo`` and
+    sympy: seconds of start-up) to copy the mode into it; an eager run needs none of that.
+    Where the inductor is not loaded, the process flag is set alone and :func:`sync_inductor`
+    copies it when a compiled engine loads the inductor."""
+    if "torch._inductor.config" in sys.modules or not hasattr(
+        torch._C, "_set_deterministic_algorithms"
+    ):
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
+def sync_inductor() -> None:
+    """Give the inductor this process's deterministic mode (before ``torch.compile``), as
+    ``torch.use_deterministic_algorithms`` would have."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
+
+
 def _apply(s: Switches) -> None:
-    torch.use_deterministic_algorithms(s.algorithms, warn_only=s.warn_only)
+    _set_algorithms(s.algorithms, s.warn_only)
     torch.backends.cudnn.benchmark = s.cudnn_benchmark
     torch.backends.cudnn.deterministic = s.cudnn_deterministic
     _set_tf32(s.tf32)
@@ -143,4 +167,5 @@ __all__ = [
     "is_deterministic",
     "kept",
     "set_deterministic",
+    "sync_inductor",
 ]

@@ -10,7 +10,9 @@ class eval_mode:
 
     ``frozen=True`` also sets ``requires_grad=False`` on the parameters (gradients are taken
     with respect to the inputs only) and restores the flags afterwards. A ``model`` that is a
-    plain callable, not an ``nn.Module``, is left alone.
+    plain callable, not an ``nn.Module``, is left alone, and so is a model in eval mode with
+    frozen parameters already (the protocol runner's: it sets both once per run), whose flags
+    are only read.
     """
 
     def __init__(self, model: nn.Module, *, frozen: bool = False) -> None:
@@ -26,7 +28,7 @@ class eval_mode:
                 self.flags = flags
                 self.model.eval()
             if self.frozen:
-                self.grads = [(p, p.requires_grad) for p in self.model.parameters()]
+                self.grads = [(p, True) for p in self.model.parameters() if p.requires_grad]
                 for p, _ in self.grads:
                     p.requires_grad_(False)
         return self.model
