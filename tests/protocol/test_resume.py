@@ -6,25 +6,18 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from support.runs import E2E_ARGS, cli, cli_env, unit_scores
+from support.runs import E2E_ARGS, cli, start_cli, unit_scores
 
 pytestmark = pytest.mark.slow
 
 
 def _start(out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "absgrad.cli", *E2E_ARGS, "--no-report", "--out", str(out)],
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli([*E2E_ARGS, "--no-report", "--out", str(out)])
 
 
 def _stop_after(proc: subprocess.Popen, out: Path, n_units: int, sig: int) -> int:

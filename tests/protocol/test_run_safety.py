@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from PIL import Image
 from absgrad.cli import main
 from absgrad.protocol.store import RunStore
 from support.cli_errors import user_error
-from support.runs import cli, cli_env
+from support.runs import cli, start_cli
 
 TINY = ["--methods", "vg", "--metrics", "rcap", "--quiet", "--no-report"]
 
@@ -158,13 +157,7 @@ def test_a_second_run_into_a_locked_folder_is_refused(small_run, capsys):
 def _start(out: Path) -> subprocess.Popen:
     args = ["run", "--case", "synthetic", "--limit", "8", "--batch-size", "1", "--tables", "1",
             "--methods", "sg", "--n-samples", "30", "--metrics", "rcap", "--quiet", "--no-report"]  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "absgrad.cli", *args, "--out", str(out)],
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli([*args, "--out", str(out)])
 
 
 def _wait_units(proc: subprocess.Popen, out: Path, n: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,25 @@ def cli(args: list[str], **kw) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
         **kw,
+    )
+
+
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_cli(args: list[str]) -> subprocess.Popen:
+    """Start ``absgrad ARGS`` in a fresh interpreter without waiting for it. SIGINT reaches it
+    as Ctrl-C at a terminal would, even when the tests themselves were started in the
+    background (``cmd &`` makes a non-interactive shell ignore SIGINT in its children, and
+    Python then keeps ignoring it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "absgrad.cli", *args],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_at_a_terminal,
     )
 
 
