@@ -13,7 +13,13 @@ first run) and prints it against the same eager floor.
 from __future__ import annotations
 
 from common import fmt_cost
-from protocol_common import pass_costs, protocol_args, protocol_config, run_absgrad
+from protocol_common import (
+    pass_costs,
+    print_pass_costs,
+    protocol_args,
+    protocol_config,
+    run_absgrad,
+)
 
 
 def main() -> None:
@@ -31,14 +37,7 @@ def main() -> None:
     costs = pass_costs(model, tuple(sample.shape), args.device, args.repeats)
     fb = min(costs["fwd_bwd"].values())
     fw = min(costs["fwd"].values())
-    print(
-        "per-image cost, forward+backward: "
-        + ", ".join(f"bs {k}: {fmt_cost(v)}" for k, v in costs["fwd_bwd"].items())
-    )
-    print(
-        "per-image cost, forward:          "
-        + ", ".join(f"bs {k}: {fmt_cost(v)}" for k, v in costs["fwd"].items())
-    )
+    print_pass_costs(costs)
     print(
         f"runner chunks: {config.batch_size} images per unit, {ctx.config.grad_batch_size} per "
         f"gradient pass, {ctx.eval.batch_size} per forward pass"

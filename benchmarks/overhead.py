@@ -18,7 +18,13 @@ measurements taken side by side.
 from __future__ import annotations
 
 from common import fmt_cost
-from protocol_common import pass_costs, protocol_args, protocol_config, run_absgrad
+from protocol_common import (
+    pass_costs,
+    print_pass_costs,
+    protocol_args,
+    protocol_config,
+    run_absgrad,
+)
 from stages import STAGES, StageTimer, instrument_runner
 
 
@@ -67,14 +73,7 @@ def main() -> None:
         f"passes: {n_fb} forward+backward ({n_fb / k:.0f} per image), {n_f} forward "
         f"({n_f / k:.0f} per image, in {chunks} chunks)"
     )
-    print(
-        "per-image cost, forward+backward: "
-        + ", ".join(f"bs {b}: {fmt_cost(v)}" for b, v in costs["fwd_bwd"].items())
-    )
-    print(
-        "per-image cost, forward:          "
-        + ", ".join(f"bs {b}: {fmt_cost(v)}" for b, v in costs["fwd"].items())
-    )
+    print_pass_costs(costs)
     print(
         f"floor = {n_fb} x {fmt_cost(fb)} (bs {bs_fb}) + {n_f} x {fmt_cost(fw)} (bs {bs_f}) "
         f"= {floor:.2f} s"

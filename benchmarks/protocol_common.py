@@ -8,7 +8,7 @@ import tempfile
 import time
 
 import torch
-from common import best_time
+from common import best_time, fmt_cost
 from torch import nn
 
 from absgrad.protocol.config import make_config
@@ -240,3 +240,10 @@ def pass_costs(
                 3 * bs
             )
     return out
+
+
+def print_pass_costs(costs: dict[str, dict[int, float]]) -> None:
+    """Print :func:`pass_costs`' per-image costs, one line per pass kind."""
+    for kind, label in (("fwd_bwd", "forward+backward"), ("fwd", "forward")):
+        sizes = ", ".join(f"bs {b}: {fmt_cost(v)}" for b, v in costs[kind].items())
+        print(f"per-image cost, {(label + ':'):<18}{sizes}")

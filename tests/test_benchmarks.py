@@ -7,38 +7,45 @@ and find the outputs they compare equal.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from support.paper import PAPER_MAPS
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-#: the stages benchmarks/overhead.py prints (benchmarks/stages.py: STAGES)
-STAGES = (
-    "loading images",
-    "gradient passes",
-    "sampler arithmetic",
-    "perturbation building",
-    "dedupe",
-    "forward passes",
-    "store writes",
-    "Python/other",
-)
+
+
+def _load_bench_module(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: the stages benchmarks/overhead.py prints, in order
+STAGES = _load_bench_module("stages").STAGES
 TINY = ["--case", "synthetic", "--data", "", "--images", "2", "--repeats", "1", "--device", "cpu"]
 
 
-def bench(script: str, *extra: str) -> str:
-    """Run ``benchmarks/SCRIPT`` on the tiny settings; returns its output."""
+def bench(script: str, *extra: str, python: str = sys.executable) -> str:
+    """Run ``benchmarks/SCRIPT`` on the tiny settings with ``python`` (this repository's
+    ``src`` first on its path); returns its output."""
     # aot_eager: the compiled engine's path without generating code (fast); the real
     # compiler is checked in tests/inference/test_engine.py
-    env = {**os.environ, "ABSGRAD_COMPILE_BACKEND": "aot_eager"}
+    path = os.pathsep.join(
+        p for p in (str(BENCH.parent / "src"), os.environ.get("PYTHONPATH")) if p
+    )
+    env = {**os.environ, "ABSGRAD_COMPILE_BACKEND": "aot_eager", "PYTHONPATH": path}
     proc = subprocess.run(
-        [sys.executable, str(BENCH / script), *TINY, *extra],
+        [python, str(BENCH / script), *TINY, *extra],
         cwd=BENCH,
         env=env,
         capture_output=True,
@@ -167,20 +174,9 @@ def test_quantus_pixel_flipping_equals_our_deletion_curve():
     exe = quantus_python()
     if exe is None:
         pytest.skip("Quantus is not installed (set ABSGRAD_QUANTUS_PYTHON to a Python that has it)")
-    env = dict(os.environ)
-    src = str(BENCH.parent / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [exe, str(BENCH / "quantus_compare.py"), *TINY, "--steps", "8"],
-        cwd=BENCH,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert number(r"max \|curve difference\| = (\S+)", proc.stdout) < 1e-5
-    assert number(r"ratio = quantus / absgrad per perturbed image = (\S+)", proc.stdout) > 0
+    out = bench("quantus_compare.py", "--steps", "8", python=exe)
+    assert number(r"max \|curve difference\| = (\S+)", out) < 1e-5
+    assert number(r"ratio = quantus / absgrad per perturbed image = (\S+)", out) > 0
 
 
 def test_captum_benchmark_maps_agree():
