@@ -71,6 +71,12 @@ def mae_sqrt_paper(maps: Tensor, masks: Tensor) -> Tensor:
     return mae(maps, masks).sqrt()
 
 
+def check_top(top: float) -> None:
+    """Refuse a pointing-game ``top`` that is not a fraction in (0, 1]."""
+    if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0 < top <= 1:
+        raise InputError(f"top must be a fraction in (0, 1], got {top!r}")
+
+
 def pointing_game(maps: Tensor, masks: Tensor, *, top: float = 0.3) -> Tensor:
     """Pointing game hit ``(B,)`` as float 0/1: the centroid of the map's top ``top`` fraction
     falls inside the mask.
@@ -80,8 +86,7 @@ def pointing_game(maps: Tensor, masks: Tensor, *, top: float = 0.3) -> Tensor:
     the maximum are used. The centroid is the unweighted mean (row, col) of the region, each
     rounded half up to a pixel. Maps need not be in [0, 1]; only their ranking matters.
     """
-    if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0 < top <= 1:
-        raise InputError(f"top must be a fraction in (0, 1], got {top!r}")
+    check_top(top)
     m, s = _check_pair(maps, masks, unit_maps=False)
     b, h, w = m.shape
     pos = fraction_positions(h * w, [round(1 - top, 10)])

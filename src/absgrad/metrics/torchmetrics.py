@@ -36,6 +36,7 @@ from absgrad.metrics.forward import DEFAULT_BATCH_SIZE
 from absgrad.metrics.grid import rcap_percentiles
 from absgrad.metrics.inputs import prepare
 from absgrad.metrics.registry import METRICS, MetricDef
+from absgrad.metrics.segmentation import check_top
 from absgrad.report.stats import LEVEL, N_RESAMPLES, Interval, bootstrap_ci
 from absgrad.utils.normalization import Normalization, check_normalization
 from absgrad.utils.validation import check_positive_int
@@ -312,10 +313,6 @@ class _Segmentation(ScoreMetric):
             raise InputError(f"{type(self).__name__} needs the ground-truth masks (masks=...)")
         if images is not None:
             prepare(images, maps)  # the maps must belong to these images
-        if isinstance(masks, Tensor) and masks.dim() == 4 and masks.shape[1] == 1:
-            masks = masks[:, 0]
-        if isinstance(maps, Tensor) and isinstance(masks, Tensor):
-            masks = masks.to(maps.device)
         return self.definition.per_image(self.definition.function(maps, masks, **self.options()))
 
 
@@ -344,8 +341,7 @@ class PointingGame(_Segmentation):
     definition = METRICS["pointing_game"]
 
     def __init__(self, *, top: float = 0.3, **kwargs: Any) -> None:
-        if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0 < top <= 1:
-            raise AbsgradError(f"top must be a fraction in (0, 1], got {top!r}")
+        check_top(top)
         self.top = top
         super().__init__(**kwargs)
 
