@@ -24,11 +24,14 @@ GPU_CANDIDATES = (16, 32, 64, 128, 256, 512)
 GPU_GRAD_CANDIDATES = (16, 32, 64, 128, 256)
 
 
-def forward_cost(
-    model: nn.Module, sample_shape: tuple[int, ...], device: torch.device | str, repeats: int = 2
+def per_image_cost(
+    step: Callable[[torch.Tensor], object],
+    sample_shape: tuple[int, ...],
+    device: torch.device | str,
+    repeats: int,
 ) -> Callable[[int], float]:
-    """A function ``size -> best seconds per image`` of an inference forward pass of ``model``
-    on ``size`` random images of ``sample_shape (C, H, W)`` (one warm-up pass each)."""
+    """A function ``size -> best seconds per image`` of ``step`` on ``size`` random images of
+    ``sample_shape (C, H, W)`` on ``device`` (one warm-up call, then the best of ``repeats``)."""
     device = torch.device(device)
 
     def sync() -> None:
@@ -37,18 +40,30 @@ def forward_cost(
 
     def cost(size: int) -> float:
         x = torch.randn(size, *sample_shape, device=device)
-        with torch.inference_mode():
-            model(x)
+        step(x)
+        sync()
+        best = math.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            step(x)
             sync()
-            best = math.inf
-            for _ in range(repeats):
-                t = time.perf_counter()
-                model(x)
-                sync()
-                best = min(best, time.perf_counter() - t)
+            best = min(best, time.perf_counter() - t)
         return best / size
 
     return cost
+
+
+def forward_cost(
+    model: nn.Module, sample_shape: tuple[int, ...], device: torch.device | str, repeats: int = 2
+) -> Callable[[int], float]:
+    """A function ``size -> best seconds per image`` of an inference forward pass of ``model``
+    on ``size`` random images of ``sample_shape (C, H, W)`` (one warm-up pass each)."""
+
+    def forward(x: torch.Tensor) -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return per_image_cost(forward, sample_shape, device, repeats)
 
 
 def gradient_cost(
@@ -57,31 +72,13 @@ def gradient_cost(
     """A function ``size -> best seconds per image`` of a forward+backward pass of ``model``
     (the input gradient of the summed first logit, as the samplers take it) on ``size`` random
     images of ``sample_shape (C, H, W)`` (one warm-up pass each)."""
-    device = torch.device(device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def grad(x: torch.Tensor) -> None:
+        with torch.enable_grad():
+            xi = x.detach().requires_grad_(True)
+            torch.autograd.grad(model(xi)[:, 0].sum(), xi)
 
-    def cost(size: int) -> float:
-        x = torch.randn(size, *sample_shape, device=device)
-
-        def grad() -> None:
-            with torch.enable_grad():
-                xi = x.detach().requires_grad_(True)
-                torch.autograd.grad(model(xi)[:, 0].sum(), xi)
-
-        grad()
-        sync()
-        best = math.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            grad()
-            sync()
-            best = min(best, time.perf_counter() - t)
-        return best / size
-
-    return cost
+    return per_image_cost(grad, sample_shape, device, repeats)
 
 
 def best_chunk_size(

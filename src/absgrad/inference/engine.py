@@ -37,9 +37,7 @@ gradient methods need the ``nn.Module`` itself.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import os
 import time
 import warnings
@@ -51,7 +49,9 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
+from absgrad.inference.chunk_sizes import per_image_cost
 from absgrad.names import ENGINES, PRECISIONS
+from absgrad.utils.devices import model_device
 
 log = logging.getLogger("absgrad.inference.engine")
 
@@ -141,32 +141,21 @@ def engine_costs(
     *,
     precision: str = "fp32",
     repeats: int = 3,
+    built: dict[str, Engine] | None = None,
 ) -> dict[str, float]:
     """Best seconds per image of a forward chunk of ``chunk`` random images of
     ``sample_shape (C, H, W)`` with each engine of ``kinds`` (its set-up done first, not
     timed). An engine that fails to set up (it falls back to eager) is left out, with its
-    warning."""
-    device = torch.device(device)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    x = torch.randn(chunk, *sample_shape, device=device)
+    warning. ``built``, when given, receives each timed engine by kind, ready to use."""
     out: dict[str, float] = {}
     for kind in kinds:
         engine = Engine(model, kind, chunk=chunk, precision=precision)
-        engine(x)  # set-up (capture, export, compile) and warm-up
+        engine(torch.randn(chunk, *sample_shape, device=device))  # set-up: capture, export, compile
         if engine.kind != kind:
             continue  # it fell back to eager
-        best = math.inf
-        for _ in range(repeats):
-            sync()
-            t = time.perf_counter()
-            engine(x)
-            sync()
-            best = min(best, time.perf_counter() - t)
-        out[kind] = best / chunk
+        out[kind] = per_image_cost(engine, sample_shape, device, repeats)(chunk)
+        if built is not None:
+            built[kind] = engine
     return out
 
 
@@ -397,13 +386,6 @@ class Engine:
         msg = f"{what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); running the model eagerly"
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
         log.warning("engine: %s", msg)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter (or buffer); the CPU for a model with neither."""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 def make_engine(

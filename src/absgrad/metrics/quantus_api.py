@@ -20,6 +20,7 @@ from absgrad.metrics.forward import DEFAULT_BATCH_SIZE
 from absgrad.metrics.grid import rcap_percentiles
 from absgrad.metrics.registry import METRICS, MetricDef
 from absgrad.metrics.sanity import sanity_check
+from absgrad.utils.devices import model_device
 from absgrad.utils.maps import minmax, to_map
 from absgrad.utils.normalization import IMAGENET, Normalization
 
@@ -36,13 +37,6 @@ def _to_tensor(value: object, name: str) -> Tensor:
             raise TypeError(f"{name} must be a numeric array, got an object array")
         return torch.from_numpy(np.ascontiguousarray(arr))
     raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {type(value).__name__}")
-
-
-def _model_device(model: object) -> torch.device:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
 
 
 def _channel_first(x: Tensor, channel_first: bool | None) -> Tensor:
@@ -111,7 +105,7 @@ class _Metric:
             raise ValueError("x_batch is required")
         if self.needs_model and model is None:
             raise ValueError("model is required")
-        dev = torch.device(device) if device is not None else _model_device(model)
+        dev = torch.device(device) if device is not None else model_device(model)
         x = _channel_first(_to_tensor(x_batch, "x_batch"), channel_first).float().to(dev)
         y = None if y_batch is None else _to_tensor(y_batch, "y_batch").reshape(-1).long().to(dev)
         if a_batch is None:
@@ -282,7 +276,7 @@ class ModelParameterRandomisation(_Metric):
             raise TypeError("model must be a torch.nn.Module")
         if explain_func is None:
             raise ValueError("ModelParameterRandomisation needs explain_func")
-        dev = torch.device(device) if device is not None else _model_device(model)
+        dev = torch.device(device) if device is not None else model_device(model)
         x = _channel_first(_to_tensor(x_batch, "x_batch"), channel_first).float().to(dev)
         y = _to_tensor(y_batch, "y_batch").reshape(-1).long().to(dev)
         as_numpy = isinstance(x_batch, np.ndarray)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from absgrad.errors import AbsgradError
+from absgrad.utils.devices import model_device
 
 
 def to_logits(out: Any, model: nn.Module) -> Tensor:
@@ -63,8 +64,7 @@ def logits_model(model: nn.Module) -> nn.Module:
 
 def output_classes(model: nn.Module, size: tuple[int, int]) -> int:
     """Run one zero image ``(1, 3, H, W)`` and return K of the ``(1, K)`` output (checked)."""
-    p = next(model.parameters(), None)
-    x = torch.zeros(1, 3, *size, device=p.device if p is not None else "cpu")
+    x = torch.zeros(1, 3, *size, device=model_device(model))
     with torch.inference_mode():
         out = model.eval()(x)
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 1:

@@ -228,10 +228,14 @@ def _choose_engine(
     worker gets the resolved engine (it is not part of the hash: scores agree to 1e-5)."""
     from absgrad.inference.engine import engine_costs, resolve_engine
 
+    built: dict[str, Any] = {}  # the engines timed, kept so that the chosen one is set up once
+
     def measure(kinds: tuple[str, ...]) -> dict[str, float]:
         shape = tuple(ctx.case.samples()[0].image.shape)
         chunk = ctx.eval.batch_size
-        costs = engine_costs(ctx.model, shape, ctx.device, chunk, kinds, precision=config.precision)
+        costs = engine_costs(
+            ctx.model, shape, ctx.device, chunk, kinds, precision=config.precision, built=built
+        )
         shown = ", ".join(f"{k}: {v * 1e6:.0f} us" for k, v in costs.items())
         log.info("engine auto: forward cost per image at %d per chunk: %s", chunk, shown)
         return costs
@@ -247,7 +251,9 @@ def _choose_engine(
     if kind != config.engine:
         config = dataclasses.replace(config, engine=kind)
         set_context(config, ctx)
-    if getattr(ctx.forward, "kind", None) != kind:
+    if kind in built:
+        ctx.forward = built[kind]
+    elif getattr(ctx.forward, "kind", None) != kind:
         ctx.use_engine(kind)
     return config, kind
 

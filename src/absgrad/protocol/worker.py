@@ -36,6 +36,7 @@ from absgrad.protocol.scoring import (
     score_many,
 )
 from absgrad.utils.determinism import set_deterministic
+from absgrad.utils.devices import model_device
 
 log = logging.getLogger("absgrad.protocol")
 
@@ -219,7 +220,7 @@ def supported_specs(
     from absgrad.methods.layers import LayerError
     from absgrad.utils.validation import check_finite_logits
 
-    example = case.normalize(torch.zeros(1, 3, *case.image_size)).to(_device_of(model))
+    example = case.normalize(torch.zeros(1, 3, *case.image_size)).to(model_device(model))
     with torch.enable_grad():  # every map needs the output's gradient: no model without one
         check_finite_logits(differentiable_logits(model, example.clone().requires_grad_(True)))
     problems: dict[str, str] = {}
@@ -256,11 +257,6 @@ def supported_specs(
     warnings.warn(message, UserWarning, stacklevel=3)
     log.warning("%s", message)
     return {lb: s for lb, s in specs.items() if lb not in dropped}
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def build_context(

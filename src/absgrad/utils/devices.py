@@ -1,8 +1,12 @@
-"""Which device ``--device auto`` means on this machine, and how a device is shown."""
+"""Which device ``--device auto`` means on this machine, how a device is shown, and where a
+model lives."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
+from torch import nn
 
 
 def best_device() -> str:
@@ -24,4 +28,13 @@ def describe_device(name: str | torch.device) -> str:
     return str(dev)
 
 
-__all__ = ["best_device", "describe_device"]
+def model_device(model: object) -> torch.device:
+    """The device of a model's first parameter (or buffer); the CPU for a model with neither,
+    or for a callable that is not an ``nn.Module``."""
+    if isinstance(model, nn.Module):
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            return t.device
+    return torch.device("cpu")
+
+
+__all__ = ["best_device", "describe_device", "model_device"]
