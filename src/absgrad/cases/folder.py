@@ -52,7 +52,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,8 @@ from absgrad.cases.base import (
 )
 from absgrad.cases.io import open_image, read_rgb_image
 from absgrad.errors import AbsgradError, MissingFileError
-from absgrad.models.build import load_model
+from absgrad.models.build import load_classifier
 from absgrad.models.defaults import model_defaults
-from absgrad.models.logits import output_classes
 from absgrad.models.preprocess import RESAMPLE, norm_text
 from absgrad.models.pretrained import (
     PRETRAINED,
@@ -558,10 +557,9 @@ class FolderCase(Case):
                     if not all(_is_int(f) for f in folders):
                         names = folders
                 hint = len(names) if names is not None else None
-            self._model = load_model(
+            self._model, self.num_classes = load_classifier(
                 self.spec, self.weights_choice, num_classes=hint, size=self.image_size
             )
-            self.num_classes = output_classes(self._model, self.image_size)
         return self._model
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
@@ -638,11 +636,9 @@ class FolderCase(Case):
         }
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files in ``folder`` and its subfolders at any depth, in torchvision's
-    ``ImageFolder`` order (folders by path, then file names; links followed, a folder reached
-    twice through a link walked once)."""
-    walked: list[tuple[str, list[str]]] = []
+def _walk(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """``(folder path, file names)`` of ``folder`` and its subfolders at any depth, links
+    followed, a folder reached twice through a link walked once."""
     visited: set[str] = set()
     for top, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
@@ -650,14 +646,22 @@ def image_files(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         visited.add(real)
-        walked.append((top, files))
+        yield top, files
+
+
+def _is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTS
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder`` and its subfolders at any depth, in torchvision's
+    ``ImageFolder`` order (folders by path, then file names; links followed, a folder reached
+    twice through a link walked once)."""
     return [
-        Path(top, f)
-        for top, files in sorted(walked)
-        for f in sorted(files)
-        if Path(f).suffix.lower() in IMAGE_EXTS
+        Path(top, f) for top, files in sorted(_walk(folder)) for f in sorted(files) if _is_image(f)
     ]
 
 
 def _has_images(folder: Path) -> bool:
-    return bool(image_files(folder))
+    """Whether ``folder`` holds an image file at any depth (the walk stops at the first)."""
+    return any(_is_image(f) for _, files in _walk(folder) for f in files)

@@ -45,6 +45,7 @@ _EXPORTS = {
     "parse_model_spec": "absgrad.models.spec",
     "spec_fingerprint": "absgrad.models.spec",
     "build_architecture": "absgrad.models.build",
+    "load_classifier": "absgrad.models.build",
     "load_model": "absgrad.models.build",
     "PretrainedError": "absgrad.models.pretrained",
     "fetch": "absgrad.models.pretrained",
@@ -73,7 +74,7 @@ __getattr__, __dir__ = lazy_exports("absgrad.models", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from absgrad.models.build import build_architecture, load_model
+    from absgrad.models.build import build_architecture, load_classifier, load_model
     from absgrad.models.builtin import (
         IsicNet,
         densenet161_places365,
@@ -115,6 +116,7 @@ __all__ = [
     "file_fingerprint",
     "isic_model",
     "lite0_model",
+    "load_classifier",
     "load_exact",
     "load_model",
     "logits_model",

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from absgrad.errors import AbsgradError
 from absgrad.models.checkpoint import CheckpointError, load_exact, read_state_dict, strip_prefixes
 from absgrad.models.defaults import DEFAULT_SIZE
-from absgrad.models.logits import logits_model, output_classes
+from absgrad.models.logits import logits_classes, logits_model, to_logits
 from absgrad.models.pretrained import (
     PRETRAINED,
     RANDOM,
@@ -270,6 +270,18 @@ def load_model(
     with random weights (timm, torchvision, hf; a factory is called without arguments). With
     a file, the checkpoint decides; with published weights, the library.
     """
+    return load_classifier(spec, weights, num_classes=num_classes, size=size, device=device)[0]
+
+
+def load_classifier(
+    spec: str | ModelSpec,
+    weights: str | Path | None = PRETRAINED,
+    *,
+    num_classes: int | None = None,
+    size: tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE),
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, int]:
+    """:func:`load_model` and the model's number of classes K, both from one probe pass."""
     spec = parse_model_spec(spec)
     choice = weights_choice(weights)
     if choice == RANDOM:
@@ -300,9 +312,9 @@ def load_model(
             f"{(str(e).strip().splitlines() or [''])[0][:200]} (the input size is --size)"
         ) from None
     if not (isinstance(out, Tensor) and out.dim() == 2):
-        model = logits_model(model)
-    output_classes(model, size)
-    return model.to(device).eval()
+        model = logits_model(model)  # its forward is to_logits of the original's
+        out = to_logits(out, model)
+    return model.to(device).eval(), logits_classes(out, size)
 
 
 def _from_file(spec: ModelSpec, path: Path) -> nn.Module:
@@ -324,4 +336,10 @@ def _from_file(spec: ModelSpec, path: Path) -> nn.Module:
     return model
 
 
-__all__ = ["build_architecture", "load_model", "no_such_model", "pretrained_model"]
+__all__ = [
+    "build_architecture",
+    "load_classifier",
+    "load_model",
+    "no_such_model",
+    "pretrained_model",
+]

@@ -67,6 +67,12 @@ def output_classes(model: nn.Module, size: tuple[int, int]) -> int:
     x = torch.zeros(1, 3, *size, device=model_device(model))
     with torch.inference_mode():
         out = model.eval()(x)
+    return logits_classes(out, size)
+
+
+def logits_classes(out: Any, size: tuple[int, int]) -> int:
+    """K of a model's ``(1, K)`` output for one ``(1, 3, H, W)`` image; an error for any other
+    output."""
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise AbsgradError(
@@ -76,4 +82,4 @@ def output_classes(model: nn.Module, size: tuple[int, int]) -> int:
     return int(out.shape[1])
 
 
-__all__ = ["logits_model", "output_classes", "to_logits"]
+__all__ = ["logits_classes", "logits_model", "output_classes", "to_logits"]
