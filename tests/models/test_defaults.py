@@ -15,3 +15,14 @@ def test_model_defaults():
     assert (d.size, d.resize, d.interpolation) == ((224, 224), 256, "bilinear")
     assert d.mean == pytest.approx((0.485, 0.456, 0.406))
     assert model_defaults("pkg.mod:make").preprocess.size == (224, 224)
+
+
+def test_a_wrong_timm_tag_or_name_is_named_before_any_download():
+    """The folder case reads the defaults before it fetches anything: a wrong tag or name is the
+    same one-line spec error there as in ``fetch``, not timm's bare RuntimeError."""
+    from absgrad.models import ModelSpecError
+
+    with pytest.raises(ModelSpecError, match=r"Invalid pretrained tag \(nope\).*resnet18\.a1_in1k"):
+        model_defaults("timm:resnet18.nope")
+    with pytest.raises(ModelSpecError, match="timm has no model 'resnet_nope'"):
+        model_defaults("timm:resnet_nope")

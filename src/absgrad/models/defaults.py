@@ -122,9 +122,9 @@ def model_defaults(spec: str | ModelSpec) -> ModelDefaults:
     if spec.kind == "hf":
         return _hf_defaults(spec)
     if spec.kind == "timm":
-        from timm.models import get_pretrained_cfg
+        from absgrad.models.pretrained import timm_pretrained_cfg
 
-        cfg = get_pretrained_cfg(spec.name)
+        cfg = timm_pretrained_cfg(spec)  # an unknown name or tag: a ModelSpecError naming it
         if cfg is not None:
             _, h, w = cfg.input_size
             crop_pct = cfg.crop_pct or DEFAULT_CROP_PCT
