@@ -48,6 +48,12 @@ class ArgumentError(AbsgradError):
         return text
 
 
+def first_line(e: BaseException, limit: int | None = 200, empty: str = "") -> str:
+    """The first line of an exception's message for a one-line error, at most ``limit``
+    characters (None: whole), ``empty`` when the message is empty."""
+    return (str(e).strip().splitlines() or [empty])[0][:limit]
+
+
 def excerpt(value: object, limit: int = 160) -> str:
     """A short ``repr`` of a user's value for an error message: nested containers and long
     strings are cut (``reprlib``), and the result is at most ``limit`` characters, so that a

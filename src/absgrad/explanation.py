@@ -32,6 +32,7 @@ from absgrad.errors import AbsgradError, ArgumentError, MissingFileError, excerp
 from absgrad.methods import explain
 from absgrad.methods.registry import get_method, resolve_params
 from absgrad.metrics.forward import chunk_probs
+from absgrad.names import WEIGHT_WORDS
 from absgrad.utils.files import output_errors
 
 #: Files :func:`save_explanation` writes the overlay as (matplotlib picks the format).
@@ -183,7 +184,7 @@ def _case(model: str, weights: str | Path | None, data: str | Path | None, **own
                 + f" apply to a model spec, not to case {model!r}",
                 *given,
             )
-        if isinstance(weights, str) and weights.strip().lower() in ("pretrained", "random"):
+        if isinstance(weights, str) and weights.strip().lower() in WEIGHT_WORDS:
             raise ArgumentError(
                 f"{{weights}} {weights!r} applies to a model spec; case {model!r} takes a "
                 "weights file",

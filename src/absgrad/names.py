@@ -46,6 +46,11 @@ ENGINES: tuple[str, ...] = ("auto", "eager", "compile", "onnx", "cudagraph")
 #: numeric precision of the metrics' forward passes
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
+#: the words ``--weights`` takes besides a file: a model spec's published or random weights
+PRETRAINED = "pretrained"
+RANDOM = "random"
+WEIGHT_WORDS: tuple[str, ...] = (PRETRAINED, RANDOM)
+
 
 @dataclass(frozen=True)
 class MetricInfo:

@@ -53,12 +53,10 @@ def imagenet_wnids() -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def imagenet_names() -> tuple[str, ...]:
-    """Readable names of the 1000 ImageNet-1k classes by index (``tench``, ``goldfish``...):
-    the first lemma of each class in timm's metadata."""
-    from timm.data import ImageNetInfo
+    """Readable names of the 1000 ImageNet-1k classes by index (``tench``, ``goldfish``...)."""
+    from absgrad.models.pretrained import imagenet_class_names
 
-    info = ImageNetInfo("imagenet-1k")
-    return tuple(info.index_to_description(i).split(",")[0] for i in range(1000))
+    return tuple(imagenet_class_names("imagenet-1k"))
 
 
 def wnid_to_index(wnid: str) -> int:

@@ -22,8 +22,7 @@ from absgrad.errors import AbsgradError
 from absgrad.metrics.forward import chunk_probs
 from absgrad.utils.files import absgrad_cache_dir
 
-CACHE_ENV = "ABSGRAD_CACHE"
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4  # 4: the model keyed by its full fingerprint
 
 
 def default_cache_dir() -> Path:
@@ -32,19 +31,11 @@ def default_cache_dir() -> Path:
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """A short hash of a model's state (names, shapes and per-tensor sums)."""
-    h = hashlib.sha1()
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            h.update(k.encode())
-            h.update(str(tuple(v.shape)).encode())
-            if v.is_floating_point():
-                h.update(
-                    f"{float(v.cpu().double().sum()):.10e}|{float(v.cpu().double().abs().sum()):.10e}".encode()
-                )
-            else:
-                h.update(str(int(v.long().sum())).encode())
-    return h.hexdigest()[:16]
+    """A short hash of a model's parameters and buffers (the digest of
+    :func:`absgrad.models.fingerprint.model_fingerprint`, which a run records)."""
+    from absgrad.models.fingerprint import model_fingerprint as fingerprint
+
+    return fingerprint(model)["digest"]
 
 
 def _cache_file(case: Case, model: nn.Module, cache_dir: Path) -> tuple[Path, dict]:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, first_line
 from absgrad.models.checkpoint import CheckpointError, load_exact, read_state_dict, strip_prefixes
 from absgrad.models.defaults import DEFAULT_SIZE
 from absgrad.models.logits import logits_classes, logits_model, to_logits
@@ -163,7 +163,7 @@ def _hf_model(spec: ModelSpec, *, pretrained: bool, num_classes: int | None = No
     except (ValueError, KeyError) as e:
         raise ModelSpecError(
             f"model spec {spec}: transformers cannot build an image classifier from it "
-            f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+            f"({type(e).__name__}: {first_line(e)})"
         ) from None
     return model.float()  # weights stored in half precision are computed in fp32, as the rest
 
@@ -309,7 +309,7 @@ def load_classifier(
     except (RuntimeError, ValueError, AssertionError) as e:
         raise AbsgradError(
             f"{spec} fails on a (1, 3, {size[0]}, {size[1]}) input: {type(e).__name__}: "
-            f"{(str(e).strip().splitlines() or [''])[0][:200]} (the input size is --size)"
+            f"{first_line(e)} (the input size is --size)"
         ) from None
     if not (isinstance(out, Tensor) and out.dim() == 2):
         model = logits_model(model)  # its forward is to_logits of the original's

@@ -95,7 +95,9 @@ RESNET50_FILE = "resnet50-0676ba61.pth"
 
 def torch_hub_checkpoint(filename: str) -> Path:
     """Where torchvision's downloader would have put ``filename`` (``<hub dir>/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+    from absgrad.models.pretrained import torch_checkpoints
+
+    return torch_checkpoints() / filename
 
 
 def resnet50_imagenet(

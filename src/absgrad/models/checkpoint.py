@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from absgrad.errors import AbsgradError, MissingFileError
+from absgrad.errors import AbsgradError, MissingFileError, first_line
 
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "state_dict_ema")
 PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -38,7 +38,7 @@ def _torch_load(path: Path, what: str) -> object:
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(
             f"cannot read {what} checkpoint {path}: {type(e).__name__}: "
-            f"{(str(e).splitlines() or ['(no message)'])[0]}. "
+            f"{first_line(e, None, '(no message)')}. "
             "Expected a file written by torch.save holding a state dict (or a checkpoint dict "
             f"with one under {', '.join(STATE_KEYS[:4])}) of tensors, or a TorchScript file."
         ) from e

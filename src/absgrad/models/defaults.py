@@ -32,7 +32,7 @@ def _interpolation(name: str) -> str:
 
 
 #: Pillow's resampling numbers (Hugging Face processors store them) -> our names
-PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+PIL_RESAMPLE = {int(f): name for name, f in RESAMPLE.items()}
 #: Hugging Face ConvNeXt-style processors warp without a crop from this shortest edge on.
 HF_WARP_FROM = 384
 

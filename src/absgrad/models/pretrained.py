@@ -37,19 +37,16 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, first_line
 from absgrad.models.spec import ModelSpec, ModelSpecError, file_fingerprint, parse_model_spec
+from absgrad.names import PRETRAINED, RANDOM, WEIGHT_WORDS
 
-PRETRAINED = "pretrained"
-RANDOM = "random"
-#: The words ``--weights`` takes besides a file.
-WEIGHT_WORDS = (PRETRAINED, RANDOM)
 #: Weights files of a Hugging Face model, in the order ``from_pretrained`` prefers them.
 HF_WEIGHTS = (
     "model.safetensors",
@@ -96,7 +93,6 @@ class Fetched:
     source: str
     name: str = ""
     folder: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sha(self) -> str:
@@ -226,11 +222,7 @@ def _hub_reason(e: BaseException, repo: str) -> str:
         return f"the Hub has no repo {repo} (or it is private)"
     if isinstance(e, RevisionNotFoundError):
         return f"the Hub repo {repo} has no such revision"
-    return f"{type(e).__name__}: {_first_line(e)}"
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    return f"{type(e).__name__}: {first_line(e, empty=type(e).__name__)}"
 
 
 def _not_cached(
@@ -299,7 +291,7 @@ def _url_file(spec: ModelSpec, url: str, check_hash: bool) -> Path:
             url,
             path.name,
             folder,
-            f"the download failed ({type(e).__name__}: {_first_line(e)})",
+            f"the download failed ({type(e).__name__}: {first_line(e, empty=type(e).__name__)})",
         ) from None
     return path
 
@@ -448,11 +440,19 @@ def timm_class_names(cfg: Any) -> list[str] | None:
     names = getattr(cfg, "label_descriptions", None) or getattr(cfg, "label_names", None)
     if names:
         return [str(n) for n in names]
-    from timm.data import ImageNetInfo, infer_imagenet_subset
+    from timm.data import infer_imagenet_subset
 
     subset = infer_imagenet_subset(cfg.to_dict())
     if subset is None:
         return None
+    return imagenet_class_names(subset)
+
+
+def imagenet_class_names(subset: str = "imagenet-1k") -> list[str]:
+    """Readable names of an ImageNet subset's classes by index (``tench``, ``goldfish``...):
+    the first lemma of each class in timm's metadata."""
+    from timm.data import ImageNetInfo
+
     info = ImageNetInfo(subset)
     return [info.index_to_description(i).split(",")[0] for i in range(info.num_classes())]
 

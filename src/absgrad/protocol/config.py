@@ -169,13 +169,9 @@ def _path(name: str, v: Any) -> str | None:
     return str(Path(v).expanduser().resolve())
 
 
-#: What ``weights`` may name besides a file (a model spec's published or random weights).
-WEIGHT_WORDS = ("pretrained", "random")
-
-
 def _weights(name: str, v: Any) -> str | None:
     """A weights file (made absolute), or ``pretrained`` / ``random`` (any case)."""
-    if isinstance(v, str) and v.strip().lower() in WEIGHT_WORDS:
+    if isinstance(v, str) and v.strip().lower() in names.WEIGHT_WORDS:
         return v.strip().lower()
     return _path(name, v)
 
@@ -337,7 +333,7 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
             d[own[0]],
         )  # fmt: skip
     word = _weights("weights", d.get("weights"))
-    if d["case"] != "folder" and word in WEIGHT_WORDS:
+    if d["case"] != "folder" and word in names.WEIGHT_WORDS:
         raise _fail(
             "weights", f"'{word}' applies to a model spec (--model); case {d['case']!r} takes "
             "a weights file", word,
@@ -380,7 +376,7 @@ def _check_own_model(d: dict[str, Any]) -> dict[str, Any]:
         except (PreprocessError, ModelSpecError) as e:
             raise ConfigError(f"config: {e}") from None
     w = d.get("weights")
-    if w is not None and word not in WEIGHT_WORDS and Path(w).expanduser().is_file():
+    if w is not None and word not in names.WEIGHT_WORDS and Path(w).expanduser().is_file():
         from absgrad.models.spec import file_fingerprint
 
         sha = file_fingerprint(Path(w).expanduser())

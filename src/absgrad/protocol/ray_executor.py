@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from absgrad.errors import AbsgradError
+from absgrad.names import WEIGHT_WORDS
 from absgrad.protocol.executors import Executor, Worker, register_executor
 from absgrad.protocol.plan import Unit, UnitResult
 
@@ -373,7 +374,7 @@ def _warn_relative_paths(worker: Worker) -> None:
     for arg in getattr(worker, "args", ()):
         for field in ("data", "weights"):
             value = getattr(arg, field, None)
-            if value in ("pretrained", "random"):  # published or random weights, not a path
+            if value in WEIGHT_WORDS:  # published or random weights, not a path
                 continue
             if isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
                 log.warning(
