@@ -455,7 +455,7 @@ FLAGS: tuple[Flag, ...] = (
     ),
     _f(
         "--compare-paper",
-        on=RUNS,
+        on=(*RUNS, "report"),
         nargs="?",
         const=True,
         default=None,
@@ -498,7 +498,6 @@ FLAGS: tuple[Flag, ...] = (
     # -- report, compare, list ------------------------------------------------------------------
     _f("dir", on=("report",), help="a run's output directory"),
     _f("--tables", on=("report",), type=int_list, metavar="1,2,3"),
-    _f("--compare-paper", on=("report",), nargs="?", const=True, default=None, metavar="CASE"),
     _f("run_a", on=("compare",), metavar="RUN_A", help="a run's output directory"),
     _f("run_b", on=("compare",), metavar="RUN_B", help="another run's output directory"),
     _f(

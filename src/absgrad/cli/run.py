@@ -8,27 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from absgrad.cli.errors import UserError
-from absgrad.cli.flags import config_overrides
-
-#: ``--executor ray``'s flags -> the executor's keyword arguments
-RAY_OPTIONS = {
-    "address": "--address",
-    "workers": "--workers",
-    "gpus_per_worker": "--gpus-per-worker",
-}
+from absgrad.cli.flags import RAY, config_overrides, flags_of
 
 
 def executor_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Options of ``--executor ray`` (which this registers); other executors take none."""
-    flags = dict(RAY_OPTIONS)
-    opts = {k: getattr(args, k) for k in flags if getattr(args, k, None) is not None}
-    if getattr(args, "worker_writes", False):
+    """Options of ``--executor ray`` (which this registers) from its flags (the ``RAY`` group
+    of the flag table); other executors take none."""
+    given = {
+        f.key: f.names[0]
+        for f in flags_of("run")
+        if f.group == RAY and getattr(args, f.key, None) not in (None, False)
+    }
+    opts = {k: getattr(args, k) for k in given if k != "worker_writes"}
+    if "worker_writes" in given:  # the workers write into --out themselves
         opts["write_dir"] = out
-        flags["write_dir"] = "--worker-writes"
     if getattr(args, "executor", "local") == "ray":
         import absgrad.protocol.ray_executor  # noqa: F401  (registers --executor ray)
-    elif opts:
-        raise UserError(f"{', '.join(flags[k] for k in opts)} only apply with --executor ray")
+    elif given:
+        raise UserError(f"{', '.join(given.values())} only apply with --executor ray")
     return opts
 
 

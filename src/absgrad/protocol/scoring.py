@@ -169,6 +169,7 @@ def score_many(
             pending[label] = work
         probs = queue.probs()
     out: dict[str, dict[str, Any]] = {}
+    empty = empty_masks(masks) if masks is not None else None  # the same for every map
     for label, work in pending.items():
         scores: dict[str, Any] = {}
         for key, batch, rows in work:
@@ -177,7 +178,7 @@ def score_many(
                 if d.perturbs == key:
                     scores[d.key] = _floats(d.per_image(res))
             scores.update({k: _json(v) for k, v in res.details().items()})
-        scores.update(_mask_scores(maps[label], wanted, masks))
+        scores.update(_mask_scores(maps[label], wanted, masks, empty))
         out[label] = scores
     return out
 
@@ -187,16 +188,17 @@ def _json(t: Tensor) -> list:
     return t.cpu().tolist() if t.dtype == torch.bool else _floats(t)
 
 
-def _mask_scores(maps: Tensor, wanted: Sequence[MetricDef], masks: Tensor | None) -> dict:
-    """The mask metrics per image; ``None`` for an image whose mask is empty (no ground truth:
-    it is left out of these metrics, see :func:`empty_masks`)."""
+def _mask_scores(
+    maps: Tensor, wanted: Sequence[MetricDef], masks: Tensor | None, empty: list[bool] | None
+) -> dict:
+    """The mask metrics per image; ``None`` for an image whose mask is ``empty`` (no ground
+    truth: it is left out of these metrics, see :func:`empty_masks`)."""
     out = {}
     for d in wanted:
         if d.needs_mask:
-            if masks is None:
+            if masks is None or empty is None:
                 raise AbsgradError(f"metric {d.key!r} needs masks and this batch has none")
             values = _floats(d.per_image(d.function(maps, masks.to(maps.device))).float())
-            empty = empty_masks(masks)
             out[d.key] = [None if e else v for v, e in zip(values, empty, strict=True)]
     return out
 

@@ -24,8 +24,9 @@ from absgrad.errors import AbsgradError
 from absgrad.inference.allocator import tune_allocator
 from absgrad.inference.chunk_sizes import auto_eval_batch_size, auto_grad_batch_size
 from absgrad.methods.layers import find_layer
+from absgrad.names import WEIGHT_WORDS
 from absgrad.protocol.catalogue import MapSpec
-from absgrad.protocol.config import FOLDER_OPTIONS, WEIGHT_WORDS, ConfigError, RunConfig
+from absgrad.protocol.config import FOLDER_OPTIONS, ConfigError, RunConfig
 from absgrad.protocol.plan import Unit, UnitResult, resolve_specs
 from absgrad.protocol.scoring import (
     EvalSettings,
@@ -199,12 +200,7 @@ def resolve_weights(config: RunConfig) -> RunConfig:
 
     if parse_model_spec(str(config.model)).kind == "callable":
         return config  # a factory's own weights: its parameters' fingerprint guards them
-    sha = load_case(config).weights_sha()
-    if config.weights_sha not in (None, sha):
-        raise ConfigError(
-            f"config field 'weights_sha': the published weights of {config.model} here have "
-            f"SHA-256 prefix {sha}, the config names {config.weights_sha}"
-        )
+    sha = load_case(config).weights_sha()  # a weights_sha that differs is refused there
     return dataclasses.replace(config, weights_sha=sha)
 
 
