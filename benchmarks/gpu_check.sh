@@ -47,7 +47,7 @@ SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 BUDGET="${BUDGET:-470}"
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PY
-export ABSGRAD_CACHE="${TMPDIR:-/tmp}/absgrad-cache"
+export ROOT ABSGRAD_CACHE="${TMPDIR:-/tmp}/absgrad-cache"
 export WORK="${TMPDIR:-/tmp}/gpu-check" DATA
 rm -rf "$WORK" && mkdir -p "$WORK"
 
@@ -94,24 +94,8 @@ cli_run() {  # cli_run NAME LIMIT DEVICE [EXTRA...]: the issue's whole CLI comma
 }
 
 compare() {  # compare A B: the largest |score difference| per metric between two runs
-    "$PY" - "$WORK/$1" "$WORK/$2" <<'EOF'
-import json, pathlib, sys
-a, b = (pathlib.Path(p) for p in sys.argv[1:3])
-worst = {}
-for f in sorted((a / "units").glob("*.json")):
-    sa = json.loads(f.read_text())["scores"]
-    sb = json.loads((b / "units" / f.name).read_text())["scores"]
-    for label, s in sa.items():
-        for metric in ("rcap", "dauc", "iauc"):
-            d = max(abs(x - y) for x, y in zip(s[metric], sb[label][metric]))
-            worst[(metric, label)] = max(worst.get((metric, label), 0.0), d)
-for metric in ("rcap", "dauc", "iauc"):
-    v, label = max((v, lb) for (k, lb), v in worst.items() if k == metric)
-    print(f"{a.name} vs {b.name}: max |{metric} difference| = {v:.2e} (map {label})")
-guided = max(v for (k, lb), v in worst.items() if lb.startswith("guidedig"))
-other = max(v for (k, lb), v in worst.items() if not lb.startswith("guidedig"))
-print(f"{a.name} vs {b.name}: Guided IG maps {guided:.2e}, every other map {other:.2e}")
-EOF
+    echo "$1 vs $2:"
+    "$PY" "$ROOT/benchmarks/score_diff.py" "$WORK/$1" "$WORK/$2"
 }
 export -f cli_run compare
 
@@ -146,12 +130,12 @@ step 60 "CLI, $N32 photos, --batch-size 16 --eval-batch-size auto" "^CLI |log: "
     bash -c "cli_run tuned32 $N32 $DEV --batch-size 16 --eval-batch-size auto"
 step 80 "the same 2 photos on $DEV and on the CPU (eager)" \
     "^CLI | vs |^(rcap|dauc|iauc) +max |max \|score difference\|" \
-    bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager && compare dev2 cpu2 \
+    bash -c "cli_run dev2 2 $DEV --engine eager && cli_run cpu2 2 cpu --engine eager \
         && \"\$PY\" benchmarks/score_diff.py \"\$WORK/dev2\" \"\$WORK/cpu2\" --limit 1e-4"
 step 40 "CLI, $N8 photos, engine eager" "^CLI " bash -c "cli_run eager8 $N8 $DEV --engine eager"
 step 40 "CLI, $N8 photos, bf16 (explicit), engine $FAST" "^CLI " \
     bash -c "cli_run bf16 $N8 $DEV --precision bf16 --engine $FAST"
-step 15 "scores: engine auto vs eager, bf16 vs fp32" " vs " \
+step 15 "scores: engine auto vs eager, bf16 vs fp32" " vs |^(rcap|dauc|iauc) +max |max \|score difference\|" \
     bash -c "compare auto8 eager8; compare bf16 eager8"
 # the per-method loop vs the runner without the deterministic switches (their cost and effect)
 step 90 "protocol.py --images $N16 --no-deterministic" "absgrad |baseline |score difference|speedup" \

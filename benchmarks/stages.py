@@ -19,6 +19,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -95,31 +96,6 @@ class StageTimer:
 
 
 @contextlib.contextmanager
-def _patched(targets: list[tuple[Any, str, Any]]) -> Iterator[None]:
-    """Set ``obj.name = value`` (``obj[name]`` for a dict) for each target; restore (or
-    delete) them afterwards."""
-    missing = object()
-    saved = []
-    try:
-        for obj, name, value in targets:
-            table = obj if isinstance(obj, dict) else vars(obj)
-            saved.append((obj, name, table.get(name, missing)))
-            if isinstance(obj, dict):
-                obj[name] = value
-            else:
-                setattr(obj, name, value)
-        yield
-    finally:
-        for obj, name, old in reversed(saved):
-            if isinstance(obj, dict):
-                obj[name] = old
-            elif old is missing:
-                delattr(obj, name)
-            else:
-                setattr(obj, name, old)
-
-
-@contextlib.contextmanager
 def instrument_runner(timer: StageTimer) -> Iterator[None]:
     """Charge the runner's calls to :data:`STAGES` while the block runs."""
     import absgrad.methods
@@ -134,8 +110,8 @@ def instrument_runner(timer: StageTimer) -> Iterator[None]:
     from absgrad.protocol import store
     from absgrad.protocol.worker import WorkerContext
 
-    def w(obj: Any, name: str, stage: str) -> tuple[Any, str, Any]:
-        return obj, name, timer.wrap(getattr(obj, name), stage)
+    def w(obj: Any, name: str, stage: str) -> Any:
+        return mock.patch.object(obj, name, timer.wrap(getattr(obj, name), stage))
 
     targets = [
         w(WorkerContext, "batch", "loading images"),
@@ -152,13 +128,15 @@ def instrument_runner(timer: StageTimer) -> Iterator[None]:
         w(DedupQueue, "probs", "dedupe"),
         w(forward, "chunk_probs", "forward passes"),
         w(store.RunStore, "write", "store writes"),
+        w(store.UnitWriter, "submit", "store writes"),  # the background writer
+        w(store.UnitWriter, "close", "store writes"),
     ]
-    for name in ("UnitWriter",):  # the background writer, where there is one
-        cls = getattr(store, name, None)
-        if cls is not None:
-            targets += [w(cls, "submit", "store writes"), w(cls, "close", "store writes")]
-    for key, p in PERTURBATIONS.items():
-        built = dataclasses.replace(p, build=timer.wrap(p.build, "perturbation building"))
-        targets.append((PERTURBATIONS, key, built))
-    with _patched(targets):
+    built = {
+        key: dataclasses.replace(p, build=timer.wrap(p.build, "perturbation building"))
+        for key, p in PERTURBATIONS.items()
+    }
+    targets.append(mock.patch.dict(PERTURBATIONS, built))
+    with contextlib.ExitStack() as stack:
+        for patch in targets:
+            stack.enter_context(patch)
         yield

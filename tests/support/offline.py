@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.runs import cli_env
+from support.runs import cli, cli_env
 
 NONET = Path(__file__).resolve().parent / "nonet"
 
@@ -39,14 +39,7 @@ def offline_cli(
     args: list[str], *, hub_offline: bool = True, cwd: Path | None = None, **extra: str
 ) -> subprocess.CompletedProcess:
     """``absgrad ARGS`` in a fresh interpreter that cannot reach the network."""
-    return subprocess.run(
-        [sys.executable, "-m", "absgrad.cli", *args],
-        env=offline_env(hub_offline, **extra),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
+    return cli(args, env=offline_env(hub_offline, **extra), cwd=cwd)
 
 
 @pytest.fixture

@@ -23,11 +23,16 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def cli(args: list[str], **kw) -> subprocess.CompletedProcess:
-    """Run ``absgrad ARGS`` in a fresh interpreter; returns the finished process."""
+#: ``absgrad`` in a fresh interpreter
+CLI = [sys.executable, "-m", "absgrad.cli"]
+
+
+def cli(args: list[str], *, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    """Run ``absgrad ARGS`` in a fresh interpreter (``env``: :func:`cli_env` unless given);
+    returns the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", "absgrad.cli", *args],
-        env=cli_env(),
+        [*CLI, *args],
+        env=env if env is not None else cli_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -45,7 +50,7 @@ def start_cli(args: list[str]) -> subprocess.Popen:
     background (``cmd &`` makes a non-interactive shell ignore SIGINT in its children, and
     Python then keeps ignoring it)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "absgrad.cli", *args],
+        [*CLI, *args],
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

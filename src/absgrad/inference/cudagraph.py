@@ -50,7 +50,6 @@ class GraphedForward:
     ) -> None:
         if example.device.type != "cuda":
             raise GraphError(f"CUDA graphs need a CUDA device; the inputs are on {example.device}")
-        self.model = model
         try:
             with torch.inference_mode():
                 self.static = example.clone()

@@ -48,10 +48,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, first_line
 from absgrad.inference.chunk_sizes import per_image_cost
 from absgrad.names import ENGINES, PRECISIONS
 from absgrad.utils.devices import model_device
+from absgrad.utils.model_state import eval_mode
 
 log = logging.getLogger("absgrad.inference.engine")
 
@@ -286,26 +287,14 @@ class Engine:
         """Logits ``(N, K)`` of ``x (N, C, H, W)``, in chunks of ``chunk``."""
         if not isinstance(x, Tensor) or x.dim() < 1:
             raise EngineError("an engine takes a batch tensor (N, C, H, W)")
-        training = self._eval_mode()
-        try:
+        with eval_mode(self.model, modules=self._modules):  # the module list walked once
             if self.kind in ("onnx", "cudagraph") and self._compiled is None and x.shape[0]:
                 self._set_up(x[: self.chunk])
             with torch.inference_mode():
                 outs = [self._run(x[s : s + self.chunk]) for s in range(0, x.shape[0], self.chunk)]
-        finally:
-            for m in training:
-                m.training = True
         if not outs:
             return self._run_eager(x)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-    def _eval_mode(self) -> list[nn.Module]:
-        """Put the model in eval mode for one call; returns the modules to set back to
-        training mode afterwards (none for a model in eval mode already)."""
-        training = [m for m in self._modules if m.training]
-        if training:
-            self.model.eval()
-        return training
 
     def _autocast(self, x: Tensor):
         return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -383,7 +372,7 @@ class Engine:
         what = _SETUP[self.kind]
         self._compiled = None
         self.kind = "eager"
-        msg = f"{what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); running the model eagerly"
+        msg = f"{what} failed ({type(err).__name__}: {first_line(err, None)}); running the model eagerly"
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
         log.warning("engine: %s", msg)
 

@@ -21,7 +21,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from absgrad.errors import AbsgradError
+from absgrad.errors import AbsgradError, first_line
 
 #: Largest |softmax difference| between the exported and the eager model on the check input.
 #: ONNX Runtime's fp32 kernels sum in another order than PyTorch's: about 1e-6 on Lite0.
@@ -99,9 +99,8 @@ class OrtForward:
                     dynamo=False,
                 )
         except Exception as err:  # noqa: BLE001 - any exporter failure is reported as one
-            first = str(err).splitlines()[0] if str(err) else ""
             raise OrtError(
-                f"could not export {type(model).__name__} to ONNX ({type(err).__name__}: {first})"
+                f"could not export {type(model).__name__} to ONNX ({type(err).__name__}: {first_line(err, None)})"
             ) from err
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -117,9 +116,8 @@ class OrtForward:
             self.input = self.session.get_inputs()[0].name
             got = self(example)
         except Exception as err:  # noqa: BLE001 - ONNX Runtime's own exception types
-            first = str(err).splitlines()[0] if str(err) else ""
             raise OrtError(
-                f"ONNX Runtime cannot run the exported {type(model).__name__} ({type(err).__name__}: {first})"
+                f"ONNX Runtime cannot run the exported {type(model).__name__} ({type(err).__name__}: {first_line(err, None)})"
             ) from err
         if got.shape != want.shape:
             raise OrtMismatch(

@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from absgrad.methods import layers
 from absgrad.methods.chunking import image_slices
-from absgrad.methods.gradients import check_target_range, class_scores, differentiable_logits
+from absgrad.methods.gradients import class_scores, differentiable_logits
 from absgrad.methods.samplers import GradContext, Piece, Sampler, Samples
+from absgrad.utils.validation import check_target_classes
 
 
 def default_layer(model: nn.Module) -> str:
@@ -44,7 +45,7 @@ def gradcam(
             with torch.enable_grad():
                 xi = x[imgs].detach().requires_grad_(True)  # so the layer output is in the graph
                 logits = differentiable_logits(model, xi)
-                check_target_range(logits, target[imgs])
+                check_target_classes(target[imgs], logits.shape[1])
                 if not captured:
                     raise layers.LayerError(
                         f"Grad-CAM layer {name!r} was not called in the model's forward pass"

@@ -26,11 +26,6 @@ def class_scores(logits: Tensor, target: Tensor, objective: str) -> Tensor:
     raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
 
 
-def check_target_range(logits: Tensor, target: Tensor) -> None:
-    """``target (n,)`` holds class indices of the model whose ``logits`` are ``(n, K)``."""
-    check_target_classes(target, logits.shape[1])
-
-
 def differentiable_logits(model: nn.Module, x: Tensor) -> Tensor:
     """``(n, K)`` logits of ``x`` (which requires grad) that carry its gradient; a model whose
     output has none (detached, computed under ``no_grad``) is an :class:`InputError`."""
@@ -48,7 +43,7 @@ def input_gradient(model: nn.Module, x: Tensor, target: Tensor, objective: str =
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         logits = differentiable_logits(model, xg)
-        check_target_range(logits, target)
+        check_target_classes(target, logits.shape[1])
         score = class_scores(logits, target, objective).sum()
         (grad,) = torch.autograd.grad(score, xg)
     return grad

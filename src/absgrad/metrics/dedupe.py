@@ -52,6 +52,22 @@ def _version(t: Tensor) -> int | None:
         return None
 
 
+class _LastDigests:
+    """The per-image digests of the last tensor hashed, reused while that tensor is unchanged
+    (the same object at the same version)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Tensor, int, list[bytes]] | None = None
+
+    def get(self, t: Tensor) -> list[bytes]:
+        version, last = _version(t), self._last
+        if last is not None and version is not None and last[0] is t and last[1] == version:
+            return last[2]
+        digests = _digests(t)
+        self._last = None if version is None else (t, version, digests)
+        return digests
+
+
 class ProbCache:
     """Target probabilities of perturbed images by key (see the module docstring).
 
@@ -61,18 +77,13 @@ class ProbCache:
     def __init__(self) -> None:
         self.known: dict[Hashable, float] = {}
         self.stats = {"requested": 0, "computed": 0}
-        self._inputs: tuple[Tensor, int, list[bytes]] | None = None
+        self._inputs = _LastDigests()
 
     def image_keys(self, x: Tensor, target: Tensor) -> list[tuple[int, bytes]]:
         """``(target, digest)`` of each image of ``x (B, C, H, W)``. The digests of the last
         ``x`` are kept: the calls of the units of one batch (the same tensor, unchanged since)
         hash its images once."""
-        last, version = self._inputs, _version(x)
-        if last is not None and version is not None and last[0] is x and last[1] == version:
-            digests = last[2]
-        else:
-            digests = _digests(x)
-            self._inputs = None if version is None else (x, version, digests)
+        digests = self._inputs.get(x)
         return [(int(t), d) for d, t in zip(digests, target.tolist(), strict=True)]
 
     def seed(
@@ -108,7 +119,7 @@ class DedupQueue:
         self.shape = tuple(x.shape[1:])
         self.device = x.device
         self.cache.seed(self.images, clean_probs, blurred_probs)
-        self._maps: tuple[Tensor, int, list[bytes]] | None = None  # the last map's digests
+        self._maps = _LastDigests()  # RCAP's and the curves' keys of one map: hashed once
         self._rows: list[Hashable] = []  # key of each output row
         self._new: dict[Hashable, int] = {}  # key -> its row in the forward queue
         self._out: Tensor | None = None
@@ -119,9 +130,6 @@ class DedupQueue:
         thr = thresholds(m, positions, ordered=ordered).tolist()
         lo, hi = ordered[:, 0].tolist(), ordered[:, -1].tolist()
         digests: list[bytes] | None = None  # of every map of the batch, once one is needed
-        last = self._maps
-        if last is not None and last[0] is m and last[1] == _version(m):
-            digests = last[2]  # RCAP's and the curves' keys of one map: hashed once
         out = []
         for i in range(m.shape[0]):
             row: list[Any] = []
@@ -132,9 +140,7 @@ class DedupQueue:
                     row.append("all")
                 else:
                     if digests is None:
-                        digests = _digests(m)
-                        version = _version(m)
-                        self._maps = None if version is None else (m, version, digests)
+                        digests = self._maps.get(m)
                     row.append((digests[i], v))
             out.append(row)
         return out

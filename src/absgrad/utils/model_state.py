@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 
@@ -12,30 +14,39 @@ class eval_mode:
     with respect to the inputs only) and restores the flags afterwards. A ``model`` that is a
     plain callable, not an ``nn.Module``, is left alone, and so is a model in eval mode with
     frozen parameters already (the protocol runner's: it sets both once per run), whose flags
-    are only read.
+    are only read. ``modules``: ``model.modules()`` listed once by a caller that enters this
+    often (an engine, per forward chunk), so that no call walks the module tree.
     """
 
-    def __init__(self, model: nn.Module, *, frozen: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        frozen: bool = False,
+        modules: Sequence[nn.Module] | None = None,
+    ) -> None:
         self.model = model
         self.frozen = frozen
+        self.modules = modules
         self.flags: list[tuple[nn.Module, bool]] = []
-        self.grads: list[tuple[nn.Parameter, bool]] = []
+        self.unfrozen: list[nn.Parameter] = []  # the parameters frozen on entry
 
     def __enter__(self) -> nn.Module:
         if isinstance(self.model, nn.Module):
-            flags = [(m, m.training) for m in self.model.modules()]
+            modules = self.modules if self.modules is not None else self.model.modules()
+            flags = [(m, m.training) for m in modules]
             if any(flag for _, flag in flags):
                 self.flags = flags
                 self.model.eval()
             if self.frozen:
-                self.grads = [(p, True) for p in self.model.parameters() if p.requires_grad]
-                for p, _ in self.grads:
+                self.unfrozen = [p for p in self.model.parameters() if p.requires_grad]
+                for p in self.unfrozen:
                     p.requires_grad_(False)
         return self.model
 
     def __exit__(self, *exc: object) -> None:
-        for p, flag in self.grads:
-            p.requires_grad_(flag)
+        for p in self.unfrozen:
+            p.requires_grad_(True)
         for m, flag in self.flags:
             m.training = flag
-        self.flags, self.grads = [], []
+        self.flags, self.unfrozen = [], []
