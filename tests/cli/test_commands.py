@@ -213,6 +213,20 @@ def test_explain_writes_overlay_and_npy(capsys, tmp_path):
     assert "class" in printed.out and "device: " in printed.err  # --device auto, resolved
 
 
+def test_explain_without_out_writes_image_method_png_here(capsys, tmp_path, monkeypatch):
+    """No --out: ``<image stem>-<method>.png`` and its ``.npy`` in the current folder."""
+    src = tmp_path / "photos" / "x.png"
+    src.parent.mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(src)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["explain", str(src), "--model", "synthetic", "--method", "gradcam"]) == 0
+    assert sorted(p.name for p in work.iterdir()) == ["x-gradcam.npy", "x-gradcam.png"]
+    assert np.load(work / "x-gradcam.npy").shape == (32, 32)
+    assert "x-gradcam.png" in capsys.readouterr().out
+
+
 def test_explain_errors(capsys, tmp_path):
     assert "image file not found" in user_error(
         capsys, ["explain", str(tmp_path / "x.png"), "--out", str(tmp_path / "m.png")]

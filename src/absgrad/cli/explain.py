@@ -31,7 +31,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from absgrad.utils.files import check_writable
 
     try:
-        png = overlay_path(args.out, args.image, args.method)  # a bad --out fails before any work
+        out = args.out if args.out is not None else "."  # IMAGE-METHOD.png in this folder
+        png = overlay_path(out, args.image, args.method)  # a bad --out fails before any work
         check_writable(png.parent, "the map into")
         args.device = check_device("--device", args.device)  # auto: the best device here
         print(f"device: {describe_device(args.device)}", file=sys.stderr)
@@ -51,7 +52,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             resize=args.resize,
             norm=args.norm,
         )
-        png, npy = save_explanation(result, args.out)
+        png, npy = save_explanation(result, out)
     except ArgumentError as e:  # name our flags, not the function's arguments
         raise UserError(e.render(lambda key: flag_name("explain", key))) from None
     print(f"class {result.label} (probability {result.probability:.3f}); map: {png} and {npy}")

@@ -491,9 +491,9 @@ FLAGS: tuple[Flag, ...] = (
     _f(
         "--out",
         on=EXPLAIN,
-        required=True,
         metavar="MAP.png",
-        help="output overlay PNG; the map is also saved as MAP.npy",
+        help="output overlay PNG, or a folder to write IMAGE-METHOD.png into (default: the "
+        "current folder); the map is also saved as MAP.npy",
     ),
     # -- report, compare, list ------------------------------------------------------------------
     _f("dir", on=("report",), help="a run's output directory"),
