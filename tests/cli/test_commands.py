@@ -430,3 +430,42 @@ def test_explain_a_builtin_case_with_data(capsys, tmp_path, imagenet_sample_dir)
     argv = ["explain", str(photo), "--model", "imagenet-sample", "--data", str(imagenet_sample_dir)]
     assert main([*argv, "--method", "gradcam", "--out", str(out)]) == 0
     assert np.load(out.with_suffix(".npy")).shape == (224, 224)
+
+
+@pytest.mark.parametrize(
+    ("fields", "folder"),
+    [
+        ({"case": "synthetic"}, "absgrad-synthetic"),
+        ({"case": "demo"}, "absgrad-demo"),
+        ({"case": "folder", "model": "timm:resnet18"}, "absgrad-timm-resnet18"),
+        ({"case": "folder", "model": "timm:resnet18", "weights": "pretrained"}, "absgrad-timm-resnet18"),
+        ({"case": "folder", "model": "timm:resnet18", "weights": "random"}, "absgrad-timm-resnet18-random"),
+        ({"case": "folder", "model": "timm:resnet18", "weights": "/w/r18-ft.pth"}, "absgrad-timm-resnet18-r18-ft"),
+        ({"case": "folder", "model": "hf:/models/tiny vit"}, "absgrad-hf-tiny-vit"),
+        ({"case": "folder", "model": "hf:google/vit-base-patch16-224"}, "absgrad-hf-google-vit-base-patch16-224"),
+        ({"case": "folder", "model": "my_models.py:build"}, "absgrad-my_models.py-build"),
+    ],
+)  # fmt: skip
+def test_default_run_folder_names_the_case_or_the_model_and_weights(fields, folder):
+    from types import SimpleNamespace
+
+    from absgrad.cli.run import default_out
+
+    config = SimpleNamespace(**{"model": None, "weights": None, **fields})
+    assert default_out(config) == Path(folder)
+
+
+def test_runs_of_two_models_without_out_go_to_two_folders(tmp_path, monkeypatch, capsys):
+    """The same working folder, no --out: a second model starts its own run instead of being
+    refused as an incompatible run in the first one's folder."""
+    data = tmp_path / "photos"
+    for i, cls in enumerate(("a", "b")):
+        (data / cls).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (60 * i, 200, 30)).save(data / cls / f"{cls}.png")
+    monkeypatch.chdir(tmp_path)
+    common = ["run", "--data", str(data), "--limit", "1", "--no-select", "--methods", "vg"]
+    common += ["--metrics", "rcap", "--quiet", "--no-report", "--weights", "random"]
+    assert main([*common, "--model", "timm:resnet18", "--size", "32"]) == 0
+    assert main([*common, "--model", "timm:resnet10t", "--size", "32"]) == 0
+    assert (tmp_path / "absgrad-timm-resnet18-random" / "run.json").is_file()
+    assert (tmp_path / "absgrad-timm-resnet10t-random" / "run.json").is_file()

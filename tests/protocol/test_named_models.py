@@ -76,7 +76,7 @@ def test_uncached_published_weights_fail_in_one_line_and_write_nothing(named, tm
     line = assert_user_error(proc.returncode, proc.stderr, "timm:test_resnet", "model.safetensors")
     assert str(tmp_path / "hf" / "hub" / "models--timm--test_resnet.r160_in1k") in line
     assert "--weights FILE" in line and "--weights random" in line
-    assert list(work.iterdir()) == []  # no run folder (default: ./absgrad-folder)
+    assert list(work.iterdir()) == []  # no run folder (default: ./absgrad-timm-test_resnet)
     assert not (tmp_path / "hf").exists() and not (tmp_path / "torch").exists()
 
 

@@ -414,7 +414,8 @@ FLAGS: tuple[Flag, ...] = (
         "--out",
         on=RUNS,
         metavar="DIR",
-        help="output directory (results, tables, figures, report.html)",
+        help="output directory (results, tables, figures, report.html); default ./absgrad-CASE, "
+        "or ./absgrad-MODEL[-WEIGHTS] for --model",
     ),
     _f(
         "--limit",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,25 @@ def executor_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return opts
 
 
-def run_and_report(args: argparse.Namespace, raw: dict[str, Any], default_out: str) -> int:
+def default_out(config: Any) -> Path:
+    """The output folder without ``--out``: ``./absgrad-<case>``; with your own model
+    ``./absgrad-<model>`` and, for weights other than the published ones, ``-random`` or
+    ``-<weights file stem>``, so that runs of different models or weights in one working
+    folder do not meet in one output folder (``hf:/path/vit`` -> ``absgrad-hf-vit``)."""
+    if config.case != "folder" or not config.model:
+        return Path(f"absgrad-{config.case}")
+    kind, sep, name = str(config.model).partition(":")
+    if sep and kind == "hf" and name.startswith(("/", ".", "~")):
+        name = Path(name).name  # a local Hugging Face folder: its own name
+    parts = [kind, name] if sep else [kind]
+    weights = config.weights
+    if weights not in (None, "pretrained"):
+        parts.append(weights if weights == "random" else Path(str(weights)).stem)
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", "-".join(parts)).strip("-.")[:80]
+    return Path(f"absgrad-{slug or 'folder'}")
+
+
+def run_and_report(args: argparse.Namespace, raw: dict[str, Any]) -> int:
     """Run the config ``raw`` overridden by ``args.command``'s flags; report unless told not to."""
     from absgrad.protocol.config import make_config
     from absgrad.protocol.executors import get_executor
@@ -39,7 +58,7 @@ def run_and_report(args: argparse.Namespace, raw: dict[str, Any], default_out: s
     config = make_config(raw, config_overrides(args, args.command))
     if args.compare_paper is not None:
         resolve_compare(config.case, args.compare_paper)  # fail early on a bad name
-    out = Path(args.out or default_out.format(case=config.case))
+    out = Path(args.out) if args.out else default_out(config)
     executor = get_executor(getattr(args, "executor", "local"), **executor_options(args, out))
     t0 = time.perf_counter()
     meta = run_protocol(config, out, resume=args.resume, executor=executor, quiet=args.quiet)
@@ -63,10 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config is None and args.case is None and args.model is None:
         raise UserError("give --case NAME, --config FILE, or --data DIR --model SPEC")
     raw = load_config_file(args.config) if args.config else {}
-    return run_and_report(args, raw, "absgrad-{case}")
+    return run_and_report(args, raw)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from absgrad.protocol.config import load_config_file
 
-    return run_and_report(args, load_config_file("demo"), "absgrad-demo")
+    return run_and_report(args, load_config_file("demo"))
